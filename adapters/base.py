@@ -1,0 +1,58 @@
+"""The contract every wire-format adapter implements.
+
+Batches are lists in, same-length lists out: ``predict`` gets ``len(rows)`` rows and must
+return exactly ``len(rows)`` predictions, or raise. Adapters raise only ``EndpointError``
+subclasses (from ``gateway.errors``) for endpoint trouble and ``InvalidInput`` for rows that
+cannot be sent; messages always name the model and the URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to reach one model; built by the executor from a catalog record."""
+
+    model: str  # predictor name, for error messages
+    url_predict: str
+    url_train: str | None = None
+    target: str | None = None
+    dtype_dict: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One batch's answer: ``values[i]`` is the prediction for input row ``i``.
+
+    ``extra`` holds further per-row outputs the endpoint returned (e.g. ``confidence``),
+    each a list of the same length as ``values``.
+    """
+
+    values: list[Any]
+    extra: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+class Adapter(Protocol):
+    """One wire format. Implementations live in ``adapters/<format>.py``."""
+
+    name: str
+
+    async def train(
+        self, endpoint: Endpoint, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> dict[str, Any]:
+        """Send training rows; return the endpoint's JSON answer (checked for success)."""
+        ...
+
+    async def predict(
+        self, endpoint: Endpoint, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> Predictions:
+        """Predict ``rows`` (tuples in ``columns`` order); exactly one value per row."""
+        ...

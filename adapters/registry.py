@@ -1,0 +1,69 @@
+"""Format name -> adapter class, as a plain dict; adding a format is one line here.
+
+Catalog rows name the format; the executor asks ``AdapterRegistry.get(format)`` for the adapter.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from adapters.base import Adapter
+from adapters.http import DEFAULT_SETTINGS, HttpSettings
+from adapters.mlflow_serving import MlflowAdapter
+from adapters.ray_serve import RayServeAdapter
+from gateway.errors import InvalidOption, did_you_mean
+
+FORMATS: dict[str, type] = {
+    "ray_serve": RayServeAdapter,
+    "mlflow": MlflowAdapter,
+}
+
+# MindsDB's documentation spells the format 'ray_server'; accept it as written there.
+ALIASES: dict[str, str] = {
+    "ray_server": "ray_serve",
+}
+
+
+def normalize_format(name: str) -> str:
+    """The canonical format name for ``name`` (case-insensitive, aliases resolved).
+
+    Raises InvalidOption, with a did-you-mean hint, for an unknown format.
+    """
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key in FORMATS:
+        return key
+    known = ", ".join(sorted(FORMATS))
+    suggestion = did_you_mean(key, [*FORMATS, *ALIASES])
+    hint = f" Did you mean {ALIASES.get(suggestion, suggestion)}?" if suggestion else ""
+    raise InvalidOption(
+        f"Unknown format '{name}'.{hint} Known formats: {known}",
+        option="format",
+        value=name,
+        suggestion=ALIASES.get(suggestion, suggestion) if suggestion else None,
+    )
+
+
+class AdapterRegistry:
+    """One adapter instance per format, all sharing one HTTP client and settings."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, settings: HttpSettings = DEFAULT_SETTINGS
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self._adapters: dict[str, Adapter] = {}
+
+    def get(self, format: str) -> Adapter:
+        """The adapter for ``format`` (any spelling ``normalize_format`` accepts)."""
+        key = normalize_format(format)
+        adapter = self._adapters.get(key)
+        if adapter is None:
+            adapter = FORMATS[key](self.client, self.settings)
+            self._adapters[key] = adapter
+        return adapter
+
+    @property
+    def formats(self) -> list[str]:
+        """Canonical format names, sorted."""
+        return sorted(FORMATS)

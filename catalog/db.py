@@ -1,0 +1,80 @@
+"""Where the catalog lives and how to open an engine on it.
+
+The embedded default is one SQLite file under the home directory; ``$BYOM_CATALOG_URL``
+points several gateway replicas at a shared PostgreSQL catalog instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+# Seconds a SQLite connection waits for another writer before giving up with "locked".
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def default_home() -> Path:
+    """The gateway's home directory: ``$BYOM_HOME`` or ``~/.byom``."""
+    env = os.environ.get("BYOM_HOME")
+    home = Path(env) if env else Path.home() / ".byom"
+    return home.expanduser().absolute()
+
+
+def catalog_url(home: Path) -> str:
+    """The catalog URL: ``$BYOM_CATALOG_URL`` or a SQLite file ``<home>/catalog.sqlite``."""
+    env = os.environ.get("BYOM_CATALOG_URL")
+    if env:
+        return env
+    path = Path(home).expanduser().absolute() / "catalog.sqlite"
+    return URL.create("sqlite", database=str(path)).render_as_string()
+
+
+def make_engine(url: str | URL) -> Engine:
+    """An engine on the catalog database.
+
+    SQLite gets WAL (readers never block the writer), a busy timeout (writers queue instead
+    of failing at once), connections usable from any thread, and real transactions: every
+    transaction starts with ``BEGIN IMMEDIATE`` so a read-then-write cannot fail half way
+    with "database is locked", and migrations' DDL is transactional.
+    """
+    url = make_url(url)
+    if url.get_backend_name() != "sqlite":
+        # pre_ping: a long-running gateway outlives server restarts and idle timeouts.
+        return create_engine(url, pool_pre_ping=True)
+
+    database = url.database or ""
+    memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    kwargs: dict[str, Any] = {
+        "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
+    }
+    if memory:
+        # One shared connection, or every session would see its own empty database.
+        # Fine for tests; use a file for anything multi-threaded.
+        kwargs["poolclass"] = StaticPool
+    else:
+        Path(database).expanduser().absolute().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module (SQLAlchemy's documented
+        # recipe); "begin" below emits the BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,376 @@
+"""The catalog's only public face: ``Catalog`` reads and writes plain records.
+
+Every method is one short transaction in its own ``Session``, so a ``Catalog`` can be shared
+by the event loop and worker threads alike. ORM rows never escape: each method converts them
+to ``catalog.records`` dataclasses before its session closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from catalog import migrations
+from catalog.db import catalog_url, default_home, make_engine
+from catalog.records import (
+    JOB_STATUSES,
+    PREDICTOR_STATUSES,
+    DatasourceRecord,
+    PredictorRecord,
+    TrainingJobRecord,
+)
+from catalog.tables import (
+    DatasourceRow,
+    PredictorRow,
+    SchemaVersionRow,
+    TrainingJobRow,
+    utcnow,
+)
+from gateway.errors import (
+    DatasourceExists,
+    DatasourceNotFound,
+    InvalidOption,
+    ModelExists,
+    ModelNotFound,
+    NotFound,
+    did_you_mean,
+)
+
+INTERRUPTED_MESSAGE = (
+    "interrupted: the gateway stopped while this job was running; "
+    "re-run CREATE PREDICTOR to train again"
+)
+# Predictor states that mean "a job of ours is working on it".
+_BUSY_STATUSES = ("generating", "training")
+
+
+def _key(name: str) -> str:
+    """Names are case-insensitive: stored and looked up lower-case."""
+    return name.strip().lower()
+
+
+def _not_found_message(kind: str, name: str, existing: list[str], show: str) -> tuple[str, str]:
+    suggestion = did_you_mean(name, existing)
+    hint = f" Did you mean {suggestion}?" if suggestion else ""
+    return f"{kind} '{name}' not found.{hint} See {show}.", suggestion or ""
+
+
+def _datasource_record(row: DatasourceRow) -> DatasourceRecord:
+    return DatasourceRecord(
+        name=row.name,
+        engine=row.engine,
+        parameters=dict(row.parameters),
+        created_at=row.created_at,
+    )
+
+
+def _predictor_record(row: PredictorRow) -> PredictorRecord:
+    return PredictorRecord(
+        name=row.name,
+        namespace=row.namespace,
+        format=row.format,
+        url_predict=row.url_predict,
+        url_train=row.url_train,
+        dtype_dict=dict(row.dtype_dict),
+        target=row.target,
+        training_datasource=row.training_datasource,
+        training_query=row.training_query,
+        options=dict(row.options),
+        status=row.status,
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _job_record(row: TrainingJobRow) -> TrainingJobRecord:
+    return TrainingJobRecord(
+        id=row.id,
+        predictor=row.predictor,
+        status=row.status,
+        error=row.error,
+        rows=row.rows,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        extra=dict(row.extra or {}),
+    )
+
+
+def _check_status(status: str, allowed: tuple[str, ...], what: str) -> None:
+    if status not in allowed:
+        raise InvalidOption(f"Unknown {what} status '{status}'; expected one of {list(allowed)}.")
+
+
+class Catalog:
+    """Datasources, predictors and training jobs, stored in a SQL database."""
+
+    def __init__(self, url: str) -> None:
+        """Open (and create or upgrade) the catalog at the SQLAlchemy ``url``."""
+        self._engine: Engine = make_engine(url)
+        try:
+            migrations.migrate(self._engine)
+        except BaseException:
+            self._engine.dispose()
+            raise
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, home: Path | None = None) -> Catalog:
+        """The catalog of ``home`` (default ``$BYOM_HOME`` or ``~/.byom``), or
+        ``$BYOM_CATALOG_URL`` when set."""
+        return cls(catalog_url(home if home is not None else default_home()))
+
+    def close(self) -> None:
+        """Close every pooled connection; the object is unusable afterwards."""
+        self._engine.dispose()
+
+    @property
+    def url(self) -> str:
+        """The catalog URL with any password hidden."""
+        return self._engine.url.render_as_string(hide_password=True)
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version recorded in the database."""
+        with self._session() as s:
+            return int(s.execute(select(SchemaVersionRow.version)).scalar_one())
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    # -- datasources -------------------------------------------------------------------
+
+    def add_datasource(
+        self, name: str, engine: str, parameters: dict[str, Any]
+    ) -> DatasourceRecord:
+        """Store a datasource; ``DatasourceExists`` when the name is taken."""
+        key = _key(name)
+        try:
+            with self._session() as s:
+                row = DatasourceRow(
+                    name=key, engine=engine, parameters=dict(parameters), created_at=utcnow()
+                )
+                s.add(row)
+                s.flush()
+                return _datasource_record(row)
+        except IntegrityError as exc:
+            raise DatasourceExists(
+                f"Datasource '{key}' already exists. DROP DATABASE {key} first, or pick "
+                "another name.",
+                datasource=key,
+            ) from exc
+
+    def get_datasource(self, name: str) -> DatasourceRecord:
+        """The datasource called ``name``; ``DatasourceNotFound`` with a did-you-mean."""
+        key = _key(name)
+        with self._session() as s:
+            row = s.execute(select(DatasourceRow).where(DatasourceRow.name == key)).scalar()
+            if row is not None:
+                return _datasource_record(row)
+            existing = list(s.execute(select(DatasourceRow.name)).scalars())
+        message, suggestion = _not_found_message("Datasource", key, existing, "SHOW DATABASES")
+        raise DatasourceNotFound(message, datasource=key, suggestion=suggestion or None)
+
+    def list_datasources(self) -> list[DatasourceRecord]:
+        """Every stored datasource, by name."""
+        with self._session() as s:
+            rows = s.execute(select(DatasourceRow).order_by(DatasourceRow.name)).scalars()
+            return [_datasource_record(r) for r in rows]
+
+    def drop_datasource(self, name: str) -> None:
+        """Forget a datasource; ``DatasourceNotFound`` when there is none."""
+        key = _key(name)
+        with self._session() as s:
+            deleted = s.execute(delete(DatasourceRow).where(DatasourceRow.name == key)).rowcount
+        if not deleted:
+            self.get_datasource(key)  # raises the not-found error with its did-you-mean
+
+    # -- predictors --------------------------------------------------------------------
+
+    def add_predictor(
+        self,
+        *,
+        name: str,
+        namespace: str | None,
+        format: str,
+        url_predict: str,
+        url_train: str | None,
+        dtype_dict: dict[str, str],
+        target: str | None,
+        training_datasource: str | None,
+        training_query: str | None,
+        options: dict[str, Any],
+        status: str,
+    ) -> PredictorRecord:
+        """Store a predictor; ``ModelExists`` when the name is taken."""
+        _check_status(status, PREDICTOR_STATUSES, "predictor")
+        key = _key(name)
+        now = utcnow()
+        try:
+            with self._session() as s:
+                row = PredictorRow(
+                    name=key,
+                    namespace=_key(namespace or ""),
+                    format=format,
+                    url_predict=url_predict,
+                    url_train=url_train,
+                    dtype_dict=dict(dtype_dict),
+                    target=target,
+                    training_datasource=(
+                        _key(training_datasource) if training_datasource else None
+                    ),
+                    training_query=training_query,
+                    options=dict(options),
+                    status=status,
+                    error=None,
+                    created_at=now,
+                    updated_at=now,
+                )
+                s.add(row)
+                s.flush()
+                return _predictor_record(row)
+        except IntegrityError as exc:
+            raise ModelExists(
+                f"Model '{key}' already exists. DROP MODEL {key} first, or pick another name.",
+                model=key,
+            ) from exc
+
+    def find_predictor(self, name: str) -> PredictorRecord | None:
+        """The predictor called ``name``, or None."""
+        with self._session() as s:
+            row = s.execute(select(PredictorRow).where(PredictorRow.name == _key(name))).scalar()
+            return _predictor_record(row) if row is not None else None
+
+    def get_predictor(self, name: str) -> PredictorRecord:
+        """The predictor called ``name``; ``ModelNotFound`` with a did-you-mean."""
+        record = self.find_predictor(name)
+        if record is not None:
+            return record
+        raise self._model_not_found(_key(name))
+
+    def _model_not_found(self, key: str) -> ModelNotFound:
+        with self._session() as s:
+            existing = list(s.execute(select(PredictorRow.name)).scalars())
+        message, suggestion = _not_found_message("Model", key, existing, "SHOW MODELS")
+        return ModelNotFound(message, model=key, suggestion=suggestion or None)
+
+    def list_predictors(self) -> list[PredictorRecord]:
+        """Every predictor, by name."""
+        with self._session() as s:
+            rows = s.execute(select(PredictorRow).order_by(PredictorRow.name)).scalars()
+            return [_predictor_record(r) for r in rows]
+
+    def drop_predictor(self, name: str) -> None:
+        """Forget a predictor and its training jobs; ``ModelNotFound`` when there is none."""
+        key = _key(name)
+        with self._session() as s:
+            deleted = s.execute(delete(PredictorRow).where(PredictorRow.name == key)).rowcount
+            if deleted:
+                # A predictor created later under the same name starts with no history.
+                s.execute(delete(TrainingJobRow).where(TrainingJobRow.predictor == key))
+        if not deleted:
+            raise self._model_not_found(key)
+
+    def set_predictor_status(
+        self, name: str, status: str, error: str | None = None
+    ) -> PredictorRecord:
+        """Move a predictor to ``status`` (with ``error`` text, cleared when None)."""
+        _check_status(status, PREDICTOR_STATUSES, "predictor")
+        key = _key(name)
+        with self._session() as s:
+            row = s.execute(select(PredictorRow).where(PredictorRow.name == key)).scalar()
+            if row is not None:
+                row.status = status
+                row.error = error
+                row.updated_at = utcnow()
+                s.flush()
+                return _predictor_record(row)
+        raise self._model_not_found(key)
+
+    # -- training jobs -----------------------------------------------------------------
+
+    def start_job(self, predictor: str, extra: dict[str, Any] | None = None) -> TrainingJobRecord:
+        """Record a running training job of ``predictor`` (which must exist)."""
+        key = _key(predictor)
+        with self._session() as s:
+            exists = s.execute(select(PredictorRow.id).where(PredictorRow.name == key)).scalar()
+            if exists is not None:
+                row = TrainingJobRow(
+                    predictor=key,
+                    status="running",
+                    error=None,
+                    rows=None,
+                    started_at=utcnow(),
+                    finished_at=None,
+                    extra=dict(extra or {}),
+                )
+                s.add(row)
+                s.flush()
+                return _job_record(row)
+        raise self._model_not_found(key)
+
+    def finish_job(
+        self,
+        job_id: int,
+        status: str,
+        error: str | None = None,
+        rows: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> TrainingJobRecord:
+        """End a job as ``complete`` or ``error``; ``extra`` is merged into the job's."""
+        _check_status(status, JOB_STATUSES, "job")
+        if status == "running":
+            raise InvalidOption("finish_job needs a final status: 'complete' or 'error'.")
+        with self._session() as s:
+            row = s.get(TrainingJobRow, job_id)
+            if row is None:
+                raise NotFound(f"Training job {job_id} not found.", code="JOB_NOT_FOUND")
+            row.status = status
+            row.error = error
+            row.rows = rows
+            row.finished_at = utcnow()
+            if extra:
+                row.extra = {**(row.extra or {}), **extra}
+            s.flush()
+            return _job_record(row)
+
+    def list_jobs(self, predictor: str | None = None) -> list[TrainingJobRecord]:
+        """Training jobs, oldest first; only ``predictor``'s when given."""
+        query = select(TrainingJobRow).order_by(TrainingJobRow.id)
+        if predictor is not None:
+            query = query.where(TrainingJobRow.predictor == _key(predictor))
+        with self._session() as s:
+            return [_job_record(r) for r in s.execute(query).scalars()]
+
+    def fail_interrupted(self, message: str = INTERRUPTED_MESSAGE) -> list[str]:
+        """Mark every running job, and every predictor still generating or training, as
+        ``error`` with ``message``; return the affected predictor names, sorted.
+
+        Called at gateway start-up: whatever was running belonged to a process that is gone.
+        """
+        now = utcnow()
+        with self._session() as s:
+            jobs = s.execute(
+                update(TrainingJobRow)
+                .where(TrainingJobRow.status == "running")
+                .values(status="error", error=message, finished_at=now)
+                .returning(TrainingJobRow.predictor)
+            ).scalars()
+            names = set(jobs)
+            predictors = s.execute(
+                update(PredictorRow)
+                .where(PredictorRow.status.in_(_BUSY_STATUSES))
+                .values(status="error", error=message, updated_at=now)
+                .returning(PredictorRow.name)
+            ).scalars()
+            names.update(predictors)
+        return sorted(names)

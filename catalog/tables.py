@@ -1,0 +1,109 @@
+"""The catalog's tables, as SQLAlchemy 2 declarative classes.
+
+These classes never leave ``catalog/``: ``catalog.repository`` turns rows into the plain
+dataclasses of ``catalog.records``. Names (datasource, predictor) are stored lower-case so
+lookups are case-insensitive on every database without collations.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Integer, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    SQLite has no timezone type and hands back naive datetimes; PostgreSQL hands back the
+    session's zone. Both are normalised here so callers never see a naive datetime.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("catalog timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            # Stored as UTC by process_bind_param; SQLite just forgot the zone.
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime}
+
+
+class DatasourceRow(Base):
+    """A user database the gateway can reach; ``parameters`` includes secrets."""
+
+    __tablename__ = "datasources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    engine: Mapped[str] = mapped_column(String(64), nullable=False)
+    parameters: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    created_at: Mapped[datetime] = mapped_column(nullable=False)
+
+
+class PredictorRow(Base):
+    """A model registered by URL (or deployed by the gateway), and how to train it."""
+
+    __tablename__ = "predictors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    namespace: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    format: Mapped[str] = mapped_column(String(64), nullable=False)
+    url_predict: Mapped[str] = mapped_column(Text, nullable=False)
+    url_train: Mapped[str | None] = mapped_column(Text)
+    dtype_dict: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    target: Mapped[str | None] = mapped_column(String(255))
+    training_datasource: Mapped[str | None] = mapped_column(String(255))
+    training_query: Mapped[str | None] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(nullable=False)
+
+
+class TrainingJobRow(Base):
+    """One training run of a predictor (running, then complete or error)."""
+
+    __tablename__ = "training_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    predictor: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    rows: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    extra: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+
+
+class SchemaVersionRow(Base):
+    """A single row: the catalog schema version this database is at."""
+
+    __tablename__ = "schema_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -1,0 +1,159 @@
+"""The one error hierarchy of the gateway.
+
+Every failure a user can see is a ``GatewayError`` with a stable ``code`` (never parse the
+message to branch on it) and an HTTP ``status``. ``gateway.server`` turns any of them into
+``{"error": {"code": ..., "message": ...}}`` in one place; the CLI prints the same fields.
+
+    GatewayError (500, GATEWAY_ERROR)            a fault of the gateway itself
+    +-- UserError (400)                          the statement or request is wrong
+    |   +-- ParseError (PARSE_ERROR)             carries line, col and a did-you-mean
+    |   +-- UnsupportedStatement (UNSUPPORTED_STATEMENT)
+    |   +-- InvalidOption (INVALID_OPTION)       a USING / PARAMETERS value is wrong
+    |   +-- InvalidInput (INVALID_INPUT)         rows or columns do not fit the model
+    |   +-- NotFound (404)                       MODEL_NOT_FOUND, DATASOURCE_NOT_FOUND
+    |   +-- AlreadyExists (409)                  MODEL_EXISTS, DATASOURCE_EXISTS
+    |   +-- ModelNotReady (409, MODEL_NOT_READY)
+    +-- DatasourceError (DATASOURCE_ERROR, 400)  the user's database refused or failed
+    +-- EndpointError (502)                      the model endpoint failed us
+        +-- EndpointUnreachable (ENDPOINT_UNREACHABLE)
+        +-- EndpointTimeout (ENDPOINT_TIMEOUT, 504)
+        +-- EndpointHTTPError (ENDPOINT_HTTP_ERROR)
+        +-- EndpointBadResponse (ENDPOINT_BAD_RESPONSE)
+
+Endpoint failures are 502/504 because the gateway is a proxy for the model: the request was
+fine, the upstream was not (RFC 9110 15.6.3). They are never 500, which is kept for bugs here.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway reports; subclasses fix ``code`` and ``status``."""
+
+    code: str = "GATEWAY_ERROR"
+    status: int = 500
+
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details: dict[str, Any] = {k: v for k, v in details.items() if v is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body of this error: ``{"error": {"code", "message", ...details}}``."""
+        return {"error": {"code": self.code, "message": self.message, **self.details}}
+
+
+class UserError(GatewayError):
+    code = "BAD_REQUEST"
+    status = 400
+
+
+class ParseError(UserError):
+    """A statement that does not parse; ``line``/``col`` are 1-based."""
+
+    code = "PARSE_ERROR"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        line: int | None = None,
+        col: int | None = None,
+        suggestion: str | None = None,
+    ) -> None:
+        text = message
+        if suggestion:
+            text += f" Did you mean {suggestion}?"
+        if line is not None and col is not None:
+            text += f" (line {line}, col {col})"
+        super().__init__(text, line=line, col=col, suggestion=suggestion)
+        self.line = line
+        self.col = col
+        self.suggestion = suggestion
+
+
+class UnsupportedStatement(UserError):
+    code = "UNSUPPORTED_STATEMENT"
+
+
+class InvalidOption(UserError):
+    code = "INVALID_OPTION"
+
+
+class InvalidInput(UserError):
+    code = "INVALID_INPUT"
+
+
+class NotFound(UserError):
+    code = "NOT_FOUND"
+    status = 404
+
+
+class ModelNotFound(NotFound):
+    code = "MODEL_NOT_FOUND"
+
+
+class DatasourceNotFound(NotFound):
+    code = "DATASOURCE_NOT_FOUND"
+
+
+class AlreadyExists(UserError):
+    code = "ALREADY_EXISTS"
+    status = 409
+
+
+class ModelExists(AlreadyExists):
+    code = "MODEL_EXISTS"
+
+
+class DatasourceExists(AlreadyExists):
+    code = "DATASOURCE_EXISTS"
+
+
+class ModelNotReady(UserError):
+    code = "MODEL_NOT_READY"
+    status = 409
+
+
+class DatasourceError(GatewayError):
+    """The user's database failed a query we sent (bad SQL, missing table, unreachable)."""
+
+    code = "DATASOURCE_ERROR"
+    status = 400
+
+
+class EndpointError(GatewayError):
+    """A model endpoint failed; the message names the model and the URL."""
+
+    code = "ENDPOINT_ERROR"
+    status = 502
+
+
+class EndpointUnreachable(EndpointError):
+    code = "ENDPOINT_UNREACHABLE"
+
+
+class EndpointTimeout(EndpointError):
+    code = "ENDPOINT_TIMEOUT"
+    status = 504
+
+
+class EndpointHTTPError(EndpointError):
+    code = "ENDPOINT_HTTP_ERROR"
+
+
+class EndpointBadResponse(EndpointError):
+    code = "ENDPOINT_BAD_RESPONSE"
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """The closest candidate to ``word`` (case-insensitive), or None when nothing is close."""
+    lowered = {c.lower(): c for c in candidates}
+    match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[match[0]] if match else None

@@ -1,0 +1,565 @@
+"""Runs plans. The only module that talks to the catalog, the datasources and the adapters.
+
+Training runs as a background task per predictor: the CREATE statement returns at once with
+status ``generating``; the task reads the rows (``generating``), calls the train endpoint
+(``training``) and ends ``complete`` or ``error`` with the endpoint's message.
+
+A JOIN streams: the datasource yields chunks of ``batch_size`` rows from a worker thread,
+each chunk goes to every joined model as one batch, at most ``concurrency`` batches are in
+flight, and results are emitted in source order (the oldest batch is always awaited first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from adapters.base import Endpoint, Predictions
+from adapters.registry import AdapterRegistry
+from catalog.records import DatasourceRecord, PredictorRecord
+from catalog.repository import Catalog
+from gateway import datasources as dsmod
+from gateway import statements as st
+from gateway.errors import (
+    DatasourceError,
+    DatasourceExists,
+    DatasourceNotFound,
+    EndpointError,
+    GatewayError,
+    InvalidInput,
+    InvalidOption,
+    ModelExists,
+    ModelNotFound,
+    ModelNotReady,
+    did_you_mean,
+)
+from gateway.planner import (
+    JoinPlan,
+    NativePlan,
+    OutputColumn,
+    PredictRowPlan,
+    RegisterPlan,
+    plan,
+)
+from gateway.result import Result
+
+log = logging.getLogger("byom.executor")
+
+# sqlglot dialect of each datasource engine.
+ENGINE_DIALECTS = {"sqlite": "sqlite", "postgres": "postgres"}
+PREDICTION_COLUMN = "prediction"  # the output column of a model registered without PREDICT
+
+
+@dataclass(frozen=True)
+class ExecSettings:
+    """Global defaults; a JOIN may override them with ``USING batch_size=..., concurrency=...``."""
+
+    batch_size: int = 1000
+    concurrency: int = 4
+
+
+class Executor:
+    """Executes statements against one catalog; also the planner's name ``Resolver``."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        datasources: dsmod.DatasourcePool,
+        adapters: AdapterRegistry,
+        home: Path,
+        settings: ExecSettings | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.datasources = datasources
+        self.adapters = adapters
+        self.home = home
+        self.settings = settings or ExecSettings()
+        self.default_datasource = dsmod.EMBEDDED_NAME
+        self._training: dict[str, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------------ Resolver
+
+    def model(self, name: str) -> PredictorRecord | None:
+        return self.catalog.find_predictor(name)
+
+    def model_names(self) -> list[str]:
+        return [p.name for p in self.catalog.list_predictors()]
+
+    def datasource_dialect(self, name: str) -> str | None:
+        if name == dsmod.EMBEDDED_NAME:
+            return "sqlite"
+        try:
+            record = self.catalog.get_datasource(name)
+        except DatasourceNotFound:
+            return None
+        return ENGINE_DIALECTS.get(record.engine, record.engine)
+
+    def datasource_names(self) -> list[str]:
+        return [dsmod.EMBEDDED_NAME] + [d.name for d in self.catalog.list_datasources()]
+
+    # ------------------------------------------------------------------ entry point
+
+    async def execute(self, statement: st.Statement) -> Result:
+        """Plan and run one statement."""
+        p = plan(statement, self)
+        match p:
+            case RegisterPlan():
+                return await self._register(p)
+            case PredictRowPlan():
+                return await self._predict_row(p)
+            case JoinPlan():
+                return await self._join(p)
+            case NativePlan():
+                return await self._native(p)
+            case st.CreateDatabase():
+                return await self._create_database(p)
+            case st.DropDatabase():
+                return self._drop_database(p)
+            case st.DropModel():
+                return self._drop_model(p)
+            case st.ShowDatabases():
+                return self._show_databases()
+            case st.ShowModels():
+                return self._show_models()
+            case st.Describe():
+                return self.describe(p.name)
+        raise GatewayError(f"no executor for plan {type(p).__name__}")  # a bug, not user input
+
+    async def close(self) -> None:
+        """Cancel training still running; each task marks its predictor as interrupted."""
+        tasks = list(self._training.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------ models
+
+    async def _register(self, p: RegisterPlan) -> Result:
+        if self.catalog.find_predictor(p.name) is not None:
+            raise ModelExists(
+                f"Model '{p.name}' already exists; DROP MODEL {p.name} first or pick another name.",
+                model=p.name,
+            )
+        if p.datasource is not None:
+            self._datasource_record(p.datasource)  # fail now, not in the background
+        trains = p.url_train is not None
+        record = self.catalog.add_predictor(
+            name=p.name,
+            namespace=p.namespace,
+            format=p.format,
+            url_predict=p.url_predict,
+            url_train=p.url_train,
+            dtype_dict=p.dtype_dict,
+            target=p.target,
+            training_datasource=p.datasource,
+            training_query=p.query,
+            options=p.options,
+            status="generating" if trains else "complete",
+        )
+        if trains:
+            task = asyncio.get_running_loop().create_task(self._train(record))
+            self._training[record.name] = task
+            task.add_done_callback(lambda _t, n=record.name: self._training.pop(n, None))
+        return self._predictor_result([record])
+
+    async def _train(self, record: PredictorRecord) -> None:
+        """Background training of one predictor; never raises, always ends the job."""
+        job = self.catalog.start_job(record.name)
+        rows_read: int | None = None
+        try:
+            ds = self._datasource(record.training_datasource or self.default_datasource)
+            columns, rows = await asyncio.to_thread(ds.query, record.training_query or "")
+            rows_read = len(rows)
+            if not rows:
+                raise InvalidInput(
+                    f"Model '{record.name}': the training query returned no rows: "
+                    f"{record.training_query}"
+                )
+            self.catalog.set_predictor_status(record.name, "training")
+            adapter = self.adapters.get(record.format)
+            await adapter.train(self._endpoint(record), columns, rows)
+        except asyncio.CancelledError:
+            message = "interrupted: the gateway stopped during training; run CREATE again"
+            self._end_training(record.name, job.id, "error", message, rows_read)
+            raise
+        except GatewayError as exc:
+            self._end_training(record.name, job.id, "error", exc.message, rows_read)
+        except Exception as exc:  # a bug; still leave the catalog consistent
+            log.exception("training %s failed", record.name)
+            message = f"internal error while training: {type(exc).__name__}: {exc}"
+            self._end_training(record.name, job.id, "error", message, rows_read)
+        else:
+            self._end_training(record.name, job.id, "complete", None, rows_read)
+
+    def _end_training(
+        self, name: str, job_id: int, status: str, error: str | None, rows: int | None
+    ) -> None:
+        self.catalog.finish_job(job_id, status, error=error, rows=rows)
+        if self.catalog.find_predictor(name) is not None:  # it may have been dropped meanwhile
+            self.catalog.set_predictor_status(name, status, error=error)
+
+    def _drop_model(self, p: st.DropModel) -> Result:
+        if self.catalog.find_predictor(p.name) is None:
+            if p.if_exists:
+                return Result(message=f"Model '{p.name}' does not exist; nothing dropped.")
+            raise self._model_not_found(p.name)
+        task = self._training.get(p.name)
+        if task is not None:
+            task.cancel()
+        self.catalog.drop_predictor(p.name)
+        return Result(message=f"Model '{p.name}' dropped.")
+
+    def _show_models(self) -> Result:
+        columns = ["name", "namespace", "format", "status", "target", "error"]
+        rows = [
+            [m.name, m.namespace, m.format, m.status, m.target, m.error]
+            for m in self.catalog.list_predictors()
+        ]
+        return Result(columns=columns, rows=rows)
+
+    def describe(self, name: str) -> Result:
+        """DESCRIBE: one row with everything the catalog knows about a predictor."""
+        record = self.catalog.find_predictor(name)
+        if record is None:
+            raise self._model_not_found(name)
+        return self._predictor_result([record])
+
+    def _predictor_result(self, records: Sequence[PredictorRecord]) -> Result:
+        columns = [
+            "name", "namespace", "format", "status", "target", "url_predict", "url_train",
+            "dtype_dict", "training_datasource", "training_query", "error", "created_at",
+            "updated_at",
+        ]  # fmt: skip
+        rows = [
+            [
+                r.name, r.namespace, r.format, r.status, r.target, r.url_predict, r.url_train,
+                json.dumps(r.dtype_dict), r.training_datasource, r.training_query, r.error,
+                r.created_at.isoformat(), r.updated_at.isoformat(),
+            ]
+            for r in records
+        ]  # fmt: skip
+        return Result(columns=columns, rows=rows)
+
+    def _model_not_found(self, name: str) -> ModelNotFound:
+        hint = did_you_mean(name, self.model_names())
+        return ModelNotFound(
+            f"Model '{name}' not found."
+            + (f" Did you mean {hint}?" if hint else "")
+            + " See SHOW MODELS.",
+            model=name,
+            suggestion=hint,
+        )
+
+    def _ready(self, name: str) -> PredictorRecord:
+        """The current record of a predictor that can predict, or a clear error."""
+        record = self.catalog.find_predictor(name)
+        if record is None:
+            raise self._model_not_found(name)
+        if record.status != "complete":
+            detail = f": {record.error}" if record.error else ""
+            advice = (
+                "Re-create it after fixing the cause"
+                if record.status == "error"
+                else f"Wait for training to finish (DESCRIBE {name})"
+            )
+            raise ModelNotReady(
+                f"Model '{name}' cannot predict: its status is '{record.status}'{detail}. "
+                f"{advice}.",
+                model=name,
+                status=record.status,
+            )
+        return record
+
+    def _endpoint(self, record: PredictorRecord) -> Endpoint:
+        return Endpoint(
+            model=record.name,
+            url_predict=record.url_predict,
+            url_train=record.url_train,
+            target=record.target,
+            dtype_dict=dict(record.dtype_dict),
+            options=dict(record.options),
+        )
+
+    # ------------------------------------------------------------------ predictions
+
+    async def predict_rows(self, name: str, rows: list[dict[str, Any]]) -> Result:
+        """Predict JSON rows (the HTTP API's predict endpoint): inputs + outputs per row."""
+        if not rows or not all(isinstance(r, dict) for r in rows):
+            raise InvalidInput('Send rows as a non-empty list of objects: {"rows": [{...}]}')
+        record = self._ready(name)
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        values = [tuple(r.get(c) for c in columns) for r in rows]
+        predictions = await self._predict_batch(record, columns, values)
+        out_columns, out_names = self._model_output_names(record, predictions)
+        result_columns = [c for c in columns if c not in out_names] + out_columns
+        keep = [i for i, c in enumerate(columns) if c not in out_names]
+        result_rows = [
+            [row[i] for i in keep] + self._model_values(predictions, j)
+            for j, row in enumerate(values)
+        ]
+        return Result(columns=result_columns, rows=result_rows)
+
+    async def _predict_row(self, p: PredictRowPlan) -> Result:
+        record = self._ready(p.model.name)
+        columns = list(p.inputs)
+        predictions = await self._predict_batch(record, columns, [tuple(p.inputs.values())])
+        out_columns, out_names = self._model_output_names(record, predictions)
+        available = {c: v for c, v in p.inputs.items() if c not in out_names}
+        available.update(zip(out_columns, self._model_values(predictions, 0), strict=True))
+        labels: list[str] = []
+        row: list[Any] = []
+        for col in p.outputs:
+            if col.name == "*":
+                labels += list(available)
+                row += list(available.values())
+            elif col.name in available:
+                labels.append(col.label)
+                row.append(available[col.name])
+            else:
+                hint = did_you_mean(col.name, available)
+                raise InvalidInput(
+                    f"Column '{col.name}' is neither an input nor an output of model "
+                    f"'{record.name}'."
+                    + (f" Did you mean {hint}?" if hint else "")
+                    + f" Available: {', '.join(available)}.",
+                    model=record.name,
+                )
+        return Result(columns=labels, rows=[row])
+
+    async def _predict_batch(
+        self, record: PredictorRecord, columns: list[str], rows: Sequence[Sequence[Any]]
+    ) -> Predictions:
+        """One batch to one model: send only the model's features when it declared them."""
+        features = [c for c in record.dtype_dict if c != record.target]
+        if features:
+            missing = [c for c in features if c not in columns]
+            if missing:
+                raise InvalidInput(
+                    f"Model '{record.name}' needs column(s) {', '.join(missing)} "
+                    f"(from its dtype_dict) but the input has {', '.join(columns) or 'none'}.",
+                    model=record.name,
+                )
+            if features != list(columns):
+                index = [columns.index(c) for c in features]
+                rows = [tuple(r[i] for i in index) for r in rows]
+                columns = features
+        adapter = self.adapters.get(record.format)
+        predictions = await adapter.predict(self._endpoint(record), columns, rows)
+        if len(predictions.values) != len(rows):  # adapters check this too; never trust blindly
+            raise EndpointError(
+                f"Model '{record.name}' returned {len(predictions.values)} predictions for "
+                f"{len(rows)} rows from {record.url_predict}",
+                model=record.name,
+                url=record.url_predict,
+            )
+        return predictions
+
+    @staticmethod
+    def _model_output_names(
+        record: PredictorRecord, predictions: Predictions
+    ) -> tuple[list[str], set[str]]:
+        """Output column names of a model: its target (or 'prediction'), then extra keys."""
+        target = record.target or PREDICTION_COLUMN
+        names = [target] + [k for k in predictions.extra if k != target]
+        return names, set(names)
+
+    @staticmethod
+    def _model_values(predictions: Predictions, i: int) -> list[Any]:
+        target_value = predictions.values[i]
+        return [target_value] + [v[i] for v in predictions.extra.values()]
+
+    # ------------------------------------------------------------------ JOIN
+
+    async def _join(self, p: JoinPlan) -> Result:
+        models = [self._ready(m.name) for m in p.models]
+        ds = self._datasource(p.datasource)
+        batch_size = int(p.options.get("batch_size", self.settings.batch_size))
+        concurrency = int(p.options.get("concurrency", self.settings.concurrency))
+        pending: deque[tuple[int, list[str], list[Sequence[Any]], asyncio.Future[Any]]] = deque()
+        labels: list[str] | None = None
+        out: list[list[Any]] = []
+        first_row = 0
+
+        def emit(columns: list[str], rows: list[Sequence[Any]], answers: list[Predictions]) -> None:
+            nonlocal labels
+            getters, names = self._join_projection(p.outputs, columns, models, answers)
+            if labels is None:
+                labels = names
+            for j, row in enumerate(rows):
+                out.append([get(row, j) for get in getters])
+
+        async def finish_oldest() -> None:
+            start, columns, rows, future = pending[0]
+            try:
+                answers = await future
+            except GatewayError as exc:
+                raise _in_batch(exc, start, len(rows))  # noqa: B904 - same exception, annotated
+            pending.popleft()
+            emit(columns, rows, answers)
+
+        chunks = _aiter_thread(ds.stream(p.source_sql, p.params, chunk_rows=batch_size))
+        try:
+            async for columns, rows in chunks:
+                future = asyncio.gather(*(self._predict_batch(m, columns, rows) for m in models))
+                pending.append((first_row, columns, rows, future))
+                first_row += len(rows)
+                if len(pending) >= concurrency:
+                    await finish_oldest()
+            while pending:
+                await finish_oldest()
+        finally:
+            for *_, future in pending:
+                future.cancel()
+            await chunks.aclose()
+        if labels is None:  # no rows: still name the columns we can name
+            labels = [c.label for c in p.outputs if c.name != "*"]
+        return Result(columns=labels, rows=out)
+
+    def _join_projection(
+        self,
+        outputs: list[OutputColumn],
+        columns: list[str],
+        models: list[PredictorRecord],
+        answers: list[Predictions],
+    ) -> tuple[list[Any], list[str]]:
+        """Per output column, a getter ``(row, j) -> value`` and the column's label."""
+        getters: list[Any] = []
+        labels: list[str] = []
+        for col in outputs:
+            if col.side == "table":
+                names = columns if col.name == "*" else [col.name]
+                for name in names:
+                    if name not in columns:
+                        raise InvalidInput(f"Column '{name}' is not in the table's rows.")
+                    i = columns.index(name)
+                    getters.append(lambda row, j, i=i: row[i])
+                    labels.append(name if col.name == "*" else col.label)
+                continue
+            record, answer = models[col.model], answers[col.model]
+            out_names, _ = self._model_output_names(record, answer)
+            names = out_names if col.name == "*" else [col.name]
+            for name in names:
+                if name not in out_names:
+                    hint = did_you_mean(name, out_names)
+                    raise InvalidInput(
+                        f"Model '{record.name}' has no output column '{name}'."
+                        + (f" Did you mean {hint}?" if hint else "")
+                        + f" Its outputs: {', '.join(out_names)}.",
+                        model=record.name,
+                    )
+                if name == out_names[0]:
+                    getters.append(lambda row, j, a=answer: a.values[j])
+                else:
+                    getters.append(lambda row, j, v=answer.extra[name]: v[j])
+                labels.append(name if col.name == "*" else col.label)
+        return getters, labels
+
+    # ------------------------------------------------------------------ datasources
+
+    def _datasource_record(self, name: str) -> DatasourceRecord:
+        if name == dsmod.EMBEDDED_NAME:
+            return dsmod.embedded_record(self.home)
+        return self.catalog.get_datasource(name)
+
+    def _datasource(self, name: str) -> dsmod.Datasource:
+        return self.datasources.get(self._datasource_record(name))
+
+    async def _native(self, p: NativePlan) -> Result:
+        ds = self._datasource(p.datasource)
+        try:
+            columns, rows = await asyncio.to_thread(ds.query, p.sql)
+        except DatasourceError as exc:
+            hint = self._misspelt_model(p.bare_tables)
+            if hint is not None:
+                raise hint from exc
+            raise
+        return Result(columns=list(columns), rows=[list(r) for r in rows])
+
+    def _misspelt_model(self, tables: Sequence[str]) -> ModelNotFound | None:
+        """A failed bare-table query whose table name is close to a model name."""
+        names = self.model_names()
+        for table in tables:
+            hint = did_you_mean(table, names)
+            if hint is not None:
+                return ModelNotFound(
+                    f"No model or table '{table}'. Did you mean model {hint}?",
+                    model=table,
+                    suggestion=hint,
+                )
+        return None
+
+    async def _create_database(self, p: st.CreateDatabase) -> Result:
+        if p.name == dsmod.EMBEDDED_NAME or self.datasource_dialect(p.name) is not None:
+            if p.if_not_exists:
+                return Result(message=f"Datasource '{p.name}' already exists.")
+            raise DatasourceExists(
+                f"Datasource '{p.name}' already exists; DROP DATABASE {p.name} first or pick "
+                "another name.",
+                datasource=p.name,
+            )
+        engine, parameters = dsmod.validate(p.engine, dict(p.parameters))
+        record = DatasourceRecord(
+            name=p.name, engine=engine, parameters=parameters, created_at=_now()
+        )
+        probe = dsmod.open_datasource(record)
+        try:  # refuse a datasource we cannot reach, rather than fail at first use
+            await asyncio.to_thread(probe.check)
+        finally:
+            probe.close()
+        record = self.catalog.add_datasource(p.name, engine, parameters)
+        return Result(
+            columns=["name", "engine", "parameters"],
+            rows=[[record.name, record.engine, json.dumps(record.public_parameters())]],
+        )
+
+    def _drop_database(self, p: st.DropDatabase) -> Result:
+        if p.name == dsmod.EMBEDDED_NAME:
+            raise InvalidOption(f"'{p.name}' is the embedded datasource and cannot be dropped.")
+        if self.datasource_dialect(p.name) is None:
+            if p.if_exists:
+                return Result(message=f"Datasource '{p.name}' does not exist; nothing dropped.")
+            self.catalog.get_datasource(p.name)  # raises DatasourceNotFound with a hint
+        self.catalog.drop_datasource(p.name)
+        self.datasources.drop(p.name)
+        return Result(message=f"Datasource '{p.name}' dropped.")
+
+    def _show_databases(self) -> Result:
+        embedded = dsmod.embedded_record(self.home)
+        records = [embedded, *self.catalog.list_datasources()]
+        rows = [[r.name, r.engine, json.dumps(r.public_parameters())] for r in records]
+        return Result(columns=["name", "engine", "parameters"], rows=rows)
+
+
+def _in_batch(exc: GatewayError, start: int, count: int) -> GatewayError:
+    """Say which batch and rows of a JOIN failed, keeping the error's class and code."""
+    exc.message = f"JOIN rows {start + 1}-{start + count}: {exc.message}"
+    exc.args = (exc.message,)
+    exc.details.update(rows_from=start + 1, rows_to=start + count)
+    return exc
+
+
+async def _aiter_thread(iterator: Iterator[Any]) -> AsyncIterator[Any]:
+    """Iterate a blocking iterator from worker threads; closes it even when abandoned."""
+    done = object()
+    try:
+        while True:
+            item = await asyncio.to_thread(next, iterator, done)
+            if item is done:
+                return
+            yield item
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,157 @@
+"""Turn results into text for people (ASCII tables) and into JSON bytes for programs.
+
+The server, the client and the CLI all encode JSON here, so a value that one of them can
+send (a numpy scalar, a datetime, a NaN from pandas) is one that all of them can.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import math
+import numbers
+import sys
+import unicodedata
+from typing import Any
+
+import orjson
+
+from gateway.result import Result
+
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _json_default(value: Any) -> Any:
+    """Values orjson does not know natively; raising TypeError makes orjson fail loudly."""
+    pandas = sys.modules.get("pandas")
+    # Checked before anything else: NaT passes isinstance(datetime) and would print as "NaT".
+    if pandas is not None and (value is pandas.NaT or value is pandas.NA):
+        return None
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()  # pandas.Timestamp is a datetime orjson refuses (a subclass)
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(raw).decode("ascii")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if hasattr(value, "tolist"):  # numpy arrays orjson refuses (non-contiguous, object dtype)
+        return value.tolist()
+    if hasattr(value, "item"):  # numpy scalars of dtypes orjson does not serialize
+        return value.item()
+    raise TypeError(f"cannot encode a value of type {type(value).__name__} as JSON")
+
+
+def dumps_json(value: Any) -> bytes:
+    """JSON bytes for ``value``: datetimes as ISO text, numpy scalars as numbers, NaN as null."""
+    return orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS)
+
+
+def format_value(value: Any) -> str:
+    """One cell as text: ``NULL`` for None, compact floats, ISO dates, JSON for containers."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _format_float(value)
+    if isinstance(value, int | str):
+        text = str(value)
+    elif isinstance(value, dt.datetime):
+        text = value.isoformat(sep=" ")
+    elif isinstance(value, dict | list | tuple):
+        text = dumps_json(value).decode()
+    elif hasattr(value, "item") and not hasattr(value, "__len__"):
+        return format_value(value.item())  # a numpy scalar
+    else:
+        pandas = sys.modules.get("pandas")
+        if pandas is not None and (value is pandas.NaT or value is pandas.NA):
+            return "NULL"
+        text = str(value)
+    # One table line per row: control characters would break the grid.
+    return text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
+
+
+def _format_float(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    # 10 significant digits: short for 0.1 or 3000.0, exact enough for probabilities.
+    return f"{value:.10g}"
+
+
+def _char_width(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def _width(text: str) -> int:
+    """Columns a terminal uses for ``text`` (CJK characters take two)."""
+    return sum(_char_width(c) for c in text)
+
+
+def _truncate(text: str, max_width: int) -> str:
+    if _width(text) <= max_width:
+        return text
+    kept: list[str] = []
+    used = 0
+    for char in text:
+        w = _char_width(char)
+        if used + w > max_width - 1:  # keep one column for the ellipsis
+            break
+        kept.append(char)
+        used += w
+    return "".join(kept) + "…"
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * (width - _width(text))
+    return fill + text if right else text + fill
+
+
+def format_table(result: Result, max_width: int = 40) -> str:
+    """``result`` as a psql/MySQL-style ASCII table followed by ``(N rows)``.
+
+    Cells longer than ``max_width`` columns are cut with ``…``; numbers are right-aligned.
+    A result without columns prints its message (or ``OK``).
+    """
+    if max_width < 2:
+        raise ValueError(f"max_width must be at least 2, got {max_width}")
+    if not result.columns:
+        return result.message or "OK"
+
+    header = [_truncate(format_value(c), max_width) for c in result.columns]
+    body = [[_truncate(format_value(v), max_width) for v in row] for row in result.rows]
+    numeric = [
+        [isinstance(v, numbers.Number) and not isinstance(v, bool) for v in row]
+        for row in result.rows
+    ]
+    widths = [_width(h) for h in header]
+    for cells in body:
+        for i, cell in enumerate(cells):
+            widths[i] = max(widths[i], _width(cell))
+
+    border = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def line(cells: list[str], right: list[bool]) -> str:
+        padded = (_pad(c, w, r) for c, w, r in zip(cells, widths, right, strict=True))
+        return "| " + " | ".join(padded) + " |"
+
+    lines = [border, line(header, [False] * len(header)), border]
+    lines.extend(line(cells, right) for cells, right in zip(body, numeric, strict=True))
+    if body:
+        lines.append(border)
+    count = len(result.rows)
+    lines.append(f"({count} row{'' if count == 1 else 's'})")
+    if result.message:
+        lines.append(result.message)
+    return "\n".join(lines)

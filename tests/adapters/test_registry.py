@@ -1,0 +1,72 @@
+"""Tests for adapters.registry: format names, aliases, did-you-mean, caching."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from adapters.http import HttpSettings, make_client
+from adapters.mlflow_serving import MlflowAdapter
+from adapters.ray_serve import RayServeAdapter
+from adapters.registry import ALIASES, FORMATS, AdapterRegistry, normalize_format
+from gateway.errors import InvalidOption
+
+
+def test_formats_table() -> None:
+    assert FORMATS == {"ray_serve": RayServeAdapter, "mlflow": MlflowAdapter}
+    assert ALIASES == {"ray_server": "ray_serve"}
+    for name, cls in FORMATS.items():
+        assert cls.name == name  # the adapter's own name matches its registry key
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        ("ray_serve", "ray_serve"),
+        ("ray_server", "ray_serve"),  # MindsDB's spelling
+        ("Ray_Server", "ray_serve"),
+        (" MLFLOW ", "mlflow"),
+    ],
+)
+def test_normalize_format(given: str, canonical: str) -> None:
+    assert normalize_format(given) == canonical
+
+
+def test_unknown_format_suggests_the_closest() -> None:
+    with pytest.raises(InvalidOption) as info:
+        normalize_format("rayserve")
+    err = info.value
+    assert err.message == (
+        "Unknown format 'rayserve'. Did you mean ray_serve? Known formats: mlflow, ray_serve"
+    )
+    assert err.code == "INVALID_OPTION" and err.status == 400
+    assert err.details["suggestion"] == "ray_serve"
+
+
+def test_unknown_format_without_a_close_match() -> None:
+    with pytest.raises(InvalidOption) as info:
+        normalize_format("onnx")
+    assert info.value.message == "Unknown format 'onnx'. Known formats: mlflow, ray_serve"
+
+
+def test_registry_caches_one_adapter_per_format() -> None:
+    settings = HttpSettings(retries=0)
+
+    async def go() -> None:
+        transport = httpx.MockTransport(lambda request: httpx.Response(200, json={}))
+        async with make_client(settings, transport=transport) as client:
+            registry = AdapterRegistry(client, settings)
+            ray = registry.get("ray_serve")
+            assert isinstance(ray, RayServeAdapter)
+            assert registry.get("RAY_SERVER") is ray
+            mlflow = registry.get("mlflow")
+            assert isinstance(mlflow, MlflowAdapter) and mlflow is not ray
+            assert ray.client is client and mlflow.client is client
+            assert ray.settings is settings
+            assert registry.formats == ["mlflow", "ray_serve"]
+            with pytest.raises(InvalidOption):
+                registry.get("mlfow")
+
+    asyncio.run(go())

@@ -1,0 +1,415 @@
+"""The HTTP API over a fake Gateway: success shapes, the error JSON shape and status codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import sys
+import types
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gateway.errors import (
+    EndpointTimeout,
+    EndpointUnreachable,
+    GatewayError,
+    ModelExists,
+    ModelNotFound,
+    ParseError,
+)
+from gateway.result import Result
+from gateway.server import create_app
+
+with warnings.catch_warnings():
+    # Starlette warns at import that its TestClient will move off httpx; not our concern.
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+
+PREDICTOR_COLUMNS = ["name", "format", "status", "url_predict"]
+
+
+class FakeGateway:
+    """Implements Gateway's methods with canned answers; ``answers`` maps SQL to a Result
+    or to an exception to raise, so each test states the behaviour it relies on."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, Result | Exception] = {
+            "SELECT 1": Result(columns=["one"], rows=[[1]]),
+            "SELEC 1": ParseError("Unknown statement 'SELEC'.", line=1, col=1, suggestion="SELECT"),
+            "SELECT * FROM missing": ModelNotFound(
+                "model 'missing' does not exist", model="missing"
+            ),
+            "SELECT * FROM down": EndpointUnreachable(
+                "model 'down': cannot connect to http://127.0.0.1:9/predict",
+                url="http://127.0.0.1:9/predict",
+            ),
+            "SELECT * FROM slow": EndpointTimeout("model 'slow': no answer within 30 s"),
+            "BOOM": RuntimeError("kaput"),
+            "CREATE DATABASE x": Result(message="datasource 'x' created"),
+            "SELECT odd": Result(
+                columns=["i", "f", "nan", "when", "dec", "flag"],
+                rows=[
+                    [
+                        np.int64(7),
+                        np.float32(0.5),
+                        float("nan"),
+                        dt.datetime(2024, 1, 2, 3, 4, 5),
+                        decimal.Decimal("1.25"),
+                        np.bool_(True),
+                    ]
+                ],
+            ),
+        }
+        self.predictors: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, Any]] = []
+        self.closed = False
+        self.status = "ok"
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def sql(self, text: str) -> Result:
+        self.calls.append(("sql", text))
+        answer = self.answers.get(text)
+        if answer is None:
+            raise ParseError(f"fake gateway has no answer for {text!r}")
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def _row(self, name: str) -> Result:
+        spec = self.predictors[name]
+        row = [name, spec["format"], "complete", spec["url_predict"]]
+        return Result(columns=PREDICTOR_COLUMNS, rows=[row])
+
+    async def register_predictor(self, spec: dict[str, Any]) -> Result:
+        self.calls.append(("register_predictor", spec))
+        if spec["name"] in self.predictors:
+            raise ModelExists(f"model {spec['name']!r} already exists", model=spec["name"])
+        self.predictors[spec["name"]] = spec
+        return self._row(spec["name"])
+
+    async def describe_predictor(self, name: str) -> Result:
+        if name not in self.predictors:
+            raise ModelNotFound(f"model {name!r} does not exist", model=name)
+        return self._row(name)
+
+    async def list_predictors(self) -> Result:
+        rows = [self._row(name).rows[0] for name in self.predictors]
+        return Result(columns=PREDICTOR_COLUMNS, rows=rows)
+
+    async def drop_predictor(self, name: str) -> Result:
+        if self.predictors.pop(name, None) is None:
+            raise ModelNotFound(f"model {name!r} does not exist", model=name)
+        return Result(message=f"model {name!r} dropped")
+
+    async def predict(self, name: str, rows: list[dict[str, Any]]) -> Result:
+        self.calls.append(("predict", (name, rows)))
+        if name not in self.predictors:
+            raise ModelNotFound(f"model {name!r} does not exist", model=name)
+        columns = [*rows[0], "prediction"] if rows else ["prediction"]
+        out = [[*row.values(), sum(v for v in row.values() if isinstance(v, int))] for row in rows]
+        return Result(columns=columns, rows=out)
+
+    async def wait_for_training(self, name: str, timeout: float = 120.0) -> Result:
+        return await self.describe_predictor(name)
+
+    def health(self) -> dict[str, Any]:
+        return {"status": self.status, "predictors": len(self.predictors)}
+
+
+@pytest.fixture
+def fake() -> FakeGateway:
+    return FakeGateway()
+
+
+@pytest.fixture
+def client(fake: FakeGateway) -> TestClient:
+    with TestClient(create_app(fake)) as test_client:  # type: ignore[arg-type]
+        yield test_client
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    """The one error shape: ``{"error": {"code", "message", ...}}`` with a useful message."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    return error
+
+
+# --- /api/sql ---------------------------------------------------------------------------
+
+
+def test_sql_answers_columns_and_rows(client: TestClient, fake: FakeGateway) -> None:
+    response = client.post("/api/sql", json={"query": "SELECT 1"})
+    assert response.status_code == 200
+    assert response.json() == {"columns": ["one"], "rows": [[1]]}
+    assert fake.calls == [("sql", "SELECT 1")]
+
+
+def test_sql_message_only_result(client: TestClient) -> None:
+    response = client.post("/api/sql", json={"query": "CREATE DATABASE x"})
+    assert response.json() == {"columns": [], "rows": [], "message": "datasource 'x' created"}
+
+
+def test_sql_encodes_numpy_datetime_nan_decimal(client: TestClient) -> None:
+    response = client.post("/api/sql", json={"query": "SELECT odd"})
+    assert response.status_code == 200
+    assert response.json()["rows"] == [[7, 0.5, None, "2024-01-02T03:04:05", 1.25, True]]
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "code"),
+    [
+        ("SELEC 1", 400, "PARSE_ERROR"),
+        ("SELECT * FROM missing", 404, "MODEL_NOT_FOUND"),
+        ("SELECT * FROM down", 502, "ENDPOINT_UNREACHABLE"),
+        ("SELECT * FROM slow", 504, "ENDPOINT_TIMEOUT"),
+    ],
+)
+def test_gateway_errors_keep_code_and_status(
+    client: TestClient, query: str, status: int, code: str
+) -> None:
+    assert_error(client.post("/api/sql", json={"query": query}), status, code)
+
+
+def test_error_details_travel_with_the_error(client: TestClient) -> None:
+    parse = assert_error(client.post("/api/sql", json={"query": "SELEC 1"}), 400, "PARSE_ERROR")
+    assert parse["line"] == 1 and parse["col"] == 1 and parse["suggestion"] == "SELECT"
+    assert "Did you mean SELECT?" in parse["message"]
+    down = assert_error(
+        client.post("/api/sql", json={"query": "SELECT * FROM down"}), 502, "ENDPOINT_UNREACHABLE"
+    )
+    assert down["url"] == "http://127.0.0.1:9/predict"
+
+
+def test_unexpected_exception_is_500_internal_error(client: TestClient) -> None:
+    response = client.post("/api/sql", json={"query": "BOOM"})
+    error = assert_error(response, 500, "INTERNAL_ERROR")
+    assert error["message"] == ("internal gateway error: RuntimeError: kaput; see the gateway log")
+
+
+def test_unexpected_exception_is_logged_with_traceback(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("ERROR", logger="gateway.server"):
+        client.post("/api/sql", json={"query": "BOOM"})
+    logged = [r for r in caplog.records if r.name == "gateway.server"]
+    assert len(logged) == 1
+    assert logged[0].exc_info is not None and logged[0].exc_info[0] is RuntimeError
+
+
+def test_plain_gateway_error_is_500_with_its_code(client: TestClient, fake: FakeGateway) -> None:
+    fake.answers["X"] = GatewayError("catalog is locked", code="CATALOG_LOCKED")
+    assert_error(client.post("/api/sql", json={"query": "X"}), 500, "CATALOG_LOCKED")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        (
+            {"content": b'{"query": ', "headers": {"content-type": "application/json"}},
+            "not valid JSON",
+        ),
+        ({"json": {"sql": "SELECT 1"}}, "query: Field required"),
+        ({"json": {"query": 42}}, "query: Input should be a valid string"),
+        ({"json": ["SELECT 1"]}, "invalid request"),
+        ({}, "JSON request body is required"),
+        (
+            {"content": b'{"query": "SELECT 1"}', "headers": {"content-type": "text/plain"}},
+            "Content-Type",
+        ),
+    ],
+)
+def test_bad_sql_body_is_400_invalid_request(
+    client: TestClient, fake: FakeGateway, kwargs: dict[str, Any], needle: str
+) -> None:
+    error = assert_error(client.post("/api/sql", **kwargs), 400, "INVALID_REQUEST")
+    assert needle in error["message"]
+    assert fake.calls == []
+
+
+def test_unknown_route_and_wrong_method_use_the_error_shape(client: TestClient) -> None:
+    assert_error(client.get("/api/nothing"), 404, "NOT_FOUND")
+    assert_error(client.get("/api/sql"), 405, "METHOD_NOT_ALLOWED")
+
+
+# --- /api/predictors ------------------------------------------------------------------
+
+
+SPEC = {"name": "byom2", "format": "mlflow", "url_predict": "http://127.0.0.1:5000/invocations"}
+
+
+def test_register_predictor_returns_201_and_the_row(client: TestClient, fake: FakeGateway) -> None:
+    body = {**SPEC, "target": "1", "data_dtype": {"0": "integer", "1": "integer"}}
+    response = client.post("/api/predictors", json=body)
+    assert response.status_code == 201, response.text
+    assert response.json() == {
+        "name": "byom2",
+        "format": "mlflow",
+        "status": "complete",
+        "url_predict": SPEC["url_predict"],
+    }
+    kind, spec = fake.calls[-1]
+    assert kind == "register_predictor"
+    assert spec == {
+        "name": "byom2",
+        "format": "mlflow",
+        "url_predict": SPEC["url_predict"],
+        "url_train": None,
+        "dtype_dict": {"0": "integer", "1": "integer"},  # data_dtype is an alias
+        "target": "1",
+        "datasource": None,
+        "query": None,
+        "namespace": None,
+        "options": {},
+    }
+
+
+def test_register_predictor_accepts_nested_url(client: TestClient, fake: FakeGateway) -> None:
+    body = {
+        "name": "byom",
+        "format": "ray_server",
+        "url": {"predict": "http://h/predict", "train": "http://h/train"},
+        "dtype_dict": {"x": "integer"},
+        "target": "y",
+        "datasource": "mydb",
+        "query": "SELECT x, y FROM t",
+    }
+    assert client.post("/api/predictors", json=body).status_code == 201
+    spec = fake.calls[-1][1]
+    assert spec["url_predict"] == "http://h/predict"
+    assert spec["url_train"] == "http://h/train"
+    assert "url" not in spec
+    assert spec["datasource"] == "mydb" and spec["query"] == "SELECT x, y FROM t"
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"format": "mlflow", "url_predict": "http://h"}, "name: Field required"),
+        ({**SPEC, "dtypes": {"a": "integer"}}, "dtypes: Extra inputs are not permitted"),
+        ({**SPEC, "url": {"predict": "http://other"}}, "disagree"),
+        ({**SPEC, "dtype_dict": ["integer"]}, "dtype_dict"),
+    ],
+)
+def test_register_predictor_rejects_bad_specs(
+    client: TestClient, fake: FakeGateway, body: dict[str, Any], needle: str
+) -> None:
+    error = assert_error(client.post("/api/predictors", json=body), 400, "INVALID_REQUEST")
+    assert needle in error["message"]
+    assert fake.calls == []
+
+
+def test_register_existing_predictor_is_409(client: TestClient) -> None:
+    assert client.post("/api/predictors", json=SPEC).status_code == 201
+    assert_error(client.post("/api/predictors", json=SPEC), 409, "MODEL_EXISTS")
+
+
+def test_list_describe_drop_predictor(client: TestClient) -> None:
+    assert client.get("/api/predictors").json() == []
+    client.post("/api/predictors", json=SPEC)
+    listed = client.get("/api/predictors").json()
+    assert [p["name"] for p in listed] == ["byom2"]
+    described = client.get("/api/predictors/byom2").json()
+    assert described["status"] == "complete"
+    assert client.delete("/api/predictors/byom2").json() == {"dropped": "byom2"}
+    assert_error(client.get("/api/predictors/byom2"), 404, "MODEL_NOT_FOUND")
+    assert_error(client.delete("/api/predictors/byom2"), 404, "MODEL_NOT_FOUND")
+
+
+@pytest.mark.parametrize("wrap", [True, False], ids=["rows-object", "bare-list"])
+def test_predict_accepts_rows_object_or_bare_list(
+    client: TestClient, fake: FakeGateway, wrap: bool
+) -> None:
+    client.post("/api/predictors", json=SPEC)
+    rows = [{"0": 2, "1": 3}, {"0": 5, "1": 1}]
+    response = client.post("/api/predictors/byom2/predict", json={"rows": rows} if wrap else rows)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"columns": ["0", "1", "prediction"], "rows": [[2, 3, 5], [5, 1, 6]]}
+    assert fake.calls[-1] == ("predict", ("byom2", rows))
+
+
+def test_predict_errors(client: TestClient) -> None:
+    assert_error(
+        client.post("/api/predictors/nope/predict", json={"rows": [{"a": 1}]}),
+        404,
+        "MODEL_NOT_FOUND",
+    )
+    error = assert_error(
+        client.post("/api/predictors/nope/predict", json={"rows": [1, 2]}), 400, "INVALID_REQUEST"
+    )
+    assert "rows[0]" in error["message"]
+
+
+# --- health, docs, lifespan -----------------------------------------------------------
+
+
+def test_healthz(client: TestClient, fake: FakeGateway) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "predictors": 0}
+    fake.status = "degraded"
+    assert client.get("/healthz").status_code == 503
+
+
+def test_openapi_and_docs(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+    assert set(paths) >= {
+        "/api/sql",
+        "/api/predictors",
+        "/api/predictors/{name}",
+        "/api/predictors/{name}/predict",
+        "/healthz",
+    }
+    assert set(paths["/api/predictors"]) == {"get", "post"}
+    assert set(paths["/api/predictors/{name}"]) == {"get", "delete"}
+    assert "PredictorSpec" in schema["components"]["schemas"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def install_fake_core(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeGateway, seen: list[tuple[Any, ...]]
+) -> None:
+    """Make ``gateway.core.Gateway.start`` return ``fake`` and record its arguments."""
+
+    class StartsFake:
+        @classmethod
+        async def start(cls, home: Path | None = None, catalog_url: str | None = None) -> Any:
+            seen.append((home, catalog_url))
+            return fake
+
+    module = types.ModuleType("gateway.core")
+    module.Gateway = StartsFake  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "gateway.core", module)
+
+
+def test_lifespan_starts_and_closes_its_own_gateway(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake = FakeGateway()
+    seen: list[tuple[Path | None, str | None]] = []
+    install_fake_core(monkeypatch, fake, seen)
+    app = create_app(home=tmp_path, catalog_url="sqlite:///c.db")
+    with TestClient(app) as test_client:
+        assert seen == [(tmp_path, "sqlite:///c.db")]
+        assert test_client.post("/api/sql", json={"query": "SELECT 1"}).status_code == 200
+        assert not fake.closed
+    assert fake.closed
+
+
+def test_given_gateway_is_not_closed_by_the_app(fake: FakeGateway) -> None:
+    with TestClient(create_app(fake)) as test_client:  # type: ignore[arg-type]
+        test_client.get("/healthz")
+    assert not fake.closed
