@@ -18,8 +18,9 @@ import datetime as dt
 import decimal
 import json
 import math
+import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ from gateway.errors import (
     EndpointTimeout,
     EndpointUnreachable,
     InvalidInput,
+    InvalidOption,
 )
 
 __all__ = [
@@ -66,6 +68,26 @@ class HttpSettings:
     retries: int = 2  # extra attempts for idempotent calls (predict), never for train
     backoff: float = 0.2  # first retry waits this long, then doubles
     max_connections: int = 64
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HttpSettings:
+        """Defaults overridden by ``BYOM_CONNECT_TIMEOUT``, ``BYOM_PREDICT_TIMEOUT``,
+        ``BYOM_TRAIN_TIMEOUT`` and ``BYOM_PREDICT_RETRIES`` (the global knobs)."""
+        env = os.environ if environ is None else environ
+        names = {
+            "connect_timeout": ("BYOM_CONNECT_TIMEOUT", float),
+            "read_timeout": ("BYOM_PREDICT_TIMEOUT", float),
+            "train_timeout": ("BYOM_TRAIN_TIMEOUT", float),
+            "retries": ("BYOM_PREDICT_RETRIES", int),
+        }
+        values: dict[str, Any] = {}
+        for field_name, (var, kind) in names.items():
+            if env.get(var):
+                try:
+                    values[field_name] = kind(env[var])
+                except ValueError:
+                    raise InvalidOption(f"{var} must be a number, got {env[var]!r}") from None
+        return cls(**values)
 
 
 DEFAULT_SETTINGS = HttpSettings()

@@ -58,7 +58,7 @@ class Gateway:
         interrupted = catalog.fail_interrupted()
         if interrupted:
             log.warning("marked interrupted training as error: %s", ", ".join(interrupted))
-        http = http or HttpSettings()
+        http = http or HttpSettings.from_env()
         client = make_client(http)
         executor = Executor(
             catalog, DatasourcePool(), AdapterRegistry(client, http), home, settings

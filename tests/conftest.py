@@ -1,0 +1,58 @@
+"""Session-wide fixtures that start the real example services (one Ray per test session).
+
+The services are started lazily, by the first test that asks for them, and stopped at the end
+of the session. A service that cannot start is an error with its log tail, never a skip: the
+tests that need it exercise features that must work.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Before anything imports transformers or mlflow: no model hub, no telemetry lookups.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from gateway.processes import (  # noqa: E402  (the environment above must be set first)
+    Service,
+    load_example,
+    start_mlflow_example,
+    start_ray_serve_example,
+)
+
+
+@pytest.fixture(scope="session")
+def services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder for service logs and saved models, kept after the run for debugging."""
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def ray_serve_example(services_dir: Path) -> Iterator[Service]:
+    """The Ray Serve example model; ``url`` is ``http://127.0.0.1:<port>/my_model``."""
+    service = start_ray_serve_example(log_dir=services_dir)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_model_path(services_dir: Path) -> str:
+    """The example MLflow model (rooms from prices), saved to a folder."""
+    return load_example("mlflow_model").train_and_log(services_dir / "mlflow_models")
+
+
+@pytest.fixture(scope="session")
+def mlflow_example(mlflow_model_path: str, services_dir: Path) -> Iterator[Service]:
+    """``mlflow models serve`` of ``mlflow_model_path``; ``url`` is the /invocations URL."""
+    service = start_mlflow_example(mlflow_model_path, log_dir=services_dir)
+    try:
+        yield service
+    finally:
+        service.stop()
