@@ -81,7 +81,14 @@ async def _sql_embedded(statement: str, home: Path | None) -> Result:
 
     gateway = await Gateway.start(home)
     try:
-        return await gateway.sql(statement)
+        result = await gateway.sql(statement)
+        # No server outlives this process, so training started here must finish here; the
+        # printed row is then the final one (complete or error), not a stale 'generating'.
+        trained = await gateway.wait_idle()
+        created = result.rows[0][0] if result.columns[:1] == ["name"] and result.rows else None
+        if created in trained:
+            result = await gateway.describe_predictor(created)
+        return result
     finally:
         await gateway.close()
 

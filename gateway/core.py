@@ -143,10 +143,16 @@ class Gateway:
                 )
             await asyncio.sleep(0.1)
 
+    async def wait_idle(self) -> list[str]:
+        """Wait until no training runs in the background; return the names that were trained."""
+        names = self.executor.training_in_flight()
+        await self.executor.wait_training()
+        return names
+
     def health(self) -> dict[str, Any]:
         return {
             "status": "ok",
             "uptime_s": round(time.time() - self._started, 1),
             "catalog_schema_version": self.catalog.schema_version,
-            "training_in_flight": sorted(self.executor._training),
+            "training_in_flight": self.executor.training_in_flight(),
         }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sys
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,23 +50,15 @@ def main(home: Path | None = None) -> int:
 
 
 def _load_home_rentals(root: Path) -> None:
-    sys.path.insert(0, str(processes.examples_dir()))
-    import home_rentals  # examples/home_rentals.py
-
-    frame = home_rentals.generate(500)
+    frame = processes.load_example("home_rentals").generate(500)
     path = embedded_schema_path(root, "test_data")
-    import sqlite3
-
     with sqlite3.connect(path) as conn:
         frame.to_sql("home_rentals", conn, index=False, if_exists="replace")
     _say(f"loaded {len(frame)} rows into local.test_data.home_rentals ({path})")
 
 
 def _start_mlflow(root: Path) -> processes.Service:
-    sys.path.insert(0, str(processes.examples_dir()))
-    import mlflow_model  # examples/mlflow_model.py
-
-    model_path = mlflow_model.train_and_log(root / "mlflow_model")
+    model_path = processes.load_example("mlflow_model").train_and_log(root / "mlflow_model")
     return processes.start_mlflow_example(model_path, log_dir=root)
 
 
@@ -105,16 +97,18 @@ WHERE t.location = 'great' LIMIT 5;""",
                 name = text.split()[1]
                 _say(f"-- waiting for {name} to finish training ...")
                 result = await gateway.wait_for_training(name)
-                _print(_status_only(result))
+                _print(_columns(result, ["name", "status", "error", "updated_at"]))
                 continue
             _say("\n" + text)
-            _print(await gateway.sql(text))
+            result = await gateway.sql(text)
+            if text.startswith("CREATE PREDICTOR"):  # the full row is wide; DESCRIBE has it all
+                result = _columns(result, ["name", "format", "status", "target", "url_predict"])
+            _print(result)
     finally:
         await gateway.close()
 
 
-def _status_only(result: Result) -> Result:
-    keep = ["name", "status", "error", "updated_at"]
+def _columns(result: Result, keep: list[str]) -> Result:
     index = [result.columns.index(c) for c in keep]
     return Result(columns=keep, rows=[[row[i] for i in index] for row in result.rows])
 

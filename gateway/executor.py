@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from gateway.errors import (
     did_you_mean,
 )
 from gateway.planner import (
+    CatalogQueryPlan,
     JoinPlan,
     NativePlan,
     OutputColumn,
@@ -118,6 +120,8 @@ class Executor:
                 return await self._join(p)
             case NativePlan():
                 return await self._native(p)
+            case CatalogQueryPlan():
+                return self._catalog_query(p)
             case st.CreateDatabase():
                 return await self._create_database(p)
             case st.DropDatabase():
@@ -131,6 +135,15 @@ class Executor:
             case st.Describe():
                 return self.describe(p.name)
         raise GatewayError(f"no executor for plan {type(p).__name__}")  # a bug, not user input
+
+    def training_in_flight(self) -> list[str]:
+        """Names of predictors whose training task is running now."""
+        return sorted(self._training)
+
+    async def wait_training(self) -> None:
+        """Return once every background training task has ended (successfully or not)."""
+        while self._training:
+            await asyncio.gather(*self._training.values(), return_exceptions=True)
 
     async def close(self) -> None:
         """Cancel training still running; each task marks its predictor as interrupted."""
@@ -461,6 +474,40 @@ class Executor:
                     getters.append(lambda row, j, v=answer.extra[name]: v[j])
                 labels.append(name if col.name == "*" else col.label)
         return getters, labels
+
+    # ------------------------------------------------------------------ catalog as tables
+
+    def _catalog_query(self, p: CatalogQueryPlan) -> Result:
+        """Run a SELECT over snapshots of the catalog tables in a private in-memory SQLite.
+
+        The catalog may live in any database; a snapshot keeps user SQL away from it, and the
+        catalog is small (one row per model, database and job).
+        """
+        models = self._predictor_result(self.catalog.list_predictors())
+        jobs = Result(
+            columns=["id", "model", "status", "error", "rows", "started_at", "finished_at"],
+            rows=[
+                [j.id, j.predictor, j.status, j.error, j.rows, j.started_at.isoformat(),
+                 j.finished_at.isoformat() if j.finished_at else None]
+                for j in self.catalog.list_jobs()
+            ],
+        )  # fmt: skip
+        tables = {"models": models, "jobs": jobs, "databases": self._show_databases()}
+        conn = sqlite3.connect(":memory:")
+        try:
+            for table, data in tables.items():
+                names = ", ".join(f'"{c}"' for c in data.columns)
+                conn.execute(f"CREATE TABLE {table} ({names})")
+                marks = ", ".join("?" for _ in data.columns)
+                conn.executemany(f"INSERT INTO {table} VALUES ({marks})", data.rows)
+            try:
+                cursor = conn.execute(p.sql)
+            except sqlite3.Error as exc:
+                raise InvalidInput(f"Catalog query failed: {exc}") from exc
+            columns = [d[0] for d in cursor.description or []]
+            return Result(columns=columns, rows=[list(r) for r in cursor.fetchall()])
+        finally:
+            conn.close()
 
     # ------------------------------------------------------------------ datasources
 

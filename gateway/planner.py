@@ -39,6 +39,8 @@ DTYPES = ("integer", "float", "categorical", "binary", "text", "date", "datetime
 KNOWN_OPTIONS = ("url.train", "url.predict", "format", "dtype_dict")
 # Per-statement tuning knobs of a JOIN (``... JOIN m USING batch_size=5000``).
 JOIN_KNOBS = ("batch_size", "concurrency", "timeout")
+# Catalog tables a SELECT can read as ``mindsdb.<table>`` (or ``model.``/``models.``).
+CATALOG_TABLES = ("models", "databases", "jobs")
 
 
 class Resolver(Protocol):
@@ -110,6 +112,13 @@ class JoinPlan:
 
 
 @dataclass(frozen=True)
+class CatalogQueryPlan:
+    """A read-only SELECT over the catalog's tables (``mindsdb.models``, ``.jobs``, ...)."""
+
+    sql: str  # SQLite, with the namespace stripped
+
+
+@dataclass(frozen=True)
 class NativePlan:
     datasource: str
     sql: str
@@ -119,7 +128,8 @@ class NativePlan:
 
 
 Plan = (
-    RegisterPlan
+    CatalogQueryPlan
+    | RegisterPlan
     | PredictRowPlan
     | JoinPlan
     | NativePlan
@@ -235,8 +245,36 @@ def _plan_query(stmt: st.Query, resolver: Resolver) -> Plan:
                 )
             join = _plan_join(tree, table_sources[0], model_sources, resolver)
             return replace(join, options=_join_options(stmt))
+        catalog = _plan_catalog_query(tree, resolver)
+        if catalog is not None:
+            return catalog
         _check_unknown_model(sources, resolver)
     return _plan_native(stmt, resolver)
+
+
+def _plan_catalog_query(tree: exp.Select, resolver: Resolver) -> CatalogQueryPlan | None:
+    """``SELECT ... FROM mindsdb.models`` and friends: the catalog as read-only tables."""
+    tables = list(tree.find_all(exp.Table))
+    hits = [
+        t
+        for t in tables
+        if not t.catalog
+        and (t.db or "").lower() in st.MODEL_NAMESPACES
+        and t.name.lower() in CATALOG_TABLES
+        and resolver.model(t.name.lower()) is None
+    ]
+    if not hits:
+        return None
+    if len(hits) != len(tables):
+        raise UnsupportedStatement(
+            "A catalog query reads only catalog tables ("
+            + ", ".join(f"mindsdb.{t}" for t in CATALOG_TABLES)
+            + "); copy them out first to combine them with other tables."
+        )
+    query = tree.copy()
+    for t in query.find_all(exp.Table):
+        t.set("db", None)
+    return CatalogQueryPlan(sql=query.sql(dialect="sqlite"))
 
 
 def _select_sources(tree: exp.Select) -> list[exp.Expression]:
@@ -618,6 +656,8 @@ def _plan_native(stmt: st.Query, resolver: Resolver) -> NativePlan:
 
 
 __all__ = [
+    "CATALOG_TABLES",
+    "CatalogQueryPlan",
     "JoinPlan",
     "NativePlan",
     "OutputColumn",

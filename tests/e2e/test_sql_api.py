@@ -131,6 +131,12 @@ def test_spec_ray_serve_flow(
     direct = direct_predict(ray_serve_example.url, source[["initial_price", "rental_price"]])
     assert [r[0] for r in body["rows"]] == direct["prediction"]
 
+    # the catalog itself is queryable with SELECT
+    models = sql(api, "SELECT name, status, format FROM mindsdb.models WHERE name = 'byom'")
+    assert models["rows"] == [["byom", "complete", "ray_serve"]]
+    jobs = sql(api, "SELECT model, status, rows FROM mindsdb.jobs")
+    assert jobs["rows"] == [["byom", "complete", len(home_rentals)]]
+
 
 def test_join_batches_concurrently_and_keeps_order(
     api: TestClient, ray_serve_example: Service, home_rentals: pd.DataFrame

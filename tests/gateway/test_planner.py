@@ -15,7 +15,14 @@ from gateway.errors import (
     UnsupportedStatement,
 )
 from gateway.parser import parse_one
-from gateway.planner import JoinPlan, NativePlan, PredictRowPlan, RegisterPlan, plan
+from gateway.planner import (
+    CatalogQueryPlan,
+    JoinPlan,
+    NativePlan,
+    PredictRowPlan,
+    RegisterPlan,
+    plan,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -197,3 +204,14 @@ def test_register_spec_statement() -> None:
 def test_register_option_errors(sql: str, message: str) -> None:
     with pytest.raises(InvalidOption, match=message):
         plan_sql(sql)
+
+
+def test_catalog_tables_are_queryable() -> None:
+    p = plan_sql("SELECT name FROM mindsdb.models WHERE status = 'error' ORDER BY name")
+    assert isinstance(p, CatalogQueryPlan)
+    assert p.sql == "SELECT name FROM models WHERE status = 'error' ORDER BY name"
+
+
+def test_catalog_tables_do_not_mix_with_datasource_tables() -> None:
+    with pytest.raises(UnsupportedStatement, match="catalog tables"):
+        plan_sql("SELECT * FROM mindsdb.models AS m JOIN mydb.t AS t ON m.name = t.name")
