@@ -44,6 +44,9 @@ class Adapter(Protocol):
     """One wire format. Implementations live in ``adapters/<format>.py``."""
 
     name: str
+    # Values of the ``payload`` predictor option this format can send (``json``, the default,
+    # first).
+    payloads: tuple[str, ...]
 
     async def train(
         self, endpoint: Endpoint, columns: Sequence[str], rows: Sequence[Sequence[Any]]

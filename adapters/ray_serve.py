@@ -4,35 +4,98 @@ Train: ``POST url.train`` ``{"df": ..., "target": ...}`` -> ``{"status": "ok", .
 Predict: ``POST url.predict`` ``{"df": ...}`` -> ``{"prediction": [...], "<extra>": [...]}``.
 ``df`` is a JSON *string* holding a list of row objects, so the endpoint can do
 ``pd.DataFrame(json.loads(df))``.
+
+The predictor option ``payload`` (``USING payload='...'``) picks another request body for
+endpoints that accept it; answers are JSON in every case:
+
+* ``json`` (default): the format above;
+* ``json_columns``: the same, but ``df`` holds ``{"col": [values...]}`` (still read by
+  ``pd.DataFrame(json.loads(df))``, and cheaper to write and to read);
+* ``parquet``: the batch as a Parquet file, ``Content-Type: application/vnd.apache.parquet``;
+* ``arrow``: an Arrow IPC stream, ``Content-Type: application/vnd.apache.arrow.stream``.
+
+With ``parquet``/``arrow`` the train target travels as the query parameter ``?target=col``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
+import orjson
 
 from adapters.base import Endpoint, Predictions
-from adapters.http import (
-    DEFAULT_SETTINGS,
-    HttpSettings,
+from adapters.http import DEFAULT_SETTINGS, HttpSettings, post_json
+from adapters.wire import (
+    ARROW,
+    CONTENT_TYPES,
+    JSON,
+    JSON_COLUMNS,
+    PARQUET,
+    arrow_stream_bytes,
     check_dtype,
-    dumps,
+    columns_json,
     json_kind,
-    post_json,
-    records,
+    json_string,
+    parquet_bytes,
+    payload_option,
+    records_json,
     show,
 )
 from gateway.errors import EndpointBadResponse, InvalidInput, InvalidOption
 
 PREDICTION_KEY = "prediction"
+PAYLOADS = (JSON, JSON_COLUMNS, PARQUET, ARROW)
+
+
+class Request(NamedTuple):
+    """One request's body and how to send it."""
+
+    body: bytes
+    content_type: str
+    params: dict[str, str]  # query parameters (the train target of binary payloads)
+    hint: str | None  # appended to HTTP 4xx errors: the endpoint may not read this payload
+
+
+def build_request(
+    payload: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    model: str,
+    target: str | None = None,
+) -> Request:
+    """The request for a batch in ``payload`` (one of ``PAYLOADS``); ``target`` for train."""
+    if payload in (JSON, JSON_COLUMNS):
+        encode = records_json if payload == JSON else columns_json
+        # The outer object is written by hand: dumping {"df": text} needs the same
+        # JSON-string pass plus a dict, and gives the same bytes.
+        parts = [b'{"df":', json_string(encode(columns, rows, model=model))]
+        if target is not None:
+            parts += [b',"target":', orjson.dumps(target)]
+        parts.append(b"}")
+        body = b"".join(parts)  # one copy of a body that can be megabytes
+        hint = None
+        if payload == JSON_COLUMNS:
+            hint = "The endpoint may not read a columnar df; register it with payload='json'."
+        return Request(body, CONTENT_TYPES[payload], {}, hint)
+    if payload not in PAYLOADS:
+        raise ValueError(f"unknown payload {payload!r}")  # payload_option() screens users
+    encode = parquet_bytes if payload == PARQUET else arrow_stream_bytes
+    hint = (
+        f"The endpoint may not accept payload='{payload}' "
+        f"({CONTENT_TYPES[payload]}); register it with payload='json'."
+    )
+    params = {} if target is None else {"target": target}
+    return Request(encode(columns, rows, model=model), CONTENT_TYPES[payload], params, hint)
 
 
 class RayServeAdapter:
     """Adapter for endpoints that speak the MindsDB ``ray_serve`` protocol."""
 
     name = "ray_serve"
+    payloads = PAYLOADS
 
     def __init__(
         self, client: httpx.AsyncClient, settings: HttpSettings = DEFAULT_SETTINGS
@@ -40,8 +103,10 @@ class RayServeAdapter:
         self.client = client
         self.settings = settings
 
-    def _df(self, endpoint: Endpoint, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-        return dumps(records(columns, rows, model=endpoint.model), model=endpoint.model).decode()
+    def _payload(self, endpoint: Endpoint) -> str:
+        return payload_option(
+            endpoint.options, format=self.name, allowed=self.payloads, model=endpoint.model
+        )
 
     async def train(
         self, endpoint: Endpoint, columns: Sequence[str], rows: Sequence[Sequence[Any]]
@@ -69,19 +134,24 @@ class RayServeAdapter:
             raise InvalidInput(
                 f"Model '{model}': the training query returned no rows.", model=model
             )
-        body = dumps(
-            {"df": self._df(endpoint, columns, rows), "target": endpoint.target}, model=model
+        request = build_request(
+            self._payload(endpoint), columns, rows, model=model, target=endpoint.target
         )
         url = endpoint.url_train
+        if request.params:
+            # merged, not replaced: url.train may carry its own query string
+            url = str(httpx.URL(url).copy_merge_params(request.params))
         answer = await post_json(
             self.client,
             url,
-            body,
+            request.body,
             model=model,
             settings=self.settings,
             retry=False,
             timeout=self.settings.train_timeout,
             url_option="url.train",
+            content_type=request.content_type,
+            client_error_hint=request.hint,
         )
         if not isinstance(answer, dict) or answer.get("status") != "ok":
             got = show(answer)
@@ -101,9 +171,16 @@ class RayServeAdapter:
         if not rows:
             return Predictions(values=[])
         model, url = endpoint.model, endpoint.url_predict
-        body = dumps({"df": self._df(endpoint, columns, rows)}, model=model)
+        request = build_request(self._payload(endpoint), columns, rows, model=model)
         answer = await post_json(
-            self.client, url, body, model=model, settings=self.settings, retry=True
+            self.client,
+            url,
+            request.body,
+            model=model,
+            settings=self.settings,
+            retry=True,
+            content_type=request.content_type,
+            client_error_hint=request.hint,
         )
         return parse_prediction(answer, endpoint, len(rows))
 

@@ -1,9 +1,14 @@
 """Format name -> adapter class, as a plain dict; adding a format is one line here.
 
 Catalog rows name the format; the executor asks ``AdapterRegistry.get(format)`` for the adapter.
+``validate_options`` checks the predictor options the adapters read (``payload``) at CREATE
+time, so a typo fails the statement rather than the first prediction.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
 
@@ -11,6 +16,7 @@ from adapters.base import Adapter
 from adapters.http import DEFAULT_SETTINGS, HttpSettings
 from adapters.mlflow_serving import MlflowAdapter
 from adapters.ray_serve import RayServeAdapter
+from adapters.wire import PAYLOAD_OPTION, payload_option
 from gateway.errors import InvalidOption, did_you_mean
 
 FORMATS: dict[str, type] = {
@@ -42,6 +48,23 @@ def normalize_format(name: str) -> str:
         value=name,
         suggestion=ALIASES.get(suggestion, suggestion) if suggestion else None,
     )
+
+
+def validate_options(
+    format: str, options: Mapping[str, Any], *, model: str | None = None
+) -> dict[str, Any]:
+    """``options`` with the adapter options of ``format`` checked and normalised.
+
+    Today that is ``payload`` (lower-cased; InvalidOption with a did-you-mean hint for a
+    value the format does not support). Other keys are returned unchanged; the planner may
+    store the result as the predictor's options.
+    """
+    key = normalize_format(format)
+    checked = dict(options)
+    if PAYLOAD_OPTION in checked:
+        allowed = FORMATS[key].payloads
+        checked[PAYLOAD_OPTION] = payload_option(checked, format=key, allowed=allowed, model=model)
+    return checked
 
 
 class AdapterRegistry:

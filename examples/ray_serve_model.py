@@ -10,6 +10,11 @@ Routes, under the application's route prefix (``/my_model`` by default):
   predicted class. Extra columns in ``df`` are ignored; a missing feature column is a 400.
 * ``GET /``         ``{"status": "ready", "trained": bool}``, for health checks.
 
+``df`` may also be columnar JSON (``{"col": [...]}``). Besides JSON, /train and /predict take
+the batch as a binary body, picked by ``Content-Type`` (the gateway's ``payload`` option):
+``application/vnd.apache.parquet`` (a Parquet file) or ``application/vnd.apache.arrow.stream``
+(an Arrow IPC stream); /train then reads the target from the query: ``/train?target=col``.
+
 Run it (Ray 2.60 API: ``serve.run(..., route_prefix=...)``; the decorator's route_prefix and
 ``Deployment.deploy()`` no longer exist)::
 
@@ -24,6 +29,7 @@ Ray down cleanly on SIGTERM or Ctrl-C. ``serve run ray_serve_model:app`` works a
 # such as "Request" on the replica and would treat `request` as a required query parameter.
 import argparse
 import asyncio
+import io
 import json
 import os
 import signal
@@ -55,8 +61,40 @@ class Trained:
     pipeline: Pipeline
 
 
+PARQUET = "application/vnd.apache.parquet"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+def read_binary(content_type: str, data: bytes) -> pd.DataFrame:
+    """A Parquet or Arrow IPC stream body as a DataFrame (ValueError when unreadable)."""
+    import pyarrow as pa  # only binary payloads need it
+
+    try:
+        if content_type == PARQUET:
+            return pd.read_parquet(io.BytesIO(data))
+        with pa.ipc.open_stream(data) as reader:
+            return reader.read_pandas()
+    except pa.ArrowException as exc:
+        raise ValueError(str(exc)) from exc
+
+
 async def parse_frame(request: Request) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The ``df`` of a wire-format request body as a DataFrame, plus the whole body."""
+    """The batch of a request as a DataFrame, plus the other fields (``target``).
+
+    JSON bodies carry them in the body (``{"df": ..., "target": ...}``); binary bodies
+    (Parquet, Arrow) are the batch itself and carry ``target`` in the query string.
+    """
+    content_type = request.headers.get("content-type", "application/json")
+    content_type = content_type.split(";")[0].strip().lower()
+    if content_type in (PARQUET, ARROW_STREAM):
+        try:
+            frame = read_binary(content_type, await request.body())
+        except ValueError as exc:
+            raise HTTPException(400, f"body is not a readable {content_type}: {exc}") from exc
+        if frame.empty:
+            raise HTTPException(400, "the batch holds no rows")
+        return frame, dict(request.query_params)
+    # Anything else is read as JSON, whatever it claims (curl -d sends form-urlencoded).
     try:
         body = await request.json()
     except ValueError as exc:

@@ -4,24 +4,46 @@
 runs the statement on an embedded gateway over the home directory (``--home`` or
 ``$BYOM_HOME``). Exit codes: 0 success, 1 the gateway refused the statement, 2 usage errors
 and an unreachable ``--url``.
+
+Rows are printed as they arrive (``--format csv`` and ``json`` keep memory flat for any row
+count; a table shows the first ``--max-rows``). While a long statement runs, a progress bar
+on stderr shows the rows done, polled from the gateway's progress of that statement.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
+import threading
+import uuid
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gateway.errors import GatewayError
-from gateway.formatting import dumps_json, format_table
-from gateway.result import Result
+from gateway.formatting import (
+    CsvWriter,
+    JsonWriter,
+    ResultWriter,
+    TableWriter,
+    format_progress,
+)
+from gateway.result import Result, StreamResult
+
+if TYPE_CHECKING:
+    from gateway.core import Gateway
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 47334
+DEFAULT_MAX_ROWS = 1000
+# How often the progress bar asks for the statement's progress (a module constant so tests
+# can make it quick).
+PROGRESS_INTERVAL_S = 0.5
 
 
 def _version() -> str:
@@ -54,7 +76,27 @@ def build_parser() -> argparse.ArgumentParser:
         "without it the statement runs embedded",
     )
     sql.add_argument("--home", type=Path, help="data directory of the embedded gateway")
-    sql.add_argument("--json", action="store_true", help="print the result as JSON")
+    sql.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        help="table (default), json, or csv (streams any number of rows)",
+    )
+    sql.add_argument("--json", action="store_true", help="the same as --format json")
+    sql.add_argument(
+        "--max-rows",
+        type=int,
+        default=DEFAULT_MAX_ROWS,
+        metavar="N",
+        help=f"a table shows the first N rows and counts the rest (default {DEFAULT_MAX_ROWS}; "
+        "0 shows all)",
+    )
+    sql.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="draw a progress bar on stderr for long statements (default: when stderr is "
+        "a terminal)",
+    )
 
     demo = commands.add_parser("demo", help="run the end-to-end scenario on the embedded default")
     demo.add_argument("--home", type=Path, help="data directory (default $BYOM_HOME or ~/.byom)")
@@ -75,42 +117,192 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _sql_embedded(statement: str, home: Path | None) -> Result:
+class ProgressBar:
+    """One line on ``out`` redrawn in place; ``clear`` erases it and ends all drawing (a
+    poll that answers after the statement finished must not leave a stale bar)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self._lock = threading.Lock()
+        self._width = 0
+        self._closed = False
+
+    def draw(self, progress: dict[str, Any]) -> None:
+        """Draw a ``QueryProgress.to_dict()``."""
+        text = format_progress(int(progress.get("rows_done") or 0), progress.get("rows_total"))
+        with self._lock:
+            if self._closed:
+                return
+            # Pad with spaces so a shorter line fully covers the previous one.
+            self.out.write("\r" + text.ljust(self._width))
+            self.out.flush()
+            self._width = max(self._width, len(text))
+
+    def clear(self) -> None:
+        with self._lock:
+            if self._width and not self._closed:
+                self.out.write("\r" + " " * self._width + "\r")
+                self.out.flush()
+            self._closed = True
+
+
+@contextlib.contextmanager
+def _remote_progress(url: str, query_id: str, bar: ProgressBar | None) -> Iterator[None]:
+    """Poll ``GET /api/queries/{query_id}`` from a thread and draw it while the body runs."""
+    if bar is None:
+        yield
+        return
+    from gateway.client import Client
+
+    stop = threading.Event()
+
+    def poll() -> None:
+        # Its own client: the main thread's connection is busy reading the answer.
+        with Client(url, timeout=10) as client:
+            while not stop.wait(PROGRESS_INTERVAL_S):
+                try:
+                    bar.draw(client.query_progress(query_id))
+                except GatewayError:
+                    continue  # not registered yet (or a plain statement): nothing to draw
+
+    thread = threading.Thread(target=poll, name="byom-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        bar.clear()
+        # Bounded: a poll stuck on a dead gateway must not hold up the exit (the bar is
+        # closed, so a late answer draws nothing).
+        thread.join(timeout=2)
+
+
+async def _poll_embedded(gateway: Gateway, query_id: str, bar: ProgressBar) -> None:
+    while True:
+        await asyncio.sleep(PROGRESS_INTERVAL_S)
+        try:
+            bar.draw(gateway.query_progress(query_id).to_dict())
+        except GatewayError:
+            continue
+
+
+def _write_result(result: Result, writer: ResultWriter) -> None:
+    writer.start(result.columns, result.message)
+    writer.write(result.rows)
+    writer.finish()
+
+
+async def _sql_embedded(
+    statement: str, home: Path | None, writer: ResultWriter, bar: ProgressBar | None
+) -> None:
     # Imported here so `byom --version` and remote `byom sql` stay quick.
     from gateway.core import Gateway
 
     gateway = await Gateway.start(home)
     try:
-        result = await gateway.sql(statement)
+        query_id = uuid.uuid4().hex
+        poller = asyncio.create_task(_poll_embedded(gateway, query_id, bar)) if bar else None
+        try:
+            result = await gateway.sql_stream(statement, query_id=query_id)
+            if isinstance(result, StreamResult):
+                await _write_batches(result, writer)
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+            if bar is not None:
+                bar.clear()  # before a table is printed on the same terminal
+        if isinstance(result, StreamResult):
+            writer.finish()
+            return
         # No server outlives this process, so training started here must finish here; the
         # printed row is then the final one (complete or error), not a stale 'generating'.
         trained = await gateway.wait_idle()
         created = result.rows[0][0] if result.columns[:1] == ["name"] and result.rows else None
         if created in trained:
             result = await gateway.describe_predictor(created)
-        return result
+        _write_result(result, writer)
     finally:
         await gateway.close()
 
 
+async def _write_batches(result: StreamResult, writer: ResultWriter) -> None:
+    writer.start(result.columns)
+    try:
+        async for batch in result.batches:
+            writer.write(batch)
+    except GatewayError as exc:
+        writer.fail(exc.to_dict()["error"])
+        raise
+    finally:
+        await result.aclose()
+
+
+def _sql_remote(statement: str, url: str, writer: ResultWriter, bar: ProgressBar | None) -> None:
+    from gateway.client import Client
+
+    query_id = uuid.uuid4().hex if bar is not None else None
+    with Client(url) as client, _remote_progress(url, query_id or "", bar):
+        with client.iter_sql(statement, query_id=query_id) as stream:
+            writer.start(stream.columns, stream.message)
+            try:
+                for batch in stream:
+                    writer.write(batch)
+            except GatewayError as exc:
+                writer.fail(exc.to_dict()["error"])
+                raise
+    writer.finish()  # after the bar is cleared: a table goes to the same terminal
+
+
+def _output_format(args: argparse.Namespace) -> str:
+    return args.format or ("json" if args.json else "table")
+
+
+def _writer(args: argparse.Namespace, out: TextIO) -> ResultWriter:
+    fmt = _output_format(args)
+    if fmt == "json":
+        return JsonWriter(out)
+    if fmt == "csv":
+        return CsvWriter(out)
+    return TableWriter(out, max_rows=args.max_rows or None)
+
+
+def _progress_bar(args: argparse.Namespace) -> ProgressBar | None:
+    enabled = args.progress
+    if enabled is None:
+        # By default only for a person watching: stderr is a terminal, and rows streamed
+        # to that same terminal (csv/json) would tear the bar apart.
+        streamed_to_tty = _output_format(args) != "table" and sys.stdout.isatty()
+        enabled = sys.stderr.isatty() and not streamed_to_tty
+    return ProgressBar(sys.stderr) if enabled else None
+
+
 def _sql(args: argparse.Namespace) -> int:
     statement = sys.stdin.read() if args.statement == "-" else args.statement
+    writer = _writer(args, sys.stdout)
+    bar = _progress_bar(args)
     try:
         if args.url:
-            from gateway.client import Client
-
-            with Client(args.url) as client:
-                result = client.sql(statement)
+            _sql_remote(statement, args.url, writer, bar)
         else:
-            result = asyncio.run(_sql_embedded(statement, args.home))
+            asyncio.run(_sql_embedded(statement, args.home, writer, bar))
     except GatewayError as exc:
+        sys.stdout.flush()
+        if isinstance(writer, CsvWriter | JsonWriter) and writer.rows:
+            print(f"(stopped after {writer.rows:,} rows)", file=sys.stderr)
         print(f"ERROR [{exc.code}]: {exc.message}", file=sys.stderr)
         # An unreachable --url is a setup problem, not an answer to the statement.
         return 2 if exc.code == "GATEWAY_UNREACHABLE" else 1
-    if args.json:
-        print(dumps_json(result.to_dict()).decode())
-    else:
-        print(format_table(result))
+    except BrokenPipeError:
+        # The reader has all it wants (`byom sql ... --format csv | head`); leaving the
+        # stream above already cancelled the statement. Point stdout at /dev/null so the
+        # interpreter's final flush does not fail again (Python docs, "Note on SIGPIPE").
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    if isinstance(writer, CsvWriter) and writer.message:
+        print(writer.message, file=sys.stderr)  # keep stdout pure CSV
     return 0
 
 
@@ -127,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "sql" and args.url and args.home is not None:
             parser.error("--home applies to the embedded gateway only; drop --url or --home")
+        if args.command == "sql" and args.json and args.format not in (None, "json"):
+            parser.error(f"--json and --format {args.format} disagree; give one")
+        if args.command == "sql" and args.max_rows < 0:
+            parser.error("--max-rows must be 0 (all rows) or more")
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
     handlers = {"serve": _serve, "sql": _sql, "demo": _demo}

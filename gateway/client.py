@@ -2,6 +2,9 @@
 
     with Client("http://127.0.0.1:47334") as client:
         print(client.sql("SHOW MODELS").records())
+        with client.iter_sql("SELECT t.*, m.y FROM db.big AS t JOIN m") as rows:
+            for batch in rows:          # lists of rows; memory stays flat
+                ...
 
 Error answers come back as the same ``GatewayError`` subclass the server raised (chosen by
 the stable ``code``), so ``except ModelNotFound`` works the same embedded or remote.
@@ -10,17 +13,29 @@ the stable ``code``), so ``except ModelNotFound`` works the same embedded or rem
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import orjson
 
-from gateway.errors import GatewayError
+from gateway.errors import AlreadyExists, EndpointError, GatewayError, NotFound, UserError
 from gateway.formatting import dumps_json
 from gateway.result import Result
 
 DEFAULT_URL = "http://127.0.0.1:47334"
+
+# A code without a class of its own (``NotFound(..., code="QUERY_NOT_FOUND")``) still gets
+# the family its status stands for, so ``except NotFound`` works for it too.
+_FAMILY_BY_STATUS: dict[int, type[GatewayError]] = {
+    400: UserError,
+    404: NotFound,
+    409: AlreadyExists,
+    502: EndpointError,
+}
 
 
 def error_classes() -> dict[str, type[GatewayError]]:
@@ -37,20 +52,25 @@ def error_classes() -> dict[str, type[GatewayError]]:
     return classes
 
 
-def error_from_body(body: Any, status: int) -> GatewayError | None:
-    """The exception an error body ``{"error": {"code", "message", ...}}`` stands for."""
+def error_from_body(body: Any, status: int | None) -> GatewayError | None:
+    """The exception an error body ``{"error": {"code", "message", ...}}`` stands for.
+
+    ``status`` None (an error reported inside a 200 streamed answer) keeps the status its
+    class has.
+    """
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict) or "code" not in error or "message" not in error:
         return None
     code, message = str(error["code"]), str(error["message"])
     details = {k: v for k, v in error.items() if k not in ("code", "message")}
-    cls = error_classes().get(code, GatewayError)
+    cls = error_classes().get(code) or _FAMILY_BY_STATUS.get(status or 0, GatewayError)
     # Subclass __init__s may re-format the message (ParseError appends line and col), and
     # the server already did that: build the instance with the base __init__ instead, then
     # fill the attributes a subclass __init__ would have set from its keyword arguments.
     exc = cls.__new__(cls)
     GatewayError.__init__(exc, message, code=code, **details)
-    exc.status = status
+    if status is not None:
+        exc.status = status
     for name, param in inspect.signature(cls.__init__).parameters.items():
         if param.kind is inspect.Parameter.KEYWORD_ONLY and name != "code":
             default = None if param.default is inspect.Parameter.empty else param.default
@@ -70,11 +90,11 @@ class Client:
 
     # -- plumbing ---------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
-        content = None if body is None else dumps_json(body)
-        headers = {} if body is None else {"Content-Type": "application/json"}
+    @contextmanager
+    def _transport_errors(self) -> Iterator[None]:
+        """httpx's connection failures as ``GatewayError`` with codes a caller can branch on."""
         try:
-            response = self._http.request(method, path, content=content, headers=headers)
+            yield
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise GatewayError(
                 f"cannot reach the gateway at {self.url}; start it with `byom serve`",
@@ -93,6 +113,12 @@ class Client:
                 code="GATEWAY_UNREACHABLE",
                 url=self.url,
             ) from exc
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        content = None if body is None else dumps_json(body)
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        with self._transport_errors():
+            response = self._http.request(method, path, content=content, headers=headers)
         try:
             payload = response.json()
         except ValueError:
@@ -102,14 +128,17 @@ class Client:
             if error is not None:
                 raise error
         if payload is None or response.is_error:
-            # Not the gateway's own answer: a proxy page, or another server on that port.
-            raise GatewayError(
-                f"unexpected answer from {self.url}{path}: HTTP {response.status_code} "
-                f"{response.text[:200]!r}",
-                code=f"HTTP_{response.status_code}",
-                url=self.url,
-            )
+            raise self._unexpected(path, response)
         return payload
+
+    def _unexpected(self, path: str, response: httpx.Response) -> GatewayError:
+        # Not the gateway's own answer: a proxy page, or another server on that port.
+        return GatewayError(
+            f"unexpected answer from {self.url}{path}: HTTP {response.status_code} "
+            f"{response.text[:200]!r}",
+            code=f"HTTP_{response.status_code}",
+            url=self.url,
+        )
 
     @staticmethod
     def _result(payload: dict[str, Any]) -> Result:
@@ -125,9 +154,65 @@ class Client:
 
     # -- API --------------------------------------------------------------------------
 
-    def sql(self, query: str) -> Result:
-        """Run SQL on the gateway; the last statement's result."""
-        return self._result(self._request("POST", "/api/sql", {"query": query}))
+    def sql(self, query: str, query_id: str | None = None) -> Result:
+        """Run SQL on the gateway; the last statement's result, all rows in memory.
+
+        ``query_id`` names the statement's progress entry (see ``query_progress``). A
+        statement that fails after its rows started streaming raises like any other.
+        """
+        body: dict[str, Any] = {"query": query}
+        if query_id is not None:
+            body["query_id"] = query_id
+        payload = self._request("POST", "/api/sql", body)
+        error = error_from_body(payload, None)
+        if error is not None:
+            raise error
+        return self._result(payload)
+
+    def iter_sql(self, query: str, query_id: str | None = None) -> RowStream:
+        """Run SQL and read its rows batch by batch (flat memory for any row count).
+
+        Sends the request and reads the column names before returning, so errors found
+        before streaming starts raise here. Use the answer as a context manager (or call
+        ``close``) so an abandoned stream cancels the statement on the gateway::
+
+            with client.iter_sql("SELECT ... JOIN m") as rows:
+                print(rows.columns)
+                for batch in rows:
+                    ...
+        """
+        body: dict[str, Any] = {"query": query, "format": "ndjson"}
+        if query_id is not None:
+            body["query_id"] = query_id
+        request = self._http.build_request(
+            "POST",
+            "/api/sql",
+            content=dumps_json(body),
+            headers={"Content-Type": "application/json", "Accept": "application/x-ndjson"},
+        )
+        with self._transport_errors():
+            response = self._http.send(request, stream=True)
+        try:
+            if response.is_error:
+                with self._transport_errors():
+                    response.read()
+                try:
+                    error = error_from_body(response.json(), response.status_code)
+                except ValueError:
+                    error = None
+                raise error or self._unexpected("/api/sql", response)
+            return RowStream(response, self)
+        except BaseException:
+            response.close()
+            raise
+
+    def queries(self) -> list[dict[str, Any]]:
+        """Running and recently finished streaming statements (``rows_done``, ``status``...)."""
+        return self._request("GET", "/api/queries")
+
+    def query_progress(self, query_id: str) -> dict[str, Any]:
+        """One statement's progress; raises ``NotFound`` (QUERY_NOT_FOUND) when unknown."""
+        return self._request("GET", f"/api/queries/{self._name(query_id)}")
 
     def register_predictor(self, **spec: Any) -> dict[str, Any]:
         """Register an external model (name, format, url_predict, dtype_dict, ...)."""
@@ -159,6 +244,104 @@ class Client:
         self._http.close()
 
     def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class RowStream:
+    """The rows of one statement as they arrive: ``columns`` (and ``message``) at once,
+    then iterate for batches (lists of rows). Raises the statement's ``GatewayError`` if
+    it fails part-way. Iterate once; ``close`` (or leaving ``with``) ends the request early.
+    """
+
+    def __init__(self, response: httpx.Response, client: Client) -> None:
+        self._response = response
+        self._client = client
+        self._lines = self._read_lines()
+        self.rows_read = 0
+        self.done = False
+        head = self._next_line()
+        if head is None or "columns" not in head:
+            self.close()
+            raise self._cut_off()
+        self.columns: list[str] = list(head["columns"])
+        self.message: str | None = head.get("message")
+
+    def _read_lines(self) -> Iterator[bytes]:
+        # Split raw bytes ourselves: cheaper than decoding to text for lines of many rows,
+        # and each chunk is scanned once however long a line is.
+        parts: list[bytes] = []
+        with self._client._transport_errors():
+            for chunk in self._response.iter_bytes():
+                start = 0
+                while (end := chunk.find(b"\n", start)) != -1:
+                    parts.append(chunk[start:end])
+                    line = b"".join(parts)
+                    parts.clear()
+                    if line:
+                        yield line
+                    start = end + 1
+                if start < len(chunk):
+                    parts.append(chunk[start:])
+        if parts:
+            yield b"".join(parts)
+
+    def _next_line(self) -> dict[str, Any] | None:
+        line = next(self._lines, None)
+        if line is None:
+            return None
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            self.close()
+            raise GatewayError(
+                f"the gateway at {self._client.url} sent a line that is not JSON: {line[:200]!r}",
+                code="BAD_STREAM",
+                url=self._client.url,
+            ) from exc
+        return value if isinstance(value, dict) else {}
+
+    def _cut_off(self) -> GatewayError:
+        return GatewayError(
+            f"the answer from {self._client.url} ended before its last line "
+            f"({self.rows_read} rows read); the gateway may have stopped",
+            code="STREAM_INCOMPLETE",
+            url=self._client.url,
+        )
+
+    def __iter__(self) -> Iterator[list[list[Any]]]:
+        try:
+            while not self.done:
+                line = self._next_line()
+                if line is None:
+                    raise self._cut_off()
+                if "rows" in line and "done" not in line:
+                    self.rows_read += len(line["rows"])
+                    yield line["rows"]
+                elif line.get("done"):
+                    self.done = True
+                else:
+                    raise error_from_body(line, None) or self._cut_off()
+        finally:
+            self.close()
+
+    def rows(self) -> Iterator[list[Any]]:
+        """One row at a time (the batches flattened)."""
+        for batch in self:
+            yield from batch
+
+    def close(self) -> None:
+        """Stop reading; the gateway sees the client go and cancels the statement."""
+        self._response.close()
+
+    def __enter__(self) -> RowStream:
         return self
 
     def __exit__(

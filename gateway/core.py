@@ -19,10 +19,11 @@ from catalog.db import default_home
 from catalog.repository import Catalog
 from gateway import statements as st
 from gateway.datasources import DatasourcePool
-from gateway.errors import GatewayError, InvalidOption
+from gateway.errors import GatewayError, InvalidOption, NotFound
 from gateway.executor import ExecSettings, Executor
 from gateway.parser import parse
-from gateway.result import Result
+from gateway.progress import QueryProgress
+from gateway.result import Result, StreamResult
 
 log = logging.getLogger("byom.gateway")
 
@@ -80,10 +81,38 @@ class Gateway:
 
     async def sql(self, text: str) -> Result:
         """Run a script of one or more statements; return the last statement's result."""
-        result = Result()
-        for statement in parse(text):
-            result = await self.executor.execute(statement)
+        result = await self.sql_stream(text)
+        return await result.collect() if isinstance(result, StreamResult) else result
+
+    async def sql_stream(self, text: str, query_id: str | None = None) -> Result | StreamResult:
+        """Like ``sql``, but a JOIN's rows come as a ``StreamResult`` (flat memory).
+
+        ``query_id`` names the progress entry of a streaming statement so a client can poll
+        ``query_progress(query_id)`` while it runs. Earlier statements of a script that stream
+        are read to the end (and dropped) before the next one starts.
+        """
+        statements = parse(text)
+        result: Result | StreamResult = Result()
+        for i, statement in enumerate(statements):
+            last = i == len(statements) - 1
+            result = await self.executor.execute(statement, query_id=query_id if last else None)
+            if isinstance(result, StreamResult) and not last:
+                async for _ in result.batches:
+                    pass
         return result
+
+    def queries(self) -> list[QueryProgress]:
+        """Running and recently finished streaming statements, oldest first."""
+        return self.executor.progress.list()
+
+    def query_progress(self, query_id: str) -> QueryProgress:
+        """One statement's progress, or ``NotFound`` (code QUERY_NOT_FOUND)."""
+        entry = self.executor.progress.get(query_id)
+        if entry is None:
+            raise NotFound(
+                f"No query '{query_id}' is running or recently finished.", code="QUERY_NOT_FOUND"
+            )
+        return entry
 
     async def register_predictor(self, spec: dict[str, Any]) -> Result:
         """The JSON twin of CREATE PREDICTOR (keys: name, format, url_predict, url_train,

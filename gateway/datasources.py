@@ -10,7 +10,9 @@ Engines (``CREATE DATABASE ... WITH ENGINE = '<name>', PARAMETERS = {...}``):
   would see its own empty database), ``attach`` (``{schema: path}``, attached on every
   connection, since SQLite's schemas are attached databases) and ``attach_dir`` (every
   ``<dir>/<schema>.sqlite`` is attached as ``<schema>``, rescanned whenever a connection is
-  handed out, so a file dropped there later shows up without a restart).
+  handed out, so a file dropped there later shows up without a restart). Every file is
+  switched to WAL journal mode (stored in the file), so a write-back can commit into a file
+  that a JOIN is still reading.
 * ``postgres`` (alias ``postgresql``): ``host``, ``user``, ``database`` and optionally
   ``port`` (5432), ``password``, ``schema`` (becomes the search_path), ``sslmode`` and
   ``connect_timeout`` (seconds, 10).
@@ -18,26 +20,59 @@ Engines (``CREATE DATABASE ... WITH ENGINE = '<name>', PARAMETERS = {...}``):
 The embedded default datasource ``local`` is a SQLite file under the gateway's home whose
 ``attach_dir`` is ``<home>/local``: ``test_data.home_rentals`` lives in
 ``<home>/local/test_data.sqlite``.
+
+Write-back (``Datasource.open_writer``) streams rows into a table in chunks, and each
+``TableWriter.write`` call is its own transaction: when a chunk fails, the chunks before it
+stay committed and the error says how many rows were written. ``CREATE TABLE ... AS SELECT``
+creates the table (in its own transaction) from the Python types of the first rows;
+``INSERT INTO ... SELECT`` appends to an existing table, matching columns by name.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
+import numbers
 import os
 import re
+import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, text
+from sqlalchemy import (
+    DOUBLE_PRECISION,
+    REAL,
+    TIMESTAMP,
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    CursorResult,
+    Date,
+    Engine,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    create_engine,
+    event,
+    inspect,
+    text,
+)
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.types import TypeEngine
 
 from catalog.records import DatasourceRecord
-from gateway.errors import DatasourceError, InvalidOption, did_you_mean
+from gateway.errors import DatasourceError, InvalidInput, InvalidOption, did_you_mean
 
 if TYPE_CHECKING:
     import pandas
@@ -52,6 +87,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SQLITE_RESERVED_SCHEMAS = frozenset({"main", "temp"})
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _IF_EXISTS = ("fail", "append", "replace")
+WRITE_MODES = ("create", "append")
 
 _NO_DEFAULT = object()
 
@@ -235,11 +271,31 @@ def _scan_attach_dir(directory: str) -> dict[str, str]:
     return found
 
 
+def _use_wal(dbapi_connection: Any, schema: str) -> None:
+    """Put one SQLite database file in WAL mode (a setting stored in the file).
+
+    In the default rollback-journal mode a reader blocks every writer of the same file, so
+    a JOIN streaming rows out of a table could never commit its write-back into another
+    table of that file ("database is locked"). In WAL mode readers keep their snapshot and
+    the writer commits beside them.
+    """
+    quoted = '"' + schema.replace('"', '""') + '"'
+    try:
+        dbapi_connection.execute(f"PRAGMA {quoted}.journal_mode=WAL").fetchall()
+    except sqlite3.Error as exc:  # read-only file or medium: keep the file's own mode
+        log.debug("cannot switch sqlite schema %s to WAL mode: %s", schema, exc)
+
+
 def _sqlite_engine(params: dict[str, Any]) -> Engine:
     engine = create_engine(
         URL.create("sqlite", database=params["path"]),
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
     )
+
+    @event.listens_for(engine, "connect")
+    def _wal(dbapi_connection: Any, _record: Any) -> None:
+        _use_wal(dbapi_connection, "main")
+
     static: dict[str, str] = dict(params.get("attach") or {})
     attach_dir: str | None = params.get("attach_dir")
     if not static and not attach_dir:
@@ -259,6 +315,7 @@ def _sqlite_engine(params: dict[str, Any]) -> Engine:
                 if schema not in present:
                     quoted = '"' + schema.replace('"', '""') + '"'
                     cursor.execute(f"ATTACH DATABASE ? AS {quoted}", (path,))
+                    _use_wal(dbapi_connection, schema)
         finally:
             cursor.close()
 
@@ -446,6 +503,24 @@ class Datasource:
                 raise self._query_error(exc) from exc
         return columns, rows
 
+    def count(self, sql: str, params: Mapping[str, Any] | None = None) -> int | None:
+        """How many rows ``sql`` returns, from ``SELECT count(*) FROM (<sql>) AS q`` with the
+        same parameters; None when the database cannot count it (say, a statement that is
+        not a query, or a form it refuses as a subquery). For progress totals only, so a
+        failure is logged at debug level and never raised."""
+        inner = sql.strip().rstrip(";").rstrip()
+        # The query on lines of its own: a trailing "-- comment" must not swallow the ")".
+        wrapped = f"SELECT count(*) FROM (\n{inner}\n) AS q"
+        try:
+            with self._engine.connect() as conn:
+                row = self._execute(conn, wrapped, params).first()
+        except SQLAlchemyError as exc:
+            log.debug("datasource %r cannot count %r: %s", self.name, sql, self._reason(exc))
+            return None
+        if row is None or row[0] is None:
+            return None
+        return int(row[0])
+
     def write_table(
         self,
         table: str,
@@ -468,9 +543,373 @@ class Datasource:
             ) from exc
         return len(df)
 
+    def open_writer(
+        self,
+        table: str,
+        columns: Sequence[str],
+        *,
+        schema: str | None = None,
+        mode: str = "create",
+    ) -> TableWriter:
+        """A ``TableWriter`` that streams rows (tuples in ``columns`` order) into
+        ``[schema.]table``.
+
+        ``mode="create"``: the table must not exist yet; it is created on the first
+        ``write`` with rows, typed from those rows (see ``infer_column_type``).
+        ``mode="append"``: the table must exist; ``columns`` are matched to its columns by
+        name (exactly, else case-insensitively), and its other columns get their default
+        (NULL unless the table defines one).
+        """
+        if mode not in WRITE_MODES:
+            raise InvalidOption(
+                f"write mode must be one of {', '.join(WRITE_MODES)}, not {mode!r}."
+            )
+        names = [str(c) for c in columns]
+        if not names:
+            raise InvalidInput(f"Cannot write table '{table}': no columns were given.")
+        repeated = sorted({c for c in names if names.count(c) > 1})
+        if repeated:
+            raise InvalidInput(
+                f"Cannot write table '{table}': column names must be distinct; "
+                f"repeated: {', '.join(repeated)}."
+            )
+        where = f"{schema}.{table}" if schema else table
+        try:
+            with self._connect() as conn:
+                inspector = inspect(conn)
+                exists = inspector.has_table(table, schema=schema)
+                existing = (
+                    [c["name"] for c in inspector.get_columns(table, schema=schema)]
+                    if exists and mode == "append"
+                    else []
+                )
+        except SQLAlchemyError as exc:
+            raise self._query_error(exc) from exc
+        if mode == "create":
+            if exists:
+                raise DatasourceError(
+                    f"table '{where}' already exists in datasource '{self.name}'; "
+                    "use INSERT INTO ... SELECT to append",
+                    datasource=self.name,
+                    table=where,
+                )
+            return TableWriter(self, table, names, schema=schema, create=True)
+        if not exists:
+            raise DatasourceError(
+                f"table '{where}' does not exist in datasource '{self.name}'; "
+                "use CREATE TABLE ... AS SELECT to create it",
+                datasource=self.name,
+                table=where,
+            )
+        return TableWriter(
+            self, table, _match_columns(self.name, where, names, existing), schema=schema
+        )
+
     def close(self) -> None:
         """Close the pooled connections."""
         self._engine.dispose()
+
+
+# -- write-back ----------------------------------------------------------------------------
+
+
+def _match_columns(
+    datasource: str, where: str, wanted: list[str], existing: list[str]
+) -> list[str]:
+    """The table's own name for each of ``wanted``: the exact name, else the only one that
+    differs by case (so ``rooms`` finds a column created as ``Rooms``)."""
+    by_lower: dict[str, list[str]] = {}
+    for name in existing:
+        by_lower.setdefault(name.lower(), []).append(name)
+    matched: list[str] = []
+    missing: list[str] = []
+    for name in wanted:
+        candidates = by_lower.get(name.lower(), [])
+        if name in existing:
+            matched.append(name)
+        elif len(candidates) == 1:
+            matched.append(candidates[0])
+        else:
+            missing.append(name)
+    if missing:
+        raise DatasourceError(
+            f"table '{where}' in datasource '{datasource}' has no column "
+            f"{', '.join(repr(m) for m in missing)}; its columns: {', '.join(existing)}",
+            datasource=datasource,
+            table=where,
+        )
+    return matched
+
+
+def _kind(value: Any) -> str | None:
+    """The write-back type family of one value (None for NULL)."""
+    if value is None:
+        return None
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()  # numpy scalars classify as the Python value they hold
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, numbers.Integral):
+        return "int"
+    if isinstance(value, Decimal):
+        return "decimal"
+    if isinstance(value, numbers.Real):  # float, numpy floats
+        return "float"
+    if isinstance(value, datetime):
+        return "timestamptz" if value.utcoffset() is not None else "timestamp"
+    if isinstance(value, date):
+        return "date"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "bytes"
+    return "text"
+
+
+# Mixes of kinds that widen to one type (the first family holding the mix wins).
+_WIDENINGS = (
+    ({"int", "float"}, "float"),
+    ({"int", "decimal"}, "decimal"),
+    ({"int", "float", "decimal"}, "float"),
+    ({"date", "timestamp"}, "timestamp"),
+)
+
+
+def infer_column_type(values: Sequence[Any], dialect: str) -> TypeEngine[Any]:
+    """The SQL type a new table's column gets from its first values.
+
+    bool -> BOOLEAN, int -> BIGINT, float -> DOUBLE PRECISION (REAL on SQLite),
+    Decimal -> NUMERIC, str -> TEXT, date -> DATE, datetime -> TIMESTAMP (WITH TIME ZONE on
+    PostgreSQL when the values carry one), bytes -> BYTEA/BLOB, only NULLs -> TEXT. Mixed
+    ints and floats widen to the float type, dates and datetimes to TIMESTAMP; any other
+    mix becomes TEXT.
+    """
+    # One value per Python type is enough to classify, except timezones, which vary.
+    samples = {type(v): v for v in values if v is not None and not isinstance(v, datetime)}
+    kinds = {_kind(v) for v in samples.values()}
+    kinds |= {_kind(v) for v in values if isinstance(v, datetime)}
+    kinds.discard(None)
+    kind = "text"
+    if len(kinds) == 1:
+        kind = next(iter(kinds))
+    elif kinds:  # only NULLs (no kinds) stay TEXT
+        for family, widened in _WIDENINGS:
+            if kinds <= family:
+                kind = widened
+                break
+    sqlite = dialect == "sqlite"
+    if kind == "bool":
+        return Boolean()
+    if kind == "int":
+        return BigInteger()
+    if kind == "float":
+        return REAL() if sqlite else DOUBLE_PRECISION()
+    if kind == "decimal":
+        return Numeric()
+    if kind == "date":
+        return Date()
+    if kind in ("timestamp", "timestamptz"):
+        return TIMESTAMP(timezone=kind == "timestamptz" and not sqlite)
+    if kind == "bytes":
+        return LargeBinary()
+    return Text()
+
+
+# Types each driver binds as they are; anything else goes through _bindable first.
+_SQLITE_NATIVE = (type(None), bool, int, float, str, bytes, bytearray, memoryview)
+_POSTGRES_NATIVE = (
+    type(None),
+    bool,
+    int,
+    float,
+    str,
+    bytes,
+    bytearray,
+    memoryview,
+    Decimal,
+    date,
+    datetime,
+    time,
+    timedelta,
+)
+
+
+def _bindable(value: Any, sqlite: bool) -> Any:
+    """``value`` in a form the driver can bind; the database converts it from there."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()  # numpy scalars: neither driver adapts them
+    if type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing values
+        return None
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, default=str)
+    if sqlite:
+        # sqlite3's own date adapters are deprecated (Python 3.12); write what they wrote.
+        if isinstance(value, datetime):
+            return value.isoformat(" ")
+        if isinstance(value, date):
+            return value.isoformat()
+        if isinstance(value, Decimal):
+            return str(value)  # a NUMERIC column turns the text into a number
+        native = _SQLITE_NATIVE
+    else:
+        native = _POSTGRES_NATIVE
+    if value is None or isinstance(value, native):
+        return value
+    return str(value)
+
+
+class TableWriter:
+    """Streams rows into one table; made by ``Datasource.open_writer``.
+
+    Every ``write`` is one transaction on a pooled connection that goes back to the pool
+    when the call returns, so an abandoned writer holds nothing. A failing ``write`` rolls
+    back only its own chunk: the chunks written before stay committed, and the
+    ``DatasourceError`` says how many rows that is (also in ``rows_written``).
+    """
+
+    def __init__(
+        self,
+        datasource: Datasource,
+        table: str,
+        columns: list[str],
+        *,
+        schema: str | None = None,
+        create: bool = False,
+    ) -> None:
+        self.datasource = datasource
+        self.table = table
+        self.schema = schema
+        self.columns = list(columns)
+        self.where = f"{schema}.{table}" if schema else table
+        self._pending_create = create
+        self._rows_written = 0
+        self._closed = False
+        self._sqlite = datasource.engine_name == "sqlite"
+        native = _SQLITE_NATIVE if self._sqlite else _POSTGRES_NATIVE
+        self._native = frozenset(native)
+        # Untyped columns: the values reach the driver as they are (no SQLAlchemy type
+        # processing that would refuse, say, a string for a DATE column); keys c0, c1, ...
+        # keep bind names plain whatever the column is called ("1", "Number Of Rooms").
+        # Every identifier is quoted: SQLAlchemy's keyword lists miss some (SQLite's
+        # "nothing"), and a quoted lower-case name means the same as an unquoted one.
+        self._keys = [f"c{i}" for i in range(len(columns))]
+        self._insert = Table(
+            table,
+            MetaData(),
+            *(
+                Column(name, key=key, quote=True)
+                for name, key in zip(columns, self._keys, strict=True)
+            ),
+            schema=schema,
+            quote=True,
+            quote_schema=True,
+        ).insert()
+
+    @property
+    def rows_written(self) -> int:
+        """Rows committed so far."""
+        return self._rows_written
+
+    @property
+    def closed(self) -> bool:
+        """True after ``close`` or ``finish``."""
+        return self._closed
+
+    def write(self, rows: Sequence[Sequence[Any]]) -> int:
+        """Insert ``rows`` (each in ``columns`` order) in one transaction; return how many.
+
+        In create mode the first call with rows creates the table first, in a transaction
+        of its own. ``DatasourceError`` names the datasource, the table, the database's
+        message and the rows committed before this chunk, which stay in the table.
+        """
+        if self._closed:
+            raise ValueError(f"the writer for table '{self.where}' is closed")
+        if not rows:
+            return 0
+        params = self._params(rows)  # checks the rows before anything is created
+        if self._pending_create:
+            self._create(rows)
+        try:
+            with self.datasource._connect() as conn, conn.begin():
+                conn.execute(self._insert, params)
+        except SQLAlchemyError as exc:
+            raise self._error(exc, f"inserting {len(rows)} rows") from exc
+        self._rows_written += len(rows)
+        return len(rows)
+
+    def finish(self) -> None:
+        """Close, first creating the table (every column TEXT) if no row ever came, so
+        ``CREATE TABLE ... AS SELECT`` of an empty result still leaves a table."""
+        if self._pending_create and not self._closed:
+            self._create([])
+        self.close()
+
+    def close(self) -> None:
+        """Stop writing (idempotent); committed chunks stay, nothing is created."""
+        self._closed = True
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.close()
+
+    # -- internals
+
+    def _create(self, rows: Sequence[Sequence[Any]]) -> None:
+        dialect = self.datasource.dialect
+        typed = Table(
+            self.table,
+            MetaData(),
+            *(
+                Column(name, infer_column_type([row[i] for row in rows], dialect), quote=True)
+                for i, name in enumerate(self.columns)
+            ),
+            schema=self.schema,
+            quote=True,
+            quote_schema=True,
+        )
+        try:
+            with self.datasource._connect() as conn, conn.begin():
+                typed.create(conn)
+        except SQLAlchemyError as exc:
+            raise self._error(exc, "creating the table") from exc
+        self._pending_create = False
+        log.debug("created table %s in datasource %r", self.where, self.datasource.name)
+
+    def _params(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        keys = self._keys
+        width = len(keys)
+        for row in rows:
+            if len(row) != width:
+                raise InvalidInput(
+                    f"A row for table '{self.where}' has {len(row)} values; expected "
+                    f"{width} ({', '.join(self.columns)})."
+                )
+        # Most chunks hold only types the driver binds natively: skip the per-value pass.
+        seen = {type(v) for row in rows for v in row}
+        if seen <= self._native:
+            return [dict(zip(keys, row, strict=True)) for row in rows]
+        convert = functools.partial(_bindable, sqlite=self._sqlite)
+        return [dict(zip(keys, map(convert, row), strict=True)) for row in rows]
+
+    def _error(self, exc: BaseException, doing: str) -> DatasourceError:
+        ds = self.datasource
+        return DatasourceError(
+            f"writing table '{self.where}' in datasource '{ds.name}' ({ds.engine_name}) "
+            f"failed while {doing}: {ds._reason(exc)}. {self._rows_written} rows were "
+            "written before this chunk and stay committed (each chunk is its own "
+            "transaction).",
+            datasource=ds.name,
+            table=self.where,
+            rows_written=self._rows_written,
+        )
 
 
 def open_datasource(record: DatasourceRecord) -> Datasource:

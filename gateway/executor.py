@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
-from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sqlglot import exp
 
 from adapters.base import Endpoint, Predictions
 from adapters.registry import AdapterRegistry
@@ -28,11 +30,13 @@ from catalog.records import DatasourceRecord, PredictorRecord
 from catalog.repository import Catalog
 from gateway import datasources as dsmod
 from gateway import statements as st
+from gateway.batching import aiter_thread, ordered_map
 from gateway.errors import (
     DatasourceError,
     DatasourceExists,
     DatasourceNotFound,
     EndpointError,
+    EndpointTimeout,
     GatewayError,
     InvalidInput,
     InvalidOption,
@@ -41,16 +45,21 @@ from gateway.errors import (
     ModelNotReady,
     did_you_mean,
 )
+from gateway.filters import compile_condition
 from gateway.planner import (
+    MODEL_SIDE,
+    TABLE_SIDE,
     CatalogQueryPlan,
     JoinPlan,
     NativePlan,
     OutputColumn,
     PredictRowPlan,
     RegisterPlan,
+    WriteBackPlan,
     plan,
 )
-from gateway.result import Result
+from gateway.progress import ProgressRegistry, QueryProgress
+from gateway.result import Result, StreamResult
 
 log = logging.getLogger("byom.executor")
 
@@ -65,6 +74,27 @@ class ExecSettings:
 
     batch_size: int = 1000
     concurrency: int = 4
+    timeout: float | None = None  # seconds per JOIN batch (all models); None: the HTTP timeouts
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ExecSettings:
+        """Defaults overridden by ``BYOM_BATCH_SIZE``, ``BYOM_CONCURRENCY`` and
+        ``BYOM_BATCH_TIMEOUT`` (the global knobs; a JOIN may override them in USING)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field_name, var, kind in (
+            ("batch_size", "BYOM_BATCH_SIZE", int),
+            ("concurrency", "BYOM_CONCURRENCY", int),
+            ("timeout", "BYOM_BATCH_TIMEOUT", float),
+        ):
+            if env.get(var):
+                try:
+                    values[field_name] = kind(env[var])
+                except ValueError:
+                    raise InvalidOption(f"{var} must be a number, got {env[var]!r}") from None
+                if values[field_name] <= 0:
+                    raise InvalidOption(f"{var} must be positive, got {env[var]!r}")
+        return cls(**values)
 
 
 class Executor:
@@ -85,6 +115,7 @@ class Executor:
         self.settings = settings or ExecSettings()
         self.default_datasource = dsmod.EMBEDDED_NAME
         self._training: dict[str, asyncio.Task[None]] = {}
+        self.progress = ProgressRegistry()
 
     # ------------------------------------------------------------------ Resolver
 
@@ -108,16 +139,21 @@ class Executor:
 
     # ------------------------------------------------------------------ entry point
 
-    async def execute(self, statement: st.Statement) -> Result:
-        """Plan and run one statement."""
+    async def execute(
+        self, statement: st.Statement, query_id: str | None = None
+    ) -> Result | StreamResult:
+        """Plan and run one statement; a prediction JOIN answers a ``StreamResult``."""
         p = plan(statement, self)
+        label = statement.sql if isinstance(statement, st.Query) else type(statement).__name__
         match p:
             case RegisterPlan():
                 return await self._register(p)
             case PredictRowPlan():
                 return await self._predict_row(p)
             case JoinPlan():
-                return await self._join(p)
+                return await self._join(p, label, query_id)
+            case WriteBackPlan():
+                return await self._write_back(p, label, query_id)
             case NativePlan():
                 return await self._native(p)
             case CatalogQueryPlan():
@@ -391,50 +427,142 @@ class Executor:
 
     # ------------------------------------------------------------------ JOIN
 
-    async def _join(self, p: JoinPlan) -> Result:
+    async def _join(self, p: JoinPlan, label: str, query_id: str | None) -> StreamResult:
+        """Start a streaming JOIN; its first batch is computed before this returns."""
+        entry = self.progress.start(label, "join", query_id)
+        stream = self._join_batches(p, entry)
+        return await _first_batch_then_rest(stream, entry, self.progress)
+
+    async def _join_batches(
+        self, p: JoinPlan, entry: QueryProgress
+    ) -> AsyncIterator[tuple[list[str], list[list[Any]]]]:
+        """Yield (labels, output rows) per batch, in source order; updates ``entry``."""
         models = [self._ready(m.name) for m in p.models]
         ds = self._datasource(p.datasource)
         batch_size = int(p.options.get("batch_size", self.settings.batch_size))
         concurrency = int(p.options.get("concurrency", self.settings.concurrency))
-        pending: deque[tuple[int, list[str], list[Sequence[Any]], asyncio.Future[Any]]] = deque()
-        labels: list[str] | None = None
-        out: list[list[Any]] = []
-        first_row = 0
+        timeout = p.options.get("timeout", self.settings.timeout)
+        counting = asyncio.ensure_future(asyncio.to_thread(ds.count, p.source_sql, p.params))
+        counting.add_done_callback(lambda f: _set_total(entry, f))
 
-        def emit(columns: list[str], rows: list[Sequence[Any]], answers: list[Predictions]) -> None:
-            nonlocal labels
-            getters, names = self._join_projection(p.outputs, columns, models, answers)
-            if labels is None:
-                labels = names
-            for j, row in enumerate(rows):
-                out.append([get(row, j) for get in getters])
-
-        async def finish_oldest() -> None:
-            start, columns, rows, future = pending[0]
+        async def predict_all(columns: list[str], rows: list[tuple[Any, ...]]) -> list[Predictions]:
+            calls = [self._predict_batch(m, columns, rows) for m in models]
+            if timeout is None:
+                return list(await asyncio.gather(*calls))
             try:
-                answers = await future
-            except GatewayError as exc:
-                raise _in_batch(exc, start, len(rows))  # noqa: B904 - same exception, annotated
-            pending.popleft()
-            emit(columns, rows, answers)
+                return list(await asyncio.wait_for(asyncio.gather(*calls), float(timeout)))
+            except TimeoutError:
+                raise EndpointTimeout(
+                    f"Predicting a batch of {len(rows)} rows took longer than the JOIN's "
+                    f"timeout of {timeout}s; raise USING timeout=... or lower batch_size.",
+                    models=[m.name for m in models],
+                ) from None
 
-        chunks = _aiter_thread(ds.stream(p.source_sql, p.params, chunk_rows=batch_size))
+        remaining = p.limit
+        chunks = aiter_thread(ds.stream(p.source_sql, p.params, chunk_rows=batch_size))
+        done = ordered_map(chunks, predict_all, concurrency)
         try:
-            async for columns, rows in chunks:
-                future = asyncio.gather(*(self._predict_batch(m, columns, rows) for m in models))
-                pending.append((first_row, columns, rows, future))
-                first_row += len(rows)
-                if len(pending) >= concurrency:
-                    await finish_oldest()
-            while pending:
-                await finish_oldest()
+            async for batch in done:
+                getters, labels = self._join_projection(
+                    p.outputs, batch.columns, models, batch.answer
+                )
+                keep = self._post_filter(p, batch.columns, batch.answer)
+                out = [
+                    [get(row, j) for get in getters]
+                    for j, row in enumerate(batch.rows)
+                    if keep is None or keep(row, j)
+                ]
+                if remaining is not None:
+                    out = out[:remaining]
+                    remaining -= len(out)
+                entry.rows_done += len(batch.rows)
+                yield labels, out
+                if remaining == 0:
+                    return
+            if entry.rows_total is None:  # the source ran out before count() answered
+                entry.rows_total = entry.rows_done
+            # No rows at all: still name the columns, from the source's columns.
+            if entry.rows_done == 0:
+                yield [c.label for c in p.outputs if c.name != "*"], []
         finally:
-            for *_, future in pending:
-                future.cancel()
+            counting.cancel()
+            await done.aclose()
             await chunks.aclose()
-        if labels is None:  # no rows: still name the columns we can name
-            labels = [c.label for c in p.outputs if c.name != "*"]
-        return Result(columns=labels, rows=out)
+
+    def _post_filter(
+        self, p: JoinPlan, columns: list[str], answers: list[Predictions]
+    ) -> Any | None:
+        """The WHERE part on model outputs as ``(row, j) -> bool``, or None when there is none."""
+        if p.post_filter is None:
+            return None
+
+        def column(node: exp.Column) -> Any:
+            if node.table == TABLE_SIDE:
+                if node.name not in columns:
+                    raise InvalidInput(f"Column '{node.name}' is not in the table's rows.")
+                i = columns.index(node.name)
+                return lambda rj: rj[0][i]
+            index = int(node.table[len(MODEL_SIDE) :])
+            record, answer = p.models[index], answers[index]
+            names, _ = self._model_output_names(record, answer)
+            if node.name == names[0]:
+                return lambda rj: answer.values[rj[1]]
+            if node.name in answer.extra:
+                values = answer.extra[node.name]
+                return lambda rj: values[rj[1]]
+            raise InvalidInput(
+                f"Model '{record.name}' has no output column '{node.name}' to filter on; "
+                f"its outputs: {', '.join(names)}.",
+                model=record.name,
+            )
+
+        check = compile_condition(p.post_filter, column)
+        return lambda row, j: check((row, j)) is True
+
+    async def _write_back(self, p: WriteBackPlan, label: str, query_id: str | None) -> Result:
+        """Stream a JOIN's rows into a datasource table, one transaction per batch."""
+        entry = self.progress.start(label, "write", query_id)
+        target = self._datasource(p.datasource)
+        writer = None
+        written = 0
+        stream = self._join_batches(p.join, entry)
+        try:
+            async for labels, rows in stream:
+                if writer is None:
+                    names = p.columns or labels
+                    if len(set(names)) != len(names):
+                        raise InvalidInput(
+                            "Write-back needs distinct column names; rename with AS: "
+                            + ", ".join(names)
+                        )
+                    writer = target.open_writer(p.table, names, schema=p.schema, mode=p.mode)
+                if rows:
+                    written += await asyncio.to_thread(writer.write, rows)
+            if writer is not None:
+                await asyncio.to_thread(writer.finish)  # an empty result still makes its table
+        except GatewayError as exc:
+            if written and "rows_written" not in exc.details:  # the writer already says so
+                exc.message += (
+                    f" ({written} rows were already written to {p.table} and stay there: "
+                    "each batch is its own transaction)"
+                )
+                exc.args = (exc.message,)
+            self.progress.finish(entry, "error", exc.message)
+            raise
+        except BaseException:
+            self.progress.finish(entry, "cancelled")
+            raise
+        finally:
+            await stream.aclose()
+            if writer is not None:
+                writer.close()
+        self.progress.finish(entry, "done")
+        where = f"{p.datasource}.{p.schema + '.' if p.schema else ''}{p.table}"
+        return Result(
+            columns=["rows_written", "table"],
+            rows=[[written, where]],
+            message=f"{written} rows written to {where}",
+        )
 
     def _join_projection(
         self,
@@ -492,7 +620,13 @@ class Executor:
                 for j in self.catalog.list_jobs()
             ],
         )  # fmt: skip
-        tables = {"models": models, "jobs": jobs, "databases": self._show_databases()}
+        queries = Result(columns=list(ProgressRegistry.COLUMNS), rows=self.progress.rows())
+        tables = {
+            "models": models,
+            "jobs": jobs,
+            "databases": self._show_databases(),
+            "queries": queries,
+        }
         conn = sqlite3.connect(":memory:")
         try:
             for table, data in tables.items():
@@ -585,27 +719,43 @@ class Executor:
         return Result(columns=["name", "engine", "parameters"], rows=rows)
 
 
-def _in_batch(exc: GatewayError, start: int, count: int) -> GatewayError:
-    """Say which batch and rows of a JOIN failed, keeping the error's class and code."""
-    exc.message = f"JOIN rows {start + 1}-{start + count}: {exc.message}"
-    exc.args = (exc.message,)
-    exc.details.update(rows_from=start + 1, rows_to=start + count)
-    return exc
-
-
-async def _aiter_thread(iterator: Iterator[Any]) -> AsyncIterator[Any]:
-    """Iterate a blocking iterator from worker threads; closes it even when abandoned."""
-    done = object()
+async def _first_batch_then_rest(
+    stream: AsyncIterator[tuple[list[str], list[list[Any]]]],
+    entry: QueryProgress,
+    progress: ProgressRegistry,
+) -> StreamResult:
+    """Run the stream up to its first batch, so early errors are ordinary errors and the
+    column names are known; the rest is read when the caller iterates."""
     try:
-        while True:
-            item = await asyncio.to_thread(next, iterator, done)
-            if item is done:
-                return
-            yield item
-    finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            await asyncio.to_thread(close)
+        labels, first = await anext(stream)
+    except BaseException as exc:
+        await stream.aclose()
+        status = "error" if isinstance(exc, GatewayError) else "cancelled"
+        progress.finish(entry, status, getattr(exc, "message", None))
+        raise
+
+    async def rows() -> AsyncIterator[list[list[Any]]]:
+        try:
+            if first:
+                yield first
+            async for _, batch in stream:
+                yield batch
+        except GatewayError as exc:
+            progress.finish(entry, "error", exc.message)
+            raise
+        except BaseException:
+            progress.finish(entry, "cancelled")
+            raise
+        finally:
+            await stream.aclose()
+        progress.finish(entry, "done")
+
+    return StreamResult(columns=labels, batches=rows(), query_id=entry.id)
+
+
+def _set_total(entry: QueryProgress, future: asyncio.Future[int | None]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        entry.rows_total = future.result()
 
 
 def _now() -> datetime:

@@ -2,18 +2,23 @@
 
 The server, the client and the CLI all encode JSON here, so a value that one of them can
 send (a numpy scalar, a datetime, a NaN from pandas) is one that all of them can.
+
+The ``*Writer`` classes print a result that arrives batch by batch (a JOIN's stream):
+CSV and JSON are written as the rows come, with flat memory; a table needs its column
+widths first, so it keeps at most ``max_rows`` rows and counts the rest.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import datetime as dt
 import decimal
 import math
 import numbers
 import sys
 import unicodedata
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -118,11 +123,12 @@ def _pad(text: str, width: int, right: bool) -> str:
     return fill + text if right else text + fill
 
 
-def format_table(result: Result, max_width: int = 40) -> str:
+def format_table(result: Result, max_width: int = 40, total_rows: int | None = None) -> str:
     """``result`` as a psql/MySQL-style ASCII table followed by ``(N rows)``.
 
     Cells longer than ``max_width`` columns are cut with ``…``; numbers are right-aligned.
-    A result without columns prints its message (or ``OK``).
+    A result without columns prints its message (or ``OK``). ``total_rows`` larger than
+    the rows given (a cut-off stream) ends the table with ``... N rows in all`` instead.
     """
     if max_width < 2:
         raise ValueError(f"max_width must be at least 2, got {max_width}")
@@ -151,7 +157,125 @@ def format_table(result: Result, max_width: int = 40) -> str:
     if body:
         lines.append(border)
     count = len(result.rows)
-    lines.append(f"({count} row{'' if count == 1 else 's'})")
+    if total_rows is not None and total_rows > count:
+        lines.append(f"... {total_rows:,} rows in all (the first {count:,} shown)")
+    else:
+        lines.append(f"({count} row{'' if count == 1 else 's'})")
     if result.message:
         lines.append(result.message)
     return "\n".join(lines)
+
+
+def format_progress(rows_done: int, rows_total: int | None, width: int = 20) -> str:
+    """A one-line progress bar: ``[########............] 41% 410,000/1,000,000 rows``,
+    or just ``410,000 rows`` when the total is unknown."""
+    if not rows_total:
+        return f"{rows_done:,} rows"
+    fraction = min(1.0, max(0.0, rows_done / rows_total))
+    filled = int(fraction * width)
+    bar = "#" * filled + "." * (width - filled)
+    return f"[{bar}] {int(fraction * 100):3d}% {rows_done:,}/{rows_total:,} rows"
+
+
+class ResultWriter:
+    """Prints one result given as ``start`` (columns, message), ``write`` per batch of rows,
+    then ``finish`` - or ``fail`` when the statement broke off part-way."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.columns: list[str] = []
+        self.message: str | None = None
+        self.rows = 0
+
+    def start(self, columns: list[str], message: str | None = None) -> None:
+        self.columns = list(columns)
+        self.message = message
+
+    def write(self, rows: list[list[Any]]) -> None:
+        self.rows += len(rows)
+
+    def finish(self) -> None:
+        """Called once after the last batch."""
+
+    def fail(self, error: dict[str, Any]) -> None:
+        """Called instead of ``finish`` with the error's ``{"code", "message"}``."""
+
+
+class TableWriter(ResultWriter):
+    """An ASCII table of the first ``max_rows`` rows (None: all); later rows are counted."""
+
+    def __init__(self, out: TextIO, max_rows: int | None = 1000, max_width: int = 40) -> None:
+        super().__init__(out)
+        self.max_rows = max_rows
+        self.max_width = max_width
+        self._kept: list[list[Any]] = []
+
+    def write(self, rows: list[list[Any]]) -> None:
+        room = len(rows) if self.max_rows is None else max(0, self.max_rows - len(self._kept))
+        self._kept.extend(rows[:room])
+        super().write(rows)
+
+    def finish(self) -> None:
+        shown = Result(columns=self.columns, rows=self._kept, message=self.message)
+        print(format_table(shown, self.max_width, total_rows=self.rows), file=self.out)
+
+
+class JsonWriter(ResultWriter):
+    """The ``POST /api/sql`` document, ``{"columns": [...], "rows": [...]}``, written as
+    the rows come; a failure ends it with an ``"error"`` member, as the server does."""
+
+    def start(self, columns: list[str], message: str | None = None) -> None:
+        super().start(columns, message)
+        self._raw(b'{"columns":' + dumps_json(self.columns) + b',"rows":[')
+
+    def write(self, rows: list[list[Any]]) -> None:
+        if rows:
+            self._raw((b"," if self.rows else b"") + dumps_json(rows)[1:-1])
+        super().write(rows)
+
+    def finish(self) -> None:
+        tail = b"]"
+        if self.message:
+            tail += b',"message":' + dumps_json(self.message)
+        self._raw(tail + b"}\n")
+
+    def fail(self, error: dict[str, Any]) -> None:
+        self._raw(b'],"error":' + dumps_json(error) + b"}\n")
+
+    def _raw(self, data: bytes) -> None:
+        self.out.write(data.decode())
+
+
+def csv_value(value: Any) -> Any:
+    """One CSV cell: empty for NULL, ISO dates, JSON for containers, numbers as Python
+    writes them (full precision, unlike the table's 10 digits)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return value
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dict | list | tuple):
+        return dumps_json(value).decode()
+    if hasattr(value, "item") and not hasattr(value, "__len__"):
+        return csv_value(value.item())  # a numpy scalar
+    return format_value(value)
+
+
+class CsvWriter(ResultWriter):
+    """RFC 4180 CSV with a header line, written as the rows come (flat memory)."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(out)
+        self._csv = csv.writer(out, lineterminator="\n")
+
+    def start(self, columns: list[str], message: str | None = None) -> None:
+        super().start(columns, message)
+        if self.columns:
+            self._csv.writerow(self.columns)
+
+    def write(self, rows: list[list[Any]]) -> None:
+        self._csv.writerows([csv_value(v) for v in row] for row in rows)
+        super().write(rows)

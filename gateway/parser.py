@@ -32,7 +32,11 @@ class Byom(Dialect):
 
     The base dialect is generic rather than MySQL on purpose: MySQL reads ``a || b`` as OR,
     which would silently change SQL passed through to SQLite or PostgreSQL datasources.
+    Likewise ``/`` follows its operands' types (integer division stays integer division) so
+    that SQL written for a datasource is sent to it with the meaning it had, no casts added.
     """
+
+    TYPED_DIVISION = True
 
     class Tokenizer(tokens.Tokenizer):
         QUOTES = ["'"]

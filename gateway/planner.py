@@ -39,8 +39,11 @@ DTYPES = ("integer", "float", "categorical", "binary", "text", "date", "datetime
 KNOWN_OPTIONS = ("url.train", "url.predict", "format", "dtype_dict")
 # Per-statement tuning knobs of a JOIN (``... JOIN m USING batch_size=5000``).
 JOIN_KNOBS = ("batch_size", "concurrency", "timeout")
+# Canonical qualifiers of the columns in ``JoinPlan.post_filter``.
+TABLE_SIDE = "__table__"
+MODEL_SIDE = "__model"
 # Catalog tables a SELECT can read as ``mindsdb.<table>`` (or ``model.``/``models.``).
-CATALOG_TABLES = ("models", "databases", "jobs")
+CATALOG_TABLES = ("models", "databases", "jobs", "queries")
 
 
 class Resolver(Protocol):
@@ -109,6 +112,10 @@ class JoinPlan:
     models: list[PredictorRecord]
     outputs: list[OutputColumn]
     options: dict[str, Any] = field(default_factory=dict)
+    # WHERE conditions that read model outputs, checked after prediction; their columns are
+    # qualified TABLE_SIDE or MODEL_SIDE<i> (the index into ``models``).
+    post_filter: exp.Expression | None = None
+    limit: int | None = None  # enforced by the executor too (exactly n rows)
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,18 @@ class CatalogQueryPlan:
     """A read-only SELECT over the catalog's tables (``mindsdb.models``, ``.jobs``, ...)."""
 
     sql: str  # SQLite, with the namespace stripped
+
+
+@dataclass(frozen=True)
+class WriteBackPlan:
+    """``CREATE TABLE ds.t AS <JOIN>`` (mode create) or ``INSERT INTO ds.t [(cols)] <JOIN>``."""
+
+    datasource: str
+    table: str
+    schema: str | None
+    mode: str  # "create" | "append"
+    join: JoinPlan
+    columns: list[str] | None = None  # INSERT's column list, renaming the JOIN's columns
 
 
 @dataclass(frozen=True)
@@ -129,6 +148,7 @@ class NativePlan:
 
 Plan = (
     CatalogQueryPlan
+    | WriteBackPlan
     | RegisterPlan
     | PredictRowPlan
     | JoinPlan
@@ -225,6 +245,9 @@ def plan_register(stmt: st.CreatePredictor) -> RegisterPlan:
 
 def _plan_query(stmt: st.Query, resolver: Resolver) -> Plan:
     tree = stmt.tree
+    write = _plan_write_back(stmt, resolver)
+    if write is not None:
+        return write
     if isinstance(tree, exp.Select):
         sources = _select_sources(tree)
         models = [(t, _as_model(t, resolver)) for t in sources]
@@ -250,6 +273,51 @@ def _plan_query(stmt: st.Query, resolver: Resolver) -> Plan:
             return catalog
         _check_unknown_model(sources, resolver)
     return _plan_native(stmt, resolver)
+
+
+def _plan_write_back(stmt: st.Query, resolver: Resolver) -> WriteBackPlan | None:
+    """CREATE TABLE ... AS / INSERT INTO ... whose SELECT is a prediction JOIN, else None."""
+    tree = stmt.tree
+    columns: list[str] | None = None
+    if isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "TABLE":
+        mode, target, select = "create", tree.this, tree.expression
+    elif isinstance(tree, exp.Insert):
+        mode, target, select = "append", tree.this, tree.expression
+        if isinstance(target, exp.Schema):
+            columns = [c.name for c in target.expressions]
+            target = target.this
+    else:
+        return None
+    if not isinstance(select, exp.Select) or not isinstance(target, exp.Table):
+        return None
+    inner = _plan_query(st.Query(tree=select, sql=select.sql()), resolver)
+    if isinstance(inner, NativePlan | CatalogQueryPlan):
+        return None  # plain SQL: the datasource does it
+    if not isinstance(inner, JoinPlan):
+        raise UnsupportedStatement(
+            "Write-back takes a prediction JOIN: CREATE TABLE ds.t AS SELECT ... "
+            "FROM ds.src AS s JOIN model AS m"
+        )
+    datasource, _ = _datasource_of(target, resolver)
+    schema = None
+    if target.catalog:
+        schema = target.db or None
+    elif target.db and resolver.datasource_dialect(target.db.lower()) is None:
+        schema = target.db
+    if columns is not None and any(c.name == "*" for c in inner.outputs):
+        raise UnsupportedStatement("INSERT INTO t (columns) needs named columns, not *.")
+    if columns is not None and len(columns) != len(inner.outputs):
+        raise InvalidInput(
+            f"INSERT names {len(columns)} column(s) but the SELECT gives {len(inner.outputs)}."
+        )
+    return WriteBackPlan(
+        datasource=datasource,
+        table=target.name,
+        schema=schema,
+        mode=mode,
+        join=replace(inner, options=_join_options(stmt)),
+        columns=columns,
+    )
 
 
 def _plan_catalog_query(tree: exp.Select, resolver: Resolver) -> CatalogQueryPlan | None:
@@ -467,22 +535,37 @@ def _plan_join(
         if side == "table":
             table_columns.append(inner.name)
 
+    # WHERE: conditions on table columns only go to the datasource; the rest (they read a
+    # model output) are checked here after prediction, on canonical column names.
+    pushed: list[exp.Expression] = []
+    post: list[exp.Expression] = []
     where = tree.args.get("where")
-    if where is not None:
-        for cond in _conjuncts(where.this):
-            if any(side_of(c)[0] == "model" for c in cond.find_all(exp.Column)):
-                raise UnsupportedStatement(
-                    "Filtering on model output columns in a JOIN is not supported yet; "
-                    f"filter on table columns only (got: {cond.sql()})."
-                )
+    for cond in _conjuncts(where.this) if where is not None else []:
+        if any(side_of(c)[0] == "model" for c in cond.find_all(exp.Column)):
+            post.append(cond.copy())
+        else:
+            pushed.append(cond.copy())
+    post_filter = exp.and_(*post) if post else None
+    post_table_columns: list[str] = []
+    if post_filter is not None:
+        for column in list(post_filter.find_all(exp.Column)):
+            side, index = side_of(column)
+            if side == "table":
+                post_table_columns.append(column.name)
+            canonical = TABLE_SIDE if side == "table" else f"{MODEL_SIDE}{index}"
+            column.set("table", exp.to_identifier(canonical))
     for ordered in (tree.args.get("order") or exp.Order()).expressions:
         if any(side_of(c)[0] == "model" for c in ordered.find_all(exp.Column)):
-            raise UnsupportedStatement("ORDER BY model output columns is not supported yet.")
+            raise UnsupportedStatement(
+                "ORDER BY model output columns is not supported: it would hold every row in "
+                "memory. ORDER BY table columns (pushed down to the datasource) instead."
+            )
+    limit = _limit_value(tree)
 
     # Columns the datasource must return: what is selected plus what each model reads.
     needed: list[str] | None = None
     if not star_table:
-        needed = list(table_columns)
+        needed = list(table_columns) + post_table_columns
         for m in models:
             features = [c for c in m.dtype_dict if c != m.target]
             if not features:  # the model did not say what it reads: send every column
@@ -492,14 +575,34 @@ def _plan_join(
         if needed is not None:
             needed = list(dict.fromkeys(needed))
 
-    sql, params = _source_sql(tree, source, table_alias, needed, dialect)
+    sql, params = _source_sql(
+        tree,
+        source,
+        table_alias,
+        needed,
+        dialect,
+        where=exp.and_(*pushed) if pushed else None,
+        push_limit=post_filter is None,  # a post-filter drops rows: the source can't limit
+    )
     return JoinPlan(
         datasource=datasource,
         source_sql=sql,
         params=params,
         models=models,
         outputs=outputs,
+        post_filter=post_filter,
+        limit=limit,
     )
+
+
+def _limit_value(tree: exp.Select) -> int | None:
+    limit = tree.args.get("limit")
+    if limit is None:
+        return None
+    value = literal_value(limit.expression)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"LIMIT must be a non-negative integer, got {limit.expression.sql()}")
+    return value
 
 
 def _join_options(stmt: st.Query) -> dict[str, Any]:
@@ -577,6 +680,9 @@ def _source_sql(
     alias: str,
     needed: list[str] | None,
     dialect: str,
+    *,
+    where: exp.Expression | None,
+    push_limit: bool,
 ) -> tuple[str, dict[str, Any]]:
     """SELECT needed columns FROM source [WHERE] [ORDER BY] [LIMIT], literals bound."""
     if needed is None:
@@ -589,14 +695,13 @@ def _source_sql(
             for name in needed
         ]
     query = exp.select(*columns).from_(source.copy())
-    where = tree.args.get("where")
     if where is not None:
-        query = query.where(where.this.copy())
+        query = query.where(where)
     order = tree.args.get("order")
     if order is not None:
         query.set("order", order.copy())
     limit = tree.args.get("limit")
-    if limit is not None:
+    if limit is not None and push_limit:
         query.set("limit", limit.copy())
     params: dict[str, Any] = {}
     for node in list(query.find_all(exp.Literal, exp.Boolean)):
@@ -656,6 +761,7 @@ def _plan_native(stmt: st.Query, resolver: Resolver) -> NativePlan:
 
 
 __all__ = [
+    "WriteBackPlan",
     "CATALOG_TABLES",
     "CatalogQueryPlan",
     "JoinPlan",

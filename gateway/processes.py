@@ -27,6 +27,7 @@ __all__ = [
     "examples_dir",
     "free_port",
     "load_example",
+    "start_gateway",
     "start_mlflow_example",
     "start_ray_serve_example",
     "wait_http",
@@ -290,6 +291,44 @@ def start_mlflow_example(
             log_path=log_path,
             what=f"mlflow models serve -m {model_path}",
         )
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+def start_gateway(
+    home: Path,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    *,
+    log_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> Service:
+    """Start ``byom serve`` on ``home`` as a real process; wait until ``/healthz`` is ok.
+
+    ``env`` entries override the inherited environment. ``Service.url`` is the gateway's base
+    URL, ``http://host:port``.
+    """
+    port = port if port is not None else free_port(host)
+    log_path = _log_dir(log_dir) / f"gateway_{port}.log"
+    # `-m gateway.cli` runs this interpreter's package, whatever `byom` is first on PATH.
+    args = [sys.executable, "-m", "gateway.cli", "serve", "--host", host, "--port", str(port)]
+    args += ["--home", str(home)]
+    process = _spawn(args, log_path, {**_base_env(), **(env or {})})
+    service = Service("gateway", f"http://{host}:{port}", process, log_path)
+    what = f"byom serve --home {home}"
+    try:
+        # uvicorn binds its socket only after the lifespan started the Gateway, so the
+        # first answer comes from a gateway that is ready; it must also say it is ok.
+        wait_http(f"{service.url}/healthz", timeout, process, log_path=log_path, what=what)
+        answer = httpx.get(f"{service.url}/healthz", timeout=10.0)
+        if answer.status_code != 200:
+            raise RuntimeError(
+                f"{what}: /healthz answered HTTP {answer.status_code} {answer.text[:200]!r}:\n"
+                f"{service.log_tail()}"
+            )
     except BaseException:
         service.stop()
         raise

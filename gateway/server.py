@@ -5,6 +5,10 @@ becomes a response in ``error_response`` and nowhere else, with the body
 ``{"error": {"code": ..., "message": ..., ...details}}``: user errors are 4xx with their
 stable code, model endpoint failures 502/504, and anything unexpected a 500 whose traceback
 goes to the log.
+
+The one exception is a failure in the middle of a streamed answer (a JOIN's rows are written
+as they arrive): the status line is gone by then, so the error is written at the end of the
+body instead - see ``run_sql``.
 """
 
 from __future__ import annotations
@@ -15,18 +19,20 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import GatewayError, ModelNotFound
 from gateway.formatting import dumps_json
-from gateway.result import Result
+from gateway.result import Result, StreamResult
 
 if TYPE_CHECKING:
     # Imported lazily at startup instead: the API layer (and its tests with a fake gateway)
@@ -52,6 +58,17 @@ class SqlRequest(BaseModel):
     """``POST /api/sql``: one statement or a script of several (the last one answers)."""
 
     query: str = Field(description="SQL statement(s)", examples=["SHOW MODELS"])
+    query_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,128}$",
+        description="names the statement's progress entry (GET /api/queries/{query_id}) "
+        "so a client can poll it while the answer streams",
+    )
+    format: Literal["json", "ndjson"] = Field(
+        default="json",
+        description="json: one document {columns, rows}; ndjson: a columns line, one line "
+        "per batch of rows, then a done (or error) line",
+    )
 
 
 class PredictorURLs(BaseModel):
@@ -150,6 +167,11 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(problems)
 
 
+def _internal_error(exc: Exception) -> dict[str, Any]:
+    message = f"internal gateway error: {type(exc).__name__}: {exc}; see the gateway log"
+    return {"error": {"code": "INTERNAL_ERROR", "message": message}}
+
+
 def error_response(exc: Exception) -> JSONBody:
     """The response for any exception raised while serving a request."""
     if isinstance(exc, GatewayError):
@@ -169,8 +191,7 @@ def error_response(exc: Exception) -> JSONBody:
             message = f"method not allowed here; this endpoint accepts {exc.headers['allow']}"
         body = {"error": {"code": code, "message": message}}
         return JSONBody(body, status_code=exc.status_code, headers=exc.headers)
-    message = f"internal gateway error: {type(exc).__name__}: {exc}; see the gateway log"
-    return JSONBody({"error": {"code": "INTERNAL_ERROR", "message": message}}, status_code=500)
+    return JSONBody(_internal_error(exc), status_code=500)
 
 
 async def _handle(request: Request, exc: Exception) -> Response:
@@ -206,6 +227,90 @@ class _InternalErrorMiddleware:
             if started:  # too late for an error body; let the server drop the connection
                 raise
             await error_response(exc)(scope, receive, send)
+
+
+# --- streamed answers ---------------------------------------------------------------------
+
+
+def _stream_error(exc: Exception) -> dict[str, Any]:
+    """The ``{"code", "message", ...}`` of a failure after the answer started streaming."""
+    if isinstance(exc, GatewayError):
+        return exc.to_dict()["error"]
+    logger.error("statement failed while its answer streamed", exc_info=exc)
+    return _internal_error(exc)["error"]
+
+
+async def _json_document(stream: StreamResult) -> AsyncIterator[bytes]:
+    """The same document as ``Result.to_dict()``, written one batch at a time.
+
+    A failure after the first bytes closes the document with an ``"error"`` member instead.
+    """
+    yield b'{"columns":' + dumps_json(stream.columns) + b',"rows":['
+    separator = b""
+    try:
+        async for batch in stream.batches:
+            if batch:
+                # One orjson call per batch; its outer brackets are the document's.
+                yield separator + dumps_json(batch)[1:-1]
+                separator = b","
+    except Exception as exc:
+        yield b'],"error":' + dumps_json(_stream_error(exc)) + b"}"
+        return
+    yield b"]}"
+
+
+def _line(value: Any) -> bytes:
+    return dumps_json(value) + b"\n"
+
+
+async def _ndjson_lines(stream: StreamResult | Result) -> AsyncIterator[bytes]:
+    """``{"columns"}``, then ``{"rows": [...]}`` per batch, then ``{"done", "rows"}``
+    or ``{"error"}``. A plain ``Result`` is written the same way (one batch)."""
+    head: dict[str, Any] = {"columns": stream.columns}
+    if isinstance(stream, Result):
+        if stream.message:
+            head["message"] = stream.message
+        yield _line(head)
+        if stream.rows:
+            yield _line({"rows": stream.rows})
+        yield _line({"done": True, "rows": len(stream.rows)})
+        return
+    yield _line(head)
+    count = 0
+    try:
+        async for batch in stream.batches:
+            if batch:
+                count += len(batch)
+                yield _line({"rows": batch})
+    except Exception as exc:
+        yield _line({"error": _stream_error(exc)})
+        return
+    yield _line({"done": True, "rows": count})
+
+
+class _ResultStreamResponse(StreamingResponse):
+    """Streams a ``StreamResult`` and always closes it, whether the body was written to the
+    end, the statement failed, or the client went away (which cancels the writing task)."""
+
+    def __init__(
+        self, body: AsyncIterator[bytes], result: StreamResult | Result, media_type: str
+    ) -> None:
+        headers = {"X-Query-Id": result.query_id} if getattr(result, "query_id", None) else None
+        super().__init__(body, media_type=media_type, headers=headers)
+        self._result = result
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except ClientDisconnect:  # ASGI 2.4 servers report a gone client this way
+            logger.info("client disconnected; statement cancelled")
+        finally:
+            # Shielded: after a disconnect the surrounding scope is cancelled, and closing
+            # must still get to run the statement's own cleanup (its datasource connection).
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+                if isinstance(self._result, StreamResult):
+                    await self._result.aclose()
 
 
 # --- the app --------------------------------------------------------------------------
@@ -277,10 +382,42 @@ def create_app(
         app.add_exception_handler(exc_type, _handle)
 
     @app.post("/api/sql", tags=["sql"])
-    async def run_sql(body: SqlRequest, gw: GatewayDep) -> JSONBody:
-        """Run SQL; answers ``{"columns": [...], "rows": [[...]]}`` (plus ``message``)."""
-        result = await gw.sql(body.query)
+    async def run_sql(body: SqlRequest, gw: GatewayDep) -> Response:
+        """Run SQL; answers ``{"columns": [...], "rows": [[...]]}`` (plus ``message``).
+
+        A prediction JOIN's rows are written as they are predicted, so the gateway holds
+        one batch at a time whatever the row count. Errors found before the first byte is
+        sent (parsing, planning, the first batch) are ordinary error answers. An error after
+        that cannot change the status (200, already sent): the document then ends with
+        ``], "error": {"code": ..., "message": ...}}`` instead of ``]}``, so a client must
+        check the body for an ``error`` key.
+
+        ``"format": "ndjson"`` answers ``application/x-ndjson`` lines: ``{"columns": [...]}``
+        (plus ``message``), one ``{"rows": [[...], ...]}`` per batch, and a last line
+        ``{"done": true, "rows": N}`` or ``{"error": {...}}``. A body without either last
+        line was cut off. ``query_id`` names the progress entry of ``GET /api/queries/{id}``.
+        """
+        result = await gw.sql_stream(body.query, query_id=body.query_id)
+        if body.format == "ndjson":
+            return _ResultStreamResponse(
+                _ndjson_lines(result), result, media_type="application/x-ndjson"
+            )
+        if isinstance(result, StreamResult):
+            return _ResultStreamResponse(
+                _json_document(result), result, media_type="application/json"
+            )
         return JSONBody(result.to_dict())
+
+    @app.get("/api/queries", tags=["sql"])
+    async def list_queries(gw: GatewayDep) -> JSONBody:
+        """Running and recently finished streaming statements (JOINs, write-backs) with
+        ``rows_done``, ``rows_total`` (null when the source cannot count) and ``status``."""
+        return JSONBody([entry.to_dict() for entry in gw.queries()])
+
+    @app.get("/api/queries/{query_id}", tags=["sql"])
+    async def query_progress(query_id: str, gw: GatewayDep) -> JSONBody:
+        """One statement's progress; 404 ``QUERY_NOT_FOUND`` when unknown or long finished."""
+        return JSONBody(gw.query_progress(query_id).to_dict())
 
     @app.post("/api/predictors", status_code=201, tags=["predictors"])
     async def register_predictor(spec: PredictorSpec, gw: GatewayDep) -> JSONBody:

@@ -1,10 +1,8 @@
-"""Unit tests for adapters.http: error mapping, retries, serialisation, dtype checks."""
+"""Unit tests for adapters.http: the pooled client, error mapping and retries."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import decimal
 import json
 import socket
 from collections.abc import Callable
@@ -12,19 +10,15 @@ from typing import Any
 
 import httpx
 import numpy as np
-import orjson
-import pandas as pd
 import pytest
 
 import adapters.http as http_mod
-from adapters.base import Endpoint
-from adapters.http import HttpSettings, check_dtype, dumps, make_client, post_json, records
+from adapters.http import HttpSettings, make_client, post_json
 from gateway.errors import (
     EndpointBadResponse,
     EndpointHTTPError,
     EndpointTimeout,
     EndpointUnreachable,
-    InvalidInput,
 )
 
 URL = "http://models.test:8000/my_model/predict"
@@ -267,98 +261,45 @@ def test_url_without_scheme_is_unreachable_with_a_hint() -> None:
     assert rec.requests == []
 
 
-# ---- serialisation ----------------------------------------------------------------------------
+def test_binary_body_keeps_its_content_type_and_answer_is_json() -> None:
+    rec = Recorder(httpx.Response(200, json={"prediction": [1]}))
+
+    async def go() -> Any:
+        async with make_client(FAST, transport=httpx.MockTransport(rec)) as client:
+            return await post_json(
+                client,
+                URL,
+                b"PAR1\x00\x01",
+                model="byom",
+                settings=FAST,
+                retry=True,
+                content_type="application/vnd.apache.parquet",
+            )
+
+    assert asyncio.run(go()) == {"prediction": [1]}
+    (req,) = rec.requests
+    assert req.headers["content-type"] == "application/vnd.apache.parquet"
+    assert req.headers["accept"] == "application/json"
+    assert req.content == b"PAR1\x00\x01"
 
 
-def test_dumps_handles_database_and_pandas_scalars() -> None:
-    row = {
-        "i": np.int64(3),
-        "f": np.float32(1.5),
-        "nan": float("nan"),
-        "npnan": np.float64("nan"),
-        "b": np.bool_(True),
-        "dec": decimal.Decimal("2.50"),
-        "d": dt.date(2024, 1, 2),
-        "ts": dt.datetime(2024, 1, 2, 3, 4, 5),
-        "pts": pd.Timestamp("2024-01-02 03:04:05"),
-        "nat": pd.NaT,
-        "na": pd.NA,
-        "none": None,
-        "s": "héllo",
-        "bytes": b"raw",
-    }
-    assert orjson.loads(dumps(row, model="m")) == {
-        "i": 3,
-        "f": 1.5,
-        "nan": None,
-        "npnan": None,
-        "b": True,
-        "dec": 2.5,
-        "d": "2024-01-02",
-        "ts": "2024-01-02T03:04:05",
-        "pts": "2024-01-02T03:04:05",
-        "nat": None,
-        "na": None,
-        "none": None,
-        "s": "héllo",
-        "bytes": "raw",
-    }
+@pytest.mark.parametrize(("status", "hinted"), [(400, True), (415, True), (500, False)])
+def test_client_error_hint_is_added_to_4xx_only(status: int, hinted: bool) -> None:
+    rec = Recorder(httpx.Response(status, text="cannot read body"))
 
+    async def go() -> None:
+        async with make_client(FAST, transport=httpx.MockTransport(rec)) as client:
+            await post_json(
+                client,
+                URL,
+                b"x",
+                model="byom",
+                settings=FAST,
+                retry=False,
+                client_error_hint="Try payload='json'.",
+            )
 
-def test_dumps_rejects_unserialisable_values_as_invalid_input() -> None:
-    with pytest.raises(InvalidInput) as info:
-        dumps([{"x": object()}], model="byom")
-    assert info.value.code == "INVALID_INPUT"
-    assert "byom" in info.value.message and "object" in info.value.message
-
-
-def test_records_checks_row_width_and_duplicate_columns() -> None:
-    assert records(["a", "b"], [(1, 2)], model="m") == [{"a": 1, "b": 2}]
-    with pytest.raises(InvalidInput, match="row 1 has 1 values for 2 columns"):
-        records(["a", "b"], [(1, 2), (3,)], model="m")
-    with pytest.raises(InvalidInput, match="duplicate input column"):
-        records(["a", "a"], [(1, 2)], model="m")
-
-
-# ---- dtype checks -------------------------------------------------------------------------------
-
-
-def endpoint(dtype: str | None) -> Endpoint:
-    dtypes = {"y": dtype} if dtype is not None else {}
-    return Endpoint(model="byom", url_predict=URL, target="y", dtype_dict=dtypes)
-
-
-@pytest.mark.parametrize(
-    ("dtype", "good", "bad"),
-    [
-        ("integer", [1, 2.0, -3, None, float("nan")], ["3", 2.5, True, [1]]),
-        ("float", [1, 2.5, None], ["2.5", False, {"a": 1}]),
-        ("binary", [True, False, 0, 1, 1.0, "true", "False", "0", "1", None], [2, "yes", 0.5]),
-        ("categorical", ["a", 1, 2.5, True, None], [[1], {"a": 1}]),
-        ("text", ["some words", 3], [["a"]]),
-        ("date", ["2024-01-02", None], [20240102]),
-        ("datetime", ["2024-01-02T03:04:05"], [1.5]),
-        ("INTEGER", [1], ["x"]),  # dtype names are case-insensitive
-    ],
-)
-def test_check_dtype(dtype: str, good: list[Any], bad: list[Any]) -> None:
-    check_dtype(good, endpoint(dtype))
-    for value in bad:
-        with pytest.raises(EndpointBadResponse) as info:
-            check_dtype([*good, value], endpoint(dtype))
-        err = info.value
-        assert err.details["row"] == len(good)
-        assert err.details["dtype"] == dtype
-        assert f"row {len(good)}" in err.message
-        assert repr(value)[:20] in err.message
-        assert URL in err.message and "byom" in err.message
-
-
-@pytest.mark.parametrize("dtype", [None, "vector", "json"])
-def test_unknown_or_missing_dtype_is_not_checked(dtype: str | None) -> None:
-    check_dtype([[1, 2], {"a": 1}, "x"], endpoint(dtype))
-
-
-def test_check_dtype_without_target_is_a_no_op() -> None:
-    ep = Endpoint(model="m", url_predict=URL, dtype_dict={"y": "integer"})
-    check_dtype(["not an int"], ep)
+    with pytest.raises(EndpointHTTPError) as info:
+        asyncio.run(go())
+    assert info.value.message.endswith("Try payload='json'.") is hinted
+    assert "cannot read body" in info.value.message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
@@ -224,4 +225,30 @@ def test_train_is_predict_only_error() -> None:
     assert info.value.code == "INVALID_OPTION"
     assert "format 'mlflow' is predict-only" in info.value.message
     assert "without url.train" in info.value.message
+    assert rec.requests == []
+
+
+@pytest.mark.parametrize("payload", ["parquet", "arrow", "csv"])
+def test_mlflow_payload_must_be_json(payload: str) -> None:
+    rec = Recorder(answer({"predictions": [1, 2, 3]}))
+    ep = Endpoint(model="byom2", url_predict=URL, options={"payload": payload})
+    with pytest.raises(InvalidOption) as info:
+        run(rec, endpoint=ep)
+    assert "byom2" in info.value.message and "json" in info.value.message
+    assert rec.requests == []
+    ok = Endpoint(model="byom2", url_predict=URL, options={"payload": "JSON"})
+    assert run(rec, endpoint=ok).values == [1, 2, 3]
+
+
+def test_rows_of_any_sequence_type_are_sent_as_arrays() -> None:
+    Row = collections.namedtuple("Row", ["a", "b"])
+    rec = Recorder(answer({"predictions": [1, 2, 3]}))
+    run(rec, rows=[Row(2, 10), [3, 20], (4, 30)])
+    assert rec.body()["dataframe_split"]["data"] == [[2, 10], [3, 20], [4, 30]]
+
+
+def test_duplicate_columns_are_invalid_input() -> None:
+    rec = Recorder(answer({"predictions": [1]}))
+    with pytest.raises(InvalidInput, match="duplicate input column"):
+        run(rec, columns=["x", "x"], rows=[(1, 2)])
     assert rec.requests == []

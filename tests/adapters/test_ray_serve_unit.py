@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import io
 import json
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from adapters.base import Endpoint, Predictions
@@ -320,4 +323,112 @@ def test_train_input_errors(
     rec = Recorder(ok(status="ok"))
     with pytest.raises(error, match=fragment):
         run(rec, "train", endpoint=endpoint, rows=rows)
+    assert rec.requests == []
+
+
+# ---- payload option ---------------------------------------------------------------------------
+
+
+def with_payload(payload: str, endpoint: Endpoint = BYOM, **changes: Any) -> Endpoint:
+    return replace(endpoint, options={**endpoint.options, "payload": payload}, **changes)
+
+
+def read_body(request: httpx.Request) -> pd.DataFrame:
+    ctype = request.headers["content-type"]
+    if ctype == "application/vnd.apache.parquet":
+        return pd.read_parquet(io.BytesIO(request.content))
+    assert ctype == "application/vnd.apache.arrow.stream"
+    with pa.ipc.open_stream(request.content) as reader:
+        return reader.read_pandas()
+
+
+@pytest.mark.parametrize(
+    ("payload", "ctype"),
+    [
+        ("parquet", "application/vnd.apache.parquet"),
+        ("ARROW", "application/vnd.apache.arrow.stream"),
+    ],
+)
+def test_predict_with_a_binary_payload(payload: str, ctype: str) -> None:
+    rec = Recorder(ok(prediction=[1, 2, 3], confidence=[0.5, 0.6, 0.7]))
+    result = run(rec, "predict", endpoint=with_payload(payload))
+    assert result.values == [1, 2, 3] and result.extra == {"confidence": [0.5, 0.6, 0.7]}
+    (req,) = rec.requests
+    assert str(req.url) == PREDICT
+    assert req.headers["content-type"] == ctype
+    assert req.headers["accept"] == "application/json"
+    pd.testing.assert_frame_equal(read_body(req), pd.DataFrame(ROWS, columns=COLUMNS))
+
+
+def test_predict_with_columnar_json() -> None:
+    rec = Recorder(ok(prediction=[1, 2, 3]))
+    run(rec, "predict", endpoint=with_payload("json_columns"))
+    body = rec.body()
+    assert set(body) == {"df"} and rec.requests[0].headers["content-type"] == "application/json"
+    assert json.loads(body["df"]) == {
+        "number_of_rooms": [1, 2, 3],
+        "initial_price": [3000, 4000, 5000],
+        "rental_price": [3100, 4200, 5300],
+    }
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(json.loads(body["df"])), pd.DataFrame(ROWS, columns=COLUMNS)
+    )
+
+
+def test_explicit_json_payload_is_the_default_body() -> None:
+    plain, explicit = Recorder(ok(prediction=[1, 2, 3])), Recorder(ok(prediction=[1, 2, 3]))
+    run(plain, "predict")
+    run(explicit, "predict", endpoint=with_payload("Json"))
+    assert plain.requests[0].content == explicit.requests[0].content
+
+
+@pytest.mark.parametrize("payload", ["parquet", "arrow"])
+def test_train_with_a_binary_payload_sends_the_target_in_the_query(payload: str) -> None:
+    rec = Recorder(ok(status="ok"))
+    train_url = TRAIN + "?token=abc"  # the endpoint's own query survives
+    assert run(rec, "train", endpoint=with_payload(payload, url_train=train_url)) == {
+        "status": "ok"
+    }
+    (req,) = rec.requests
+    assert req.url.path == "/my_model/train"
+    assert dict(req.url.params) == {"token": "abc", "target": "number_of_rooms"}
+    assert req.extensions["timeout"]["read"] == SETTINGS.train_timeout
+    pd.testing.assert_frame_equal(read_body(req), pd.DataFrame(ROWS, columns=COLUMNS))
+
+
+def test_train_with_columnar_json_keeps_target_in_the_body() -> None:
+    rec = Recorder(ok(status="ok"))
+    run(rec, "train", endpoint=with_payload("json_columns"))
+    body = rec.body()
+    assert body["target"] == "number_of_rooms" and str(rec.requests[0].url) == TRAIN
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(json.loads(body["df"])), pd.DataFrame(ROWS, columns=COLUMNS)
+    )
+
+
+def test_endpoint_refusing_a_binary_payload_gets_a_hint() -> None:
+    rec = Recorder(httpx.Response(415, text="Unsupported Media Type"))
+    with pytest.raises(EndpointHTTPError) as info:
+        run(rec, "predict", endpoint=with_payload("parquet"))
+    msg = info.value.message
+    assert "HTTP 415" in msg and PREDICT in msg
+    assert "may not accept payload='parquet'" in msg and "payload='json'" in msg
+    assert len(rec.requests) == 1
+
+
+def test_unknown_payload_is_invalid_option_and_sends_nothing() -> None:
+    rec = Recorder(ok(prediction=[1, 2, 3], status="ok"))
+    for method in ("predict", "train"):
+        with pytest.raises(InvalidOption) as info:
+            run(rec, method, endpoint=with_payload("parqet"))
+        assert "Did you mean parquet?" in info.value.message
+        assert info.value.message.startswith("Model 'byom': unknown payload 'parqet'")
+    assert rec.requests == []
+
+
+def test_mixed_type_column_with_parquet_is_invalid_input_and_sends_nothing() -> None:
+    rec = Recorder(ok(prediction=[1, 2]))
+    with pytest.raises(InvalidInput, match="column 'b'"):
+        run(rec, "predict", endpoint=with_payload("parquet"), columns=["a", "b"],
+            rows=[(1, 2), (3, "x")])  # fmt: skip
     assert rec.requests == []

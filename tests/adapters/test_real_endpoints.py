@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -139,6 +140,43 @@ def test_ray_serve_wrong_path_is_an_http_error_with_the_url(ray_serve_example: S
     assert wrong.url_predict in err.message
     assert "404" in err.message
     assert err.details["endpoint_status"] == 404
+
+
+@pytest.mark.parametrize("payload", ["parquet", "arrow", "json_columns"])
+def test_ray_serve_columnar_payloads_predict_like_json(trained_ray: Endpoint, payload: str) -> None:
+    frame = table()
+    rows = rows_of(frame, FEATURES)
+    as_json = call("ray_serve", lambda a: a.predict(trained_ray, FEATURES, rows))
+    other = replace(trained_ray, options={"payload": payload})
+    got = call("ray_serve", lambda a: a.predict(other, FEATURES, rows))
+    assert len(got) == len(frame)
+    assert got.values == as_json.values
+    assert got.extra == as_json.extra
+
+
+def test_ray_serve_trains_from_parquet(trained_ray: Endpoint) -> None:
+    # The session's model is retrained on exactly the data the fixture used, so other tests
+    # sharing the deployment see the same model (logistic regression fits deterministically).
+    columns = [TARGET, *FEATURES]
+    frame = table()
+    before = call("ray_serve", lambda a: a.predict(trained_ray, FEATURES, rows_of(frame, FEATURES)))
+    parquet = replace(trained_ray, options={"payload": "parquet"})
+    answer = call("ray_serve", lambda a: a.train(parquet, columns, rows_of(frame, columns)))
+    assert answer["status"] == "ok"
+    assert answer["rows"] == len(frame)
+    assert answer["features"] == FEATURES  # the target came through the query string
+    after = call("ray_serve", lambda a: a.predict(parquet, FEATURES, rows_of(frame, FEATURES)))
+    assert after.values == before.values
+
+
+def test_ray_serve_parquet_missing_feature_is_an_http_error_naming_it(
+    trained_ray: Endpoint,
+) -> None:
+    parquet = replace(trained_ray, options={"payload": "parquet"})
+    with pytest.raises(EndpointHTTPError) as info:
+        call("ray_serve", lambda a: a.predict(parquet, ["initial_price"], [[3000]]))
+    assert "HTTP 400" in info.value.message and "rental_price" in info.value.message
+    assert "payload='json'" in info.value.message  # the hint for endpoints without Parquet
 
 
 def test_closed_port_is_unreachable() -> None:

@@ -10,7 +10,13 @@ import pytest
 from adapters.http import HttpSettings, make_client
 from adapters.mlflow_serving import MlflowAdapter
 from adapters.ray_serve import RayServeAdapter
-from adapters.registry import ALIASES, FORMATS, AdapterRegistry, normalize_format
+from adapters.registry import (
+    ALIASES,
+    FORMATS,
+    AdapterRegistry,
+    normalize_format,
+    validate_options,
+)
 from gateway.errors import InvalidOption
 
 
@@ -70,3 +76,34 @@ def test_registry_caches_one_adapter_per_format() -> None:
                 registry.get("mlfow")
 
     asyncio.run(go())
+
+
+def test_validate_options_normalises_payload_and_keeps_other_keys() -> None:
+    options = {"payload": " Parquet ", "batch_size": 10}
+    assert validate_options("ray_server", options) == {"payload": "parquet", "batch_size": 10}
+    assert options["payload"] == " Parquet "  # the caller's dict is not changed
+    assert validate_options("mlflow", {"note": "x"}) == {"note": "x"}
+    assert validate_options("mlflow", {"payload": "json"}) == {"payload": "json"}
+    for cls in FORMATS.values():
+        assert cls.payloads[0] == "json"
+
+
+@pytest.mark.parametrize(
+    ("format", "payload", "fragment"),
+    [
+        ("ray_serve", "parket", "Did you mean parquet?"),
+        ("ray_serve", "xml", "Known: json, json_columns, parquet, arrow."),
+        ("mlflow", "parquet", "format 'mlflow' cannot send payload='parquet'; it supports json."),
+    ],
+)
+def test_validate_options_rejects_bad_payloads(format: str, payload: str, fragment: str) -> None:
+    with pytest.raises(InvalidOption) as info:
+        validate_options(format, {"payload": payload}, model="byom")
+    assert fragment in info.value.message
+    assert info.value.message.startswith("Model 'byom': ")
+    assert info.value.code == "INVALID_OPTION"
+
+
+def test_validate_options_checks_the_format_too() -> None:
+    with pytest.raises(InvalidOption, match="Unknown format 'onnx'"):
+        validate_options("onnx", {})

@@ -420,3 +420,19 @@ def test_pg_write_table_modes(pg_ds: Datasource) -> None:
         pg_ds.write_table(name, df)
     assert pg_ds.write_table(name, df.head(1), if_exists="replace") == 1
     assert pg_ds.query(f"SELECT x, label FROM {name}") == (["x", "label"], [(1.5, "a")])
+
+
+def test_sqlite_files_use_wal_so_writers_pass_readers(sqlite_ds: Datasource) -> None:
+    """WAL mode, for the main file and attached ones: a reader part-way through a result
+    does not block a commit into the same file (rollback-journal mode would: "database is
+    locked" after the busy timeout)."""
+    _, modes = sqlite_ds.query("PRAGMA main.journal_mode")
+    assert modes == [("wal",)]
+    assert sqlite_ds.query("PRAGMA extra.journal_mode")[1] == [("wal",)]
+
+    chunks = sqlite_ds.stream("SELECT id FROM items ORDER BY id", chunk_rows=10)
+    _, first = next(chunks)
+    sqlite_ds.query("INSERT INTO items VALUES (100, 'late')")  # commits beside the reader
+    rest = [r for _, rows in chunks for r in rows]
+    assert len(first) + len(rest) == 25  # the reader keeps its snapshot
+    assert sqlite_ds.query("SELECT count(*) FROM items")[1] == [(26,)]

@@ -12,6 +12,7 @@ import threading
 import time
 import types
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +39,13 @@ from gateway.server import create_app
 from tests.gateway.test_server import FakeGateway, install_fake_core
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[str, FakeGateway]]:
-    """A real HTTP server on a free port, running the app over one FakeGateway."""
-    fake = FakeGateway()
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` on a real HTTP server on a free port; yields its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(fake), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -53,10 +53,20 @@ def served() -> Iterator[tuple[str, FakeGateway]]:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("test server did not start")
         time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}", fake
-    server.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, FakeGateway]]:
+    """A real HTTP server on a free port, running the app over one FakeGateway."""
+    fake = FakeGateway()
+    with serving(create_app(fake)) as url:
+        yield url, fake
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from gateway.planner import (
     NativePlan,
     PredictRowPlan,
     RegisterPlan,
+    WriteBackPlan,
     plan,
 )
 
@@ -133,9 +134,39 @@ def test_join_two_models() -> None:
     assert [m.name for m in p.models] == ["byom", "byom2"]
 
 
-def test_join_filter_on_model_output_is_a_clear_error() -> None:
-    with pytest.raises(UnsupportedStatement, match="model output"):
-        plan_sql("SELECT * FROM mydb.h AS t JOIN byom AS p WHERE p.number_of_rooms = 2")
+def test_join_filter_on_model_output_is_applied_after_prediction() -> None:
+    p = plan_sql(
+        "SELECT t.id FROM mydb.h AS t JOIN byom AS p "
+        "WHERE t.sqft > 10 AND p.number_of_rooms = 2 AND t.city = 'x' LIMIT 3"
+    )
+    assert isinstance(p, JoinPlan)
+    # table-only conditions are pushed down; LIMIT is not (the post-filter drops rows)
+    assert p.source_sql == (
+        'SELECT t."id", t."initial_price", t."rental_price" FROM h AS t '
+        "WHERE t.sqft > :p0 AND t.city = :p1"
+    )
+    assert p.post_filter is not None
+    assert p.post_filter.sql() == "__model0.number_of_rooms = 2"
+    assert p.limit == 3
+
+
+def test_join_order_by_model_output_is_refused() -> None:
+    with pytest.raises(UnsupportedStatement, match="ORDER BY table columns"):
+        plan_sql("SELECT * FROM mydb.h AS t JOIN byom AS p ORDER BY p.number_of_rooms")
+
+
+def test_join_subquery_table_side_with_limit() -> None:
+    p = plan_sql(
+        "SELECT t.initial_price, p.number_of_rooms FROM (SELECT initial_price, rental_price "
+        "FROM mydb.public.h WHERE rental_price > 100) AS t JOIN byom AS p LIMIT 5"
+    )
+    assert isinstance(p, JoinPlan)
+    assert p.datasource == "mydb"
+    assert p.source_sql == (
+        'SELECT t."initial_price", t."rental_price" FROM (SELECT initial_price, rental_price '
+        "FROM public.h WHERE rental_price > :p0) AS t LIMIT 5"
+    )
+    assert p.params == {"p0": 100}
 
 
 def test_join_unknown_alias() -> None:
@@ -215,3 +246,30 @@ def test_catalog_tables_are_queryable() -> None:
 def test_catalog_tables_do_not_mix_with_datasource_tables() -> None:
     with pytest.raises(UnsupportedStatement, match="catalog tables"):
         plan_sql("SELECT * FROM mindsdb.models AS m JOIN mydb.t AS t ON m.name = t.name")
+
+
+def test_create_table_as_join_is_a_write_back() -> None:
+    p = plan_sql(
+        "CREATE TABLE mydb.public.preds AS SELECT t.id, p.number_of_rooms "
+        "FROM local.h AS t JOIN byom AS p USING batch_size=10"
+    )
+    assert isinstance(p, WriteBackPlan)
+    assert (p.datasource, p.schema, p.table, p.mode) == ("mydb", "public", "preds", "create")
+    assert p.join.datasource == "local"
+    assert p.join.options == {"batch_size": 10}
+
+
+def test_insert_into_select_join_with_columns() -> None:
+    p = plan_sql(
+        "INSERT INTO preds (house, rooms) SELECT t.id, p.number_of_rooms FROM mydb.h AS t "
+        "JOIN byom AS p"
+    )
+    assert isinstance(p, WriteBackPlan)
+    assert (p.datasource, p.schema, p.table, p.mode) == ("local", None, "preds", "append")
+    assert p.columns == ["house", "rooms"]
+
+
+def test_plain_create_table_as_passes_through() -> None:
+    p = plan_sql("CREATE TABLE mydb.x AS SELECT * FROM mydb.y")
+    assert isinstance(p, NativePlan)
+    assert p.datasource == "mydb"

@@ -7,6 +7,7 @@ import decimal
 import sys
 import types
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,11 @@ from gateway.errors import (
     GatewayError,
     ModelExists,
     ModelNotFound,
+    NotFound,
     ParseError,
 )
-from gateway.result import Result
+from gateway.progress import ProgressRegistry, QueryProgress
+from gateway.result import Result, StreamResult
 from gateway.server import create_app
 
 with warnings.catch_warnings():
@@ -33,12 +36,18 @@ with warnings.catch_warnings():
 PREDICTOR_COLUMNS = ["name", "format", "status", "url_predict"]
 
 
+# A streamed answer: called with the statement's query_id, returns a fresh StreamResult
+# (a stream can be read only once).
+StreamFactory = Callable[[str | None], StreamResult]
+
+
 class FakeGateway:
-    """Implements Gateway's methods with canned answers; ``answers`` maps SQL to a Result
-    or to an exception to raise, so each test states the behaviour it relies on."""
+    """Implements Gateway's methods with canned answers; ``answers`` maps SQL to a Result,
+    a ``StreamFactory`` or an exception to raise, so each test states the behaviour it
+    relies on."""
 
     def __init__(self) -> None:
-        self.answers: dict[str, Result | Exception] = {
+        self.answers: dict[str, Result | Exception | StreamFactory] = {
             "SELECT 1": Result(columns=["one"], rows=[[1]]),
             "SELEC 1": ParseError("Unknown statement 'SELEC'.", line=1, col=1, suggestion="SELECT"),
             "SELECT * FROM missing": ModelNotFound(
@@ -67,20 +76,43 @@ class FakeGateway:
         }
         self.predictors: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, Any]] = []
+        self.query_ids: list[str | None] = []
+        self.progress = ProgressRegistry()
+        self.polls = 0
         self.closed = False
         self.status = "ok"
 
     async def close(self) -> None:
         self.closed = True
 
-    async def sql(self, text: str) -> Result:
+    async def sql_stream(self, text: str, query_id: str | None = None) -> Result | StreamResult:
         self.calls.append(("sql", text))
+        self.query_ids.append(query_id)
         answer = self.answers.get(text)
         if answer is None:
             raise ParseError(f"fake gateway has no answer for {text!r}")
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        if isinstance(answer, Result):
+            return answer
+        return answer(query_id)
+
+    async def sql(self, text: str) -> Result:
+        result = await self.sql_stream(text)
+        return await result.collect() if isinstance(result, StreamResult) else result
+
+    def queries(self) -> list[QueryProgress]:
+        return self.progress.list()
+
+    def query_progress(self, query_id: str) -> QueryProgress:
+        self.polls += 1
+        entry = self.progress.get(query_id)
+        if entry is None:
+            raise NotFound(f"No query '{query_id}'.", code="QUERY_NOT_FOUND")
+        return entry
+
+    async def wait_idle(self) -> list[str]:
+        return []
 
     def _row(self, name: str) -> Result:
         spec = self.predictors[name]
@@ -243,6 +275,31 @@ def test_unknown_route_and_wrong_method_use_the_error_shape(client: TestClient) 
     assert_error(client.get("/api/sql"), 405, "METHOD_NOT_ALLOWED")
 
 
+def test_sql_passes_query_id_to_the_gateway(client: TestClient, fake: FakeGateway) -> None:
+    client.post("/api/sql", json={"query": "SELECT 1", "query_id": "mine-1"})
+    client.post("/api/sql", json={"query": "SELECT 1"})
+    assert fake.query_ids == ["mine-1", None]
+
+
+# --- /api/queries ---------------------------------------------------------------------
+
+
+def test_queries_list_and_one(client: TestClient, fake: FakeGateway) -> None:
+    assert client.get("/api/queries").json() == []
+    entry = fake.progress.start("SELECT t.a, m.y FROM db.t JOIN m", "join", query_id="q-7")
+    entry.rows_done, entry.rows_total = 30, 120
+    other = fake.progress.start("INSERT INTO db.out SELECT ...", "write")
+    fake.progress.finish(other, "error", "endpoint down")
+    listed = client.get("/api/queries").json()
+    assert [q["id"] for q in listed] == ["q-7", other.id]
+    one = client.get("/api/queries/q-7").json()
+    assert one == {**entry.to_dict(), "fraction": 0.25}
+    assert (one["status"], one["kind"], one["rows_done"]) == ("running", "join", 30)
+    assert listed[1]["status"] == "error" and listed[1]["error"] == "endpoint down"
+    error = assert_error(client.get("/api/queries/nope"), 404, "QUERY_NOT_FOUND")
+    assert "nope" in error["message"]
+
+
 # --- /api/predictors ------------------------------------------------------------------
 
 
@@ -367,6 +424,8 @@ def test_openapi_and_docs(client: TestClient) -> None:
     paths = schema["paths"]
     assert set(paths) >= {
         "/api/sql",
+        "/api/queries",
+        "/api/queries/{query_id}",
         "/api/predictors",
         "/api/predictors/{name}",
         "/api/predictors/{name}/predict",
