@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +68,7 @@ log = logging.getLogger("byom.executor")
 # sqlglot dialect of each datasource engine.
 ENGINE_DIALECTS = {"sqlite": "sqlite", "postgres": "postgres"}
 PREDICTION_COLUMN = "prediction"  # the output column of a model registered without PREDICT
+MODEL_CACHE_S = 2.0  # how long another gateway's change to a model may go unseen here
 
 
 @dataclass(frozen=True)
@@ -116,12 +118,28 @@ class Executor:
         self.settings = settings or ExecSettings()
         self.default_datasource = dsmod.EMBEDDED_NAME
         self._training: dict[str, asyncio.Task[None]] = {}
+        self._models: dict[str, tuple[float, PredictorRecord | None]] = {}
         self.progress = ProgressRegistry()
 
     # ------------------------------------------------------------------ Resolver
 
     def model(self, name: str) -> PredictorRecord | None:
-        return self.catalog.find_predictor(name)
+        """The predictor ``name`` (or None), from a short-lived cache.
+
+        A one-row prediction looks its model up twice (plan, then readiness); the cache
+        saves a catalog round trip each time. Changes made here invalidate it at once;
+        changes by another gateway sharing the catalog show within ``MODEL_CACHE_S``.
+        """
+        now = time.monotonic()
+        hit = self._models.get(name)
+        if hit is not None and now - hit[0] < MODEL_CACHE_S:
+            return hit[1]
+        record = self.catalog.find_predictor(name)
+        self._models[name] = (now, record)
+        return record
+
+    def _forget(self, name: str) -> None:
+        self._models.pop(name, None)
 
     def model_names(self) -> list[str]:
         return [p.name for p in self.catalog.list_predictors()]
@@ -201,6 +219,7 @@ class Executor:
         if p.datasource is not None:
             self._datasource_record(p.datasource)  # fail now, not in the background
         trains = p.url_train is not None
+        self._forget(p.name)
         record = self.catalog.add_predictor(
             name=p.name,
             namespace=p.namespace,
@@ -234,6 +253,7 @@ class Executor:
                     f"{record.training_query}"
                 )
             self.catalog.set_predictor_status(record.name, "training")
+            self._forget(record.name)
             adapter = self.adapters.get(record.format)
             await adapter.train(self._endpoint(record), columns, rows)
         except asyncio.CancelledError:
@@ -255,6 +275,7 @@ class Executor:
         self.catalog.finish_job(job_id, status, error=error, rows=rows)
         if self.catalog.find_predictor(name) is not None:  # it may have been dropped meanwhile
             self.catalog.set_predictor_status(name, status, error=error)
+        self._forget(name)
 
     def _drop_model(self, p: st.DropModel) -> Result:
         if self.catalog.find_predictor(p.name) is None:
@@ -265,6 +286,7 @@ class Executor:
         if task is not None:
             task.cancel()
         self.catalog.drop_predictor(p.name)
+        self._forget(p.name)
         return Result(message=f"Model '{p.name}' dropped.")
 
     def _show_models(self) -> Result:
@@ -310,7 +332,7 @@ class Executor:
 
     def _ready(self, name: str) -> PredictorRecord:
         """The current record of a predictor that can predict, or a clear error."""
-        record = self.catalog.find_predictor(name)
+        record = self.model(name)
         if record is None:
             raise self._model_not_found(name)
         if record.status != "complete":
