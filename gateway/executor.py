@@ -457,7 +457,7 @@ class Executor:
 
     async def _join_batches(
         self, p: JoinPlan, entry: QueryProgress
-    ) -> AsyncIterator[tuple[list[str], list[list[Any]]]]:
+    ) -> AsyncIterator[tuple[list[str], list[Sequence[Any]]]]:
         """Yield (labels, output rows) per batch, in source order; updates ``entry``."""
         models = [self._ready(m.name) for m in p.models]
         ds = self._datasource(p.datasource)
@@ -488,7 +488,7 @@ class Executor:
                 values, labels = self._join_projection(
                     p.outputs, batch.columns, batch.rows, models, batch.answer
                 )
-                out = [list(r) for r in zip(*values, strict=True)]  # column lists -> rows
+                out = list(zip(*values, strict=True))  # column lists -> row tuples (JSON arrays)
                 keep = self._post_filter(p, batch.columns, batch.answer)
                 if keep is not None:
                     out = [
@@ -744,7 +744,7 @@ class Executor:
 
 
 async def _first_batch_then_rest(
-    stream: AsyncIterator[tuple[list[str], list[list[Any]]]],
+    stream: AsyncIterator[tuple[list[str], list[Sequence[Any]]]],
     entry: QueryProgress,
     progress: ProgressRegistry,
 ) -> StreamResult:
@@ -758,7 +758,7 @@ async def _first_batch_then_rest(
         progress.finish(entry, status, getattr(exc, "message", None))
         raise
 
-    async def rows() -> AsyncIterator[list[list[Any]]]:
+    async def rows() -> AsyncIterator[list[Sequence[Any]]]:
         try:
             if first:
                 yield first

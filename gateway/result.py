@@ -8,7 +8,7 @@ arrive batch by batch so neither the gateway nor a streaming client holds them a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ class Result:
     """``columns`` names; ``rows`` lists of values in that order (JSON-ready scalars)."""
 
     columns: list[str] = field(default_factory=list)
-    rows: list[list[Any]] = field(default_factory=list)
+    rows: list[Sequence[Any]] = field(default_factory=list)  # lists or tuples
     message: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -41,12 +41,12 @@ class StreamResult:
     """
 
     columns: list[str]
-    batches: AsyncIterator[list[list[Any]]]
+    batches: AsyncIterator[list[Sequence[Any]]]
     query_id: str | None = None
 
     async def collect(self) -> Result:
         """Read every batch into one ``Result`` (only for results that fit in memory)."""
-        rows: list[list[Any]] = []
+        rows: list[Sequence[Any]] = []
         async for batch in self.batches:
             rows.extend(batch)
         return Result(columns=self.columns, rows=rows)
