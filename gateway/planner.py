@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
-from adapters.registry import normalize_format
+from adapters.registry import normalize_format, validate_options
 from catalog.records import PredictorRecord
 from gateway import statements as st
 from gateway.errors import (
@@ -226,10 +226,12 @@ def plan_register(stmt: st.CreatePredictor) -> RegisterPlan:
         raise InvalidOption(
             f"Model '{stmt.name}' is trained, so it needs a target: add PREDICT <column>."
         )
+    fmt = normalize_format(str(fmt))
+    options = validate_options(fmt, options, model=stmt.name)  # e.g. payload='parquet'
     return RegisterPlan(
         name=stmt.name,
         namespace=stmt.namespace or "mindsdb",
-        format=normalize_format(str(fmt)),
+        format=fmt,
         url_predict=url_predict,
         url_train=url_train,
         dtype_dict={str(k): str(v).lower() for k, v in dtype_dict.items()},

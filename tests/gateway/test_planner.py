@@ -273,3 +273,15 @@ def test_plain_create_table_as_passes_through() -> None:
     p = plan_sql("CREATE TABLE mydb.x AS SELECT * FROM mydb.y")
     assert isinstance(p, NativePlan)
     assert p.datasource == "mydb"
+
+
+def test_payload_option_checked_at_create() -> None:
+    p = plan_sql("CREATE MODEL m USING url.predict='http://h', format='ray_serve', payload='Arrow'")
+    assert isinstance(p, RegisterPlan)
+    assert p.options == {"payload": "arrow"}
+    with pytest.raises(InvalidOption, match="parquet"):
+        plan_sql(
+            "CREATE MODEL m USING url.predict='http://h', format='ray_serve', payload='parqet'"
+        )
+    with pytest.raises(InvalidOption):
+        plan_sql("CREATE MODEL m USING url.predict='http://h', format='mlflow', payload='parquet'")
