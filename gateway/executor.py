@@ -29,7 +29,7 @@ from sqlglot import exp
 from adapters.base import Endpoint, Predictions
 from adapters.registry import AdapterRegistry
 from catalog.records import DatasourceRecord, PredictorRecord
-from catalog.repository import Catalog
+from catalog.repository import INTERRUPTED_MESSAGE, Catalog
 from gateway import datasources as dsmod
 from gateway import statements as st
 from gateway.batching import aiter_thread, ordered_map
@@ -257,8 +257,7 @@ class Executor:
             adapter = self.adapters.get(record.format)
             await adapter.train(self._endpoint(record), columns, rows)
         except asyncio.CancelledError:
-            message = "interrupted: the gateway stopped during training; run CREATE again"
-            self._end_training(record.name, job.id, "error", message, rows_read)
+            self._end_training(record.name, job.id, "error", INTERRUPTED_MESSAGE, rows_read)
             raise
         except GatewayError as exc:
             self._end_training(record.name, job.id, "error", exc.message, rows_read)

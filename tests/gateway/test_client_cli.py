@@ -342,7 +342,7 @@ def test_cli_serve_runs_uvicorn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
     assert main(["serve", "--port", "5555", "--home", str(tmp_path)]) == 0
     [(app, kwargs)] = calls
-    assert kwargs == {"host": "127.0.0.1", "port": 5555, "log_level": "info"}
+    assert kwargs == {"host": "127.0.0.1", "port": 5555, "log_level": "info", "access_log": False}
     assert app.title == "byom-gateway"
 
 
