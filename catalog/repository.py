@@ -39,7 +39,6 @@ from gateway.errors import (
     ModelExists,
     ModelNotFound,
     NotFound,
-    did_you_mean,
 )
 
 INTERRUPTED_MESSAGE = (
@@ -53,12 +52,6 @@ _BUSY_STATUSES = ("generating", "training")
 def _key(name: str) -> str:
     """Names are case-insensitive: stored and looked up lower-case."""
     return name.strip().lower()
-
-
-def _not_found_message(kind: str, name: str, existing: list[str], show: str) -> tuple[str, str]:
-    suggestion = did_you_mean(name, existing)
-    hint = f" Did you mean {suggestion}?" if suggestion else ""
-    return f"{kind} '{name}' not found.{hint} See {show}.", suggestion or ""
 
 
 def _datasource_record(row: DatasourceRow) -> DatasourceRecord:
@@ -177,8 +170,7 @@ class Catalog:
             if row is not None:
                 return _datasource_record(row)
             existing = list(s.execute(select(DatasourceRow.name)).scalars())
-        message, suggestion = _not_found_message("Datasource", key, existing, "SHOW DATABASES")
-        raise DatasourceNotFound(message, datasource=key, suggestion=suggestion or None)
+        raise DatasourceNotFound.named(key, existing)
 
     def list_datasources(self) -> list[DatasourceRecord]:
         """Every stored datasource, by name."""
@@ -260,8 +252,7 @@ class Catalog:
     def _model_not_found(self, key: str) -> ModelNotFound:
         with self._session() as s:
             existing = list(s.execute(select(PredictorRow.name)).scalars())
-        message, suggestion = _not_found_message("Model", key, existing, "SHOW MODELS")
-        return ModelNotFound(message, model=key, suggestion=suggestion or None)
+        return ModelNotFound.named(key, existing)
 
     def list_predictors(self) -> list[PredictorRecord]:
         """Every predictor, by name."""

@@ -98,9 +98,28 @@ class NotFound(UserError):
 class ModelNotFound(NotFound):
     code = "MODEL_NOT_FOUND"
 
+    @classmethod
+    def named(cls, name: str, known: Iterable[str]) -> ModelNotFound:
+        """``Model 'x' not found. Did you mean y? See SHOW MODELS.`` over the ``known`` names."""
+        hint = did_you_mean(name, known)
+        return cls(_not_found("Model", name, hint, "SHOW MODELS"), model=name, suggestion=hint)
+
 
 class DatasourceNotFound(NotFound):
     code = "DATASOURCE_NOT_FOUND"
+
+    @classmethod
+    def named(cls, name: str, known: Iterable[str]) -> DatasourceNotFound:
+        """The same for a datasource, pointing at SHOW DATABASES."""
+        hint = did_you_mean(name, known)
+        text = _not_found("Datasource", name, hint, "SHOW DATABASES")
+        return cls(text, datasource=name, suggestion=hint)
+
+
+def _not_found(kind: str, name: str, hint: str | None, show: str) -> str:
+    return (
+        f"{kind} '{name}' not found." + (f" Did you mean {hint}?" if hint else "") + f" See {show}."
+    )
 
 
 class AlreadyExists(UserError):

@@ -375,18 +375,7 @@ def _check_unknown_model(sources: Sequence[exp.Expression], resolver: Resolver) 
         if isinstance(source, exp.Table) and not source.catalog:
             qualifier = (source.db or "").lower()
             if qualifier in st.MODEL_NAMESPACES and resolver.datasource_dialect(qualifier) is None:
-                raise _model_not_found(source.name.lower(), resolver)
-
-
-def _model_not_found(name: str, resolver: Resolver) -> ModelNotFound:
-    hint = did_you_mean(name, resolver.model_names())
-    return ModelNotFound(
-        f"Model '{name}' not found."
-        + (f" Did you mean {hint}?" if hint else "")
-        + " See SHOW MODELS.",
-        model=name,
-        suggestion=hint,
-    )
+                raise ModelNotFound.named(source.name.lower(), resolver.model_names())
 
 
 def _alias(source: exp.Expression) -> str:
@@ -651,7 +640,7 @@ def _datasource_of(table: exp.Table, resolver: Resolver) -> tuple[str, bool]:
     if table.catalog:
         name = table.catalog.lower()
         if resolver.datasource_dialect(name) is None:
-            raise _datasource_not_found(name, resolver)
+            raise DatasourceNotFound.named(name, resolver.datasource_names())
         return name, True
     if table.db and resolver.datasource_dialect(table.db.lower()) is not None:
         return table.db.lower(), True
@@ -664,16 +653,6 @@ def _strip_datasource(table: exp.Table, resolver: Resolver) -> None:
         table.set("catalog", None)
     elif table.db and resolver.datasource_dialect(table.db.lower()) is not None:
         table.set("db", None)
-
-
-def _datasource_not_found(name: str, resolver: Resolver) -> DatasourceNotFound:
-    hint = did_you_mean(name, resolver.datasource_names())
-    return DatasourceNotFound(
-        f"Datasource '{name}' not found."
-        + (f" Did you mean {hint}?" if hint else "")
-        + " See SHOW DATABASES.",
-        datasource=name,
-    )
 
 
 def _source_sql(
