@@ -320,14 +320,7 @@ class Executor:
         return Result(columns=columns, rows=rows)
 
     def _model_not_found(self, name: str) -> ModelNotFound:
-        hint = did_you_mean(name, self.model_names())
-        return ModelNotFound(
-            f"Model '{name}' not found."
-            + (f" Did you mean {hint}?" if hint else "")
-            + " See SHOW MODELS.",
-            model=name,
-            suggestion=hint,
-        )
+        return ModelNotFound.named(name, self.model_names())
 
     def _ready(self, name: str) -> PredictorRecord:
         """The current record of a predictor that can predict, or a clear error."""
@@ -508,7 +501,10 @@ class Executor:
             if entry.rows_done == 0:
                 yield [c.label for c in p.outputs if c.name != "*"], []
         finally:
-            counting.cancel()
+            # The row count runs on its own pooled connection in a thread that cannot be
+            # cancelled; wait for it so the statement leaves no connection in use behind it.
+            if not counting.done():
+                await asyncio.wait([counting])
             await done.aclose()
             await chunks.aclose()
 
