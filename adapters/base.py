@@ -2,7 +2,7 @@
 
 Batches are lists in, same-length lists out: ``predict`` gets ``len(rows)`` rows and must
 return exactly ``len(rows)`` predictions, or raise. Adapters raise only ``EndpointError``
-subclasses (from ``gateway.errors``) for endpoint trouble and ``InvalidInput`` for rows that
+subclasses (from ``byom.errors``) for endpoint trouble and ``InvalidInput`` for rows that
 cannot be sent; messages always name the model and the URL.
 """
 
@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import httpx
+
+    from adapters.http import HttpSettings
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,15 @@ class Predictions:
         return len(self.values)
 
 
+@dataclass(frozen=True)
+class AdapterContext:
+    """What the gateway offers adapters to reach their models: today the one shared, pooled
+    HTTP client and its settings. An adapter takes what it needs in ``from_context``."""
+
+    http: httpx.AsyncClient
+    settings: HttpSettings
+
+
 class Adapter(Protocol):
     """One wire format. Implementations live in ``adapters/<format>.py``."""
 
@@ -47,6 +61,11 @@ class Adapter(Protocol):
     # Values of the ``payload`` predictor option this format can send (``json``, the default,
     # first).
     payloads: tuple[str, ...]
+
+    @classmethod
+    def from_context(cls, context: AdapterContext) -> Adapter:
+        """Build the adapter from what the gateway offers (``adapters.registry`` calls it)."""
+        ...
 
     async def train(
         self, endpoint: Endpoint, columns: Sequence[str], rows: Sequence[Sequence[Any]]

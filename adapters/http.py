@@ -7,7 +7,7 @@ answer" lives here; turning rows into bodies and checking predicted values is
 * ``make_client`` builds the one shared ``httpx.AsyncClient`` (pooled; tests pass an
   ``httpx.MockTransport``);
 * ``post_json`` sends a body (JSON or a binary payload) and maps every httpx failure to a
-  ``gateway.errors.EndpointError`` whose message names the model and the URL, retrying
+  ``byom.errors.EndpointError`` whose message names the model and the URL, retrying
   idempotent calls with backoff; the answer is always parsed as JSON.
 """
 
@@ -15,26 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import orjson
 
+from adapters.base import AdapterContext
 from adapters.wire import snippet
-from gateway.errors import (
+from byom.errors import (
     EndpointBadResponse,
     EndpointHTTPError,
     EndpointTimeout,
     EndpointUnreachable,
-    InvalidOption,
 )
 
 __all__ = [
     "DEFAULT_SETTINGS",
+    "HttpAdapter",
     "HttpSettings",
     "make_client",
     "post_json",
@@ -49,7 +48,10 @@ _sleep = asyncio.sleep  # module attribute so tests can record the backoff delay
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """Timeouts (seconds), retry policy and pool size for calls to model endpoints."""
+    """Timeouts (seconds), retry policy and pool size for calls to model endpoints.
+
+    Built by ``gateway.settings.Settings.http()`` from the global knobs.
+    """
 
     connect_timeout: float = 5.0
     read_timeout: float = 60.0  # one predict batch
@@ -58,28 +60,23 @@ class HttpSettings:
     backoff: float = 0.2  # first retry waits this long, then doubles
     max_connections: int = 64
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> HttpSettings:
-        """Defaults overridden by ``BYOM_CONNECT_TIMEOUT``, ``BYOM_PREDICT_TIMEOUT``,
-        ``BYOM_TRAIN_TIMEOUT`` and ``BYOM_PREDICT_RETRIES`` (the global knobs)."""
-        env = os.environ if environ is None else environ
-        names = {
-            "connect_timeout": ("BYOM_CONNECT_TIMEOUT", float),
-            "read_timeout": ("BYOM_PREDICT_TIMEOUT", float),
-            "train_timeout": ("BYOM_TRAIN_TIMEOUT", float),
-            "retries": ("BYOM_PREDICT_RETRIES", int),
-        }
-        values: dict[str, Any] = {}
-        for field_name, (var, kind) in names.items():
-            if env.get(var):
-                try:
-                    values[field_name] = kind(env[var])
-                except ValueError:
-                    raise InvalidOption(f"{var} must be a number, got {env[var]!r}") from None
-        return cls(**values)
-
 
 DEFAULT_SETTINGS = HttpSettings()
+
+
+class HttpAdapter:
+    """Base of the adapters that reach their model over HTTP with the shared client."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, settings: HttpSettings = DEFAULT_SETTINGS
+    ) -> None:
+        self.client = client
+        self.settings = settings
+
+    @classmethod
+    def from_context(cls, context: AdapterContext) -> Self:
+        """The adapter over the gateway's shared client and settings."""
+        return cls(context.http, context.settings)
 
 
 def make_client(
@@ -132,6 +129,7 @@ async def post_json(
         url=url,
         url_option=url_option,
         read_timeout=read_timeout,
+        connect_timeout=settings.connect_timeout,
         client_error_hint=client_error_hint,
     )
     for attempt in range(1, attempts + 1):
@@ -160,6 +158,7 @@ class _Context:
     url: str
     url_option: str
     read_timeout: float
+    connect_timeout: float
     client_error_hint: str | None = None
 
     def prefix(self) -> str:
@@ -209,9 +208,9 @@ def _map_exception(exc: Exception, ctx: _Context, attempt: int) -> Exception:
         )
     if isinstance(exc, httpx.ConnectTimeout):
         return EndpointTimeout(
-            f"{p} could not connect to {url} within the connect timeout{note}. "
+            f"{p} could not connect to {url} within {ctx.connect_timeout:g}s{note}. "
             f"Is the host reachable? {hint}",
-            **ctx.details(),
+            **ctx.details(timeout_s=ctx.connect_timeout),
         )
     if isinstance(exc, httpx.ReadTimeout):
         return EndpointTimeout(

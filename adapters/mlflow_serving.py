@@ -18,10 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
-
 from adapters.base import Endpoint, Predictions
-from adapters.http import DEFAULT_SETTINGS, HttpSettings, post_json
+from adapters.http import HttpAdapter, post_json
 from adapters.wire import (
     JSON,
     check_columns,
@@ -32,24 +30,18 @@ from adapters.wire import (
     payload_option,
     show,
 )
-from gateway.errors import EndpointBadResponse, InvalidOption
+from byom.errors import EndpointBadResponse, InvalidOption
 
 PREDICTIONS_KEY = "predictions"
 
 
-class MlflowAdapter:
+class MlflowAdapter(HttpAdapter):
     """Adapter for MLflow scoring servers (``/invocations``)."""
 
     name = "mlflow"
     # MLflow's scoring server reads JSON and CSV only; CSV loses types (everything is
     # re-inferred) and is 10-30x slower to write than orjson (benchmarks/profile_payload.py).
     payloads = (JSON,)
-
-    def __init__(
-        self, client: httpx.AsyncClient, settings: HttpSettings = DEFAULT_SETTINGS
-    ) -> None:
-        self.client = client
-        self.settings = settings
 
     async def train(
         self, endpoint: Endpoint, columns: Sequence[str], rows: Sequence[Sequence[Any]]

@@ -26,7 +26,7 @@ import httpx
 import orjson
 
 from adapters.base import Endpoint, Predictions
-from adapters.http import DEFAULT_SETTINGS, HttpSettings, post_json
+from adapters.http import HttpAdapter, post_json
 from adapters.wire import (
     ARROW,
     CONTENT_TYPES,
@@ -43,7 +43,7 @@ from adapters.wire import (
     records_json,
     show,
 )
-from gateway.errors import EndpointBadResponse, InvalidInput, InvalidOption
+from byom.errors import EndpointBadResponse, InvalidInput, InvalidOption
 
 PREDICTION_KEY = "prediction"
 PAYLOADS = (JSON, JSON_COLUMNS, PARQUET, ARROW)
@@ -91,17 +91,11 @@ def build_request(
     return Request(encode(columns, rows, model=model), CONTENT_TYPES[payload], params, hint)
 
 
-class RayServeAdapter:
+class RayServeAdapter(HttpAdapter):
     """Adapter for endpoints that speak the MindsDB ``ray_serve`` protocol."""
 
     name = "ray_serve"
     payloads = PAYLOADS
-
-    def __init__(
-        self, client: httpx.AsyncClient, settings: HttpSettings = DEFAULT_SETTINGS
-    ) -> None:
-        self.client = client
-        self.settings = settings
 
     def _payload(self, endpoint: Endpoint) -> str:
         return payload_option(

@@ -1,6 +1,10 @@
 """Format name -> adapter class, as a plain dict; adding a format is one line here.
 
 Catalog rows name the format; the executor asks ``AdapterRegistry.get(format)`` for the adapter.
+Adapters are built by ``from_context(AdapterContext)`` - from what the gateway offers to
+reach a model - rather than from one HTTP client, so an adapter that reaches its model
+another way (a Ray Serve handle for a model the gateway deployed itself, say) takes what it
+needs from the context (or a new field there), not a new seam.
 ``validate_options`` checks the predictor options the adapters read (``payload``) at CREATE
 time, so a typo fails the statement rather than the first prediction.
 """
@@ -10,16 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
-from adapters.base import Adapter
-from adapters.http import DEFAULT_SETTINGS, HttpSettings
+from adapters.base import Adapter, AdapterContext
 from adapters.mlflow_serving import MlflowAdapter
 from adapters.ray_serve import RayServeAdapter
 from adapters.wire import PAYLOAD_OPTION, payload_option
-from gateway.errors import InvalidOption, did_you_mean
+from byom.errors import InvalidOption, did_you_mean
 
-FORMATS: dict[str, type] = {
+# Each value builds its adapter with ``from_context(AdapterContext)``.
+FORMATS: dict[str, type[Adapter]] = {
     "ray_serve": RayServeAdapter,
     "mlflow": MlflowAdapter,
 }
@@ -68,13 +70,10 @@ def validate_options(
 
 
 class AdapterRegistry:
-    """One adapter instance per format, all sharing one HTTP client and settings."""
+    """One adapter instance per format, each built once from the same ``AdapterContext``."""
 
-    def __init__(
-        self, client: httpx.AsyncClient, settings: HttpSettings = DEFAULT_SETTINGS
-    ) -> None:
-        self.client = client
-        self.settings = settings
+    def __init__(self, context: AdapterContext) -> None:
+        self.context = context
         self._adapters: dict[str, Adapter] = {}
 
     def get(self, format: str) -> Adapter:
@@ -82,7 +81,7 @@ class AdapterRegistry:
         key = normalize_format(format)
         adapter = self._adapters.get(key)
         if adapter is None:
-            adapter = FORMATS[key](self.client, self.settings)
+            adapter = FORMATS[key].from_context(self.context)
             self._adapters[key] = adapter
         return adapter
 

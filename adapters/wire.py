@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from adapters.base import Endpoint
-from gateway.errors import EndpointBadResponse, InvalidInput, InvalidOption, did_you_mean
+from byom.errors import EndpointBadResponse, InvalidInput, InvalidOption, did_you_mean
 
 if TYPE_CHECKING:  # pyarrow is imported lazily: it costs ~0.2 s and only binary payloads use it
     import pyarrow as pa

@@ -7,18 +7,39 @@ version that fully applied. A database newer than this code is refused: guessing
 corrupting a catalog a newer gateway still uses.
 
 To change the schema: edit ``catalog/tables.py``, append a step here, bump ``SCHEMA_VERSION``.
+A step never reads the live tables of ``catalog/tables.py`` (they move on with later
+versions): it uses the definitions frozen here for the version it produces.
+
+    1  datasources, predictors, training_jobs, schema_version
+    2  predictors: kind, task, version, deployment added; url_predict nullable (built-in
+       models hosted on Ray Serve have no URL until deployed)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Connection, Engine, inspect, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    column,
+    inspect,
+    select,
+    table,
+)
+from sqlalchemy.schema import CreateColumn, CreateTable
 
-from catalog.tables import Base, SchemaVersionRow
-from gateway.errors import GatewayError
+from byom.errors import GatewayError
+from catalog.tables import Base, SchemaVersionRow, UTCDateTime
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Step = Callable[[Connection], None]
 
@@ -27,17 +48,147 @@ Step = Callable[[Connection], None]
 _PG_LOCK_KEY = 0x62796F6D
 
 
-def _v0_to_v1(conn: Connection) -> None:
-    """Version 0 is a catalog from before versioning: create whatever tables it lacks.
+# -- frozen table definitions ----------------------------------------------------------------
 
-    This uses the live metadata, which is version 1 today. When a later version changes a
-    table, freeze the version-1 table definitions here instead.
+# Version 1, as gateways of that version created it (tests build version-1 catalogs from it).
+V1_METADATA = MetaData()
+
+Table(
+    "datasources",
+    V1_METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), unique=True, nullable=False),
+    Column("engine", String(64), nullable=False),
+    Column("parameters", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+
+Table(
+    "predictors",
+    V1_METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), unique=True, nullable=False),
+    Column("namespace", String(255), nullable=False),
+    Column("format", String(64), nullable=False),
+    Column("url_predict", Text, nullable=False),
+    Column("url_train", Text),
+    Column("dtype_dict", JSON, nullable=False),
+    Column("target", String(255)),
+    Column("training_datasource", String(255)),
+    Column("training_query", Text),
+    Column("options", JSON, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+Table(
+    "training_jobs",
+    V1_METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("predictor", String(255), nullable=False, index=True),
+    Column("status", String(32), nullable=False),
+    Column("error", Text),
+    Column("rows", Integer),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("extra", JSON, nullable=False),
+)
+
+_V2_PREDICTORS = Table(
+    "predictors",
+    MetaData(),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), unique=True, nullable=False),
+    Column("namespace", String(255), nullable=False),
+    Column("kind", String(16), nullable=False, server_default="external"),
+    Column("format", String(64), nullable=False),
+    Column("url_predict", Text),
+    Column("url_train", Text),
+    Column("dtype_dict", JSON, nullable=False),
+    Column("target", String(255)),
+    Column("training_datasource", String(255)),
+    Column("training_query", Text),
+    Column("options", JSON, nullable=False),
+    Column("task", String(64)),
+    Column("status", String(32), nullable=False),
+    Column("error", Text),
+    Column("version", Integer),
+    Column("deployment", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+
+# -- upgrade steps --------------------------------------------------------------------------
+
+
+def _v0_to_v1(conn: Connection) -> None:
+    """Version 0 is a catalog from before versioning: create whatever tables it lacks."""
+    V1_METADATA.create_all(conn, checkfirst=True)
+
+
+def _v1_to_v2(conn: Connection) -> None:
+    """Predictors get a kind (existing ones are ``external``), a task, the active version
+    and Serve deployment of a built-in model; ``url_predict`` may be NULL."""
+    _widen_table(conn, _V2_PREDICTORS)
+
+
+def _widen_table(conn: Connection, target: Table) -> None:
+    """Bring the existing table ``target.name`` to ``target``'s definition, in place.
+
+    Handles the changes that keep every row valid: added columns (nullable or with a
+    server default, which existing rows take) and NOT NULL constraints dropped. Columns the
+    table already has in the target's form are left alone, so the step is safe to re-run.
     """
-    Base.metadata.create_all(conn, checkfirst=True)
+    existing = {c["name"]: c for c in inspect(conn).get_columns(target.name)}
+    added = [c for c in target.columns if c.name not in existing]
+    loosened = [
+        c
+        for c in target.columns
+        if c.name in existing and c.nullable and not existing[c.name]["nullable"]
+    ]
+    if not added and not loosened:
+        return
+    if conn.dialect.name == "sqlite":
+        _rebuild_sqlite_table(conn, target, list(existing))
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    name = quote(target.name)
+    for col in added:
+        spec = CreateColumn(col).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {spec}")
+    for col in loosened:
+        conn.exec_driver_sql(f"ALTER TABLE {name} ALTER COLUMN {quote(col.name)} DROP NOT NULL")
+
+
+def _rebuild_sqlite_table(conn: Connection, target: Table, existing: list[str]) -> None:
+    """SQLite cannot drop a NOT NULL: create the new table under a scratch name, copy the
+    rows, drop the old table and rename the new one (sqlite.org/lang_altertable.html, the
+    generalised procedure), all in the caller's transaction."""
+    unknown = [c for c in existing if c not in target.columns]
+    if unknown:
+        # Rebuilding would silently lose them; a catalog of ours never has them.
+        raise GatewayError(
+            f"Cannot upgrade catalog table {target.name}: it has columns this gateway does "
+            f"not know ({', '.join(unknown)})."
+        )
+    scratch = target.to_metadata(MetaData(), name=f"_upgrade_{target.name}")
+    conn.execute(CreateTable(scratch))  # no indexes yet: their names are still taken
+    old = table(target.name, *(column(c) for c in existing))
+    new_cols = [scratch.c[c] for c in existing]
+    conn.execute(scratch.insert().from_select(new_cols, select(*old.c)))
+    quote = conn.dialect.identifier_preparer.quote
+    conn.exec_driver_sql(f"DROP TABLE {quote(target.name)}")
+    conn.exec_driver_sql(f"ALTER TABLE {quote(scratch.name)} RENAME TO {quote(target.name)}")
+    for index in target.indexes:
+        index.create(conn)
 
 
 # UPGRADES[n] takes a catalog from version n to n + 1.
-UPGRADES: list[Step] = [_v0_to_v1]
+UPGRADES: list[Step] = [_v0_to_v1, _v1_to_v2]
 
 
 def read_version(conn: Connection) -> int | None:

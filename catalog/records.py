@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +14,8 @@ MASK = "******"
 # are complete at once.
 PREDICTOR_STATUSES = ("generating", "training", "complete", "error")
 JOB_STATUSES = ("running", "complete", "error")
+# An external model is an endpoint the user runs; a built-in one the gateway hosts itself.
+MODEL_KINDS = ("external", "builtin")
 
 
 @dataclass(frozen=True)
@@ -29,21 +31,42 @@ class DatasourceRecord:
 
 
 @dataclass(frozen=True)
-class PredictorRecord:
+class PredictorSpec:
+    """What a user declares about a model (CREATE PREDICTOR / POST /api/predictors).
+
+    An ``external`` model is an HTTP endpoint the user runs; a ``builtin`` one is hosted by
+    the gateway on Ray Serve for its ``task`` and has no ``url_predict`` until deployed.
+    """
+
     name: str
-    namespace: str
-    format: str  # adapter name: "ray_serve" | "mlflow"
-    url_predict: str
-    url_train: str | None
-    dtype_dict: dict[str, str]
-    target: str | None
-    training_datasource: str | None
-    training_query: str | None
-    options: dict[str, Any]  # other USING options, kept verbatim
-    status: str
-    error: str | None
+    namespace: str = "mindsdb"
+    kind: str = "external"  # one of MODEL_KINDS
+    format: str = "ray_serve"  # adapter (wire format) name: "ray_serve" | "mlflow"
+    url_predict: str | None = None  # None for a built-in model not deployed yet
+    url_train: str | None = None
+    dtype_dict: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    training_datasource: str | None = None
+    training_query: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # other USING options, verbatim
+    task: str | None = None  # built-in models: the task (e.g. text_classification)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredictorRecord(PredictorSpec):
+    """A stored predictor: its spec plus the state the gateway keeps."""
+
+    status: str  # one of PREDICTOR_STATUSES
+    error: str | None = None
+    version: int | None = None  # active version of a built-in model
+    deployment: str | None = None  # Serve deployment hosting a built-in model
     created_at: datetime
     updated_at: datetime
+
+    @property
+    def spec(self) -> PredictorSpec:
+        """The declared part of this record, as a plain ``PredictorSpec``."""
+        return PredictorSpec(**{f.name: getattr(self, f.name) for f in fields(PredictorSpec)})
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ to ``catalog.records`` dataclasses before its session closes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,13 +17,23 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from byom.errors import (
+    DatasourceExists,
+    DatasourceNotFound,
+    InvalidOption,
+    ModelExists,
+    ModelNotFound,
+    NotFound,
+)
 from catalog import migrations
 from catalog.db import catalog_url, default_home, make_engine
 from catalog.records import (
     JOB_STATUSES,
+    MODEL_KINDS,
     PREDICTOR_STATUSES,
     DatasourceRecord,
     PredictorRecord,
+    PredictorSpec,
     TrainingJobRecord,
 )
 from catalog.tables import (
@@ -31,14 +42,6 @@ from catalog.tables import (
     SchemaVersionRow,
     TrainingJobRow,
     utcnow,
-)
-from gateway.errors import (
-    DatasourceExists,
-    DatasourceNotFound,
-    InvalidOption,
-    ModelExists,
-    ModelNotFound,
-    NotFound,
 )
 
 INTERRUPTED_MESSAGE = (
@@ -63,23 +66,49 @@ def _datasource_record(row: DatasourceRow) -> DatasourceRecord:
     )
 
 
+# PredictorRecord's fields, each a PredictorRow column of the same name.
+_PREDICTOR_FIELDS = tuple(f.name for f in dataclasses.fields(PredictorRecord))
+_SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(PredictorSpec))
+
+
+def _copied(value: Any) -> Any:
+    """JSON columns come back as the row's own dict: hand out a copy."""
+    return dict(value) if isinstance(value, dict) else value
+
+
 def _predictor_record(row: PredictorRow) -> PredictorRecord:
-    return PredictorRecord(
-        name=row.name,
-        namespace=row.namespace,
-        format=row.format,
-        url_predict=row.url_predict,
-        url_train=row.url_train,
-        dtype_dict=dict(row.dtype_dict),
-        target=row.target,
-        training_datasource=row.training_datasource,
-        training_query=row.training_query,
-        options=dict(row.options),
-        status=row.status,
-        error=row.error,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+    return PredictorRecord(**{f: _copied(getattr(row, f)) for f in _PREDICTOR_FIELDS})
+
+
+def _predictor_row(spec: PredictorSpec, status: str) -> PredictorRow:
+    """A new row for ``spec``: names normalised, no error, no deployment yet."""
+    values = {f: _copied(getattr(spec, f)) for f in _SPEC_FIELDS}
+    values["name"] = _key(spec.name)
+    values["namespace"] = _key(spec.namespace or "")
+    if spec.training_datasource:
+        values["training_datasource"] = _key(spec.training_datasource)
+    now = utcnow()
+    return PredictorRow(
+        **values,
+        status=status,
+        error=None,
+        version=None,
+        deployment=None,
+        created_at=now,
+        updated_at=now,
     )
+
+
+def _check_spec(spec: PredictorSpec) -> None:
+    if spec.kind not in MODEL_KINDS:
+        raise InvalidOption(
+            f"Unknown model kind '{spec.kind}'; expected one of {list(MODEL_KINDS)}."
+        )
+    if spec.kind == "external" and not spec.url_predict:
+        raise InvalidOption(
+            f"Model '{_key(spec.name)}' is external and needs url_predict: the URL the "
+            "gateway sends predictions to."
+        )
 
 
 def _job_record(row: TrainingJobRow) -> TrainingJobRecord:
@@ -188,45 +217,16 @@ class Catalog:
 
     # -- predictors --------------------------------------------------------------------
 
-    def add_predictor(
-        self,
-        *,
-        name: str,
-        namespace: str | None,
-        format: str,
-        url_predict: str,
-        url_train: str | None,
-        dtype_dict: dict[str, str],
-        target: str | None,
-        training_datasource: str | None,
-        training_query: str | None,
-        options: dict[str, Any],
-        status: str,
-    ) -> PredictorRecord:
-        """Store a predictor; ``ModelExists`` when the name is taken."""
+    def add_predictor(self, spec: PredictorSpec, *, status: str) -> PredictorRecord:
+        """Store the predictor ``spec`` with ``status``; ``ModelExists`` when the name is
+        taken, ``InvalidOption`` for an unknown kind or status or an external model
+        without ``url_predict``."""
         _check_status(status, PREDICTOR_STATUSES, "predictor")
-        key = _key(name)
-        now = utcnow()
+        _check_spec(spec)
+        key = _key(spec.name)
         try:
             with self._session() as s:
-                row = PredictorRow(
-                    name=key,
-                    namespace=_key(namespace or ""),
-                    format=format,
-                    url_predict=url_predict,
-                    url_train=url_train,
-                    dtype_dict=dict(dtype_dict),
-                    target=target,
-                    training_datasource=(
-                        _key(training_datasource) if training_datasource else None
-                    ),
-                    training_query=training_query,
-                    options=dict(options),
-                    status=status,
-                    error=None,
-                    created_at=now,
-                    updated_at=now,
-                )
+                row = _predictor_row(spec, status)
                 s.add(row)
                 s.flush()
                 return _predictor_record(row)
@@ -282,6 +282,36 @@ class Catalog:
             if row is not None:
                 row.status = status
                 row.error = error
+                row.updated_at = utcnow()
+                s.flush()
+                return _predictor_record(row)
+        raise self._model_not_found(key)
+
+    def set_predictor_deployment(
+        self,
+        name: str,
+        *,
+        url_predict: str | None,
+        deployment: str | None,
+        version: int | None,
+    ) -> PredictorRecord:
+        """Record where the gateway deployed a built-in model: the Serve ``deployment``
+        running ``version``, reached at ``url_predict`` (all None: not deployed).
+
+        ``InvalidOption`` for an external model, whose URL is the user's to declare.
+        """
+        key = _key(name)
+        with self._session() as s:
+            row = s.execute(select(PredictorRow).where(PredictorRow.name == key)).scalar()
+            if row is not None:
+                if row.kind != "builtin":
+                    raise InvalidOption(
+                        f"Model '{key}' is {row.kind}, not built-in: the gateway does not "
+                        "deploy it."
+                    )
+                row.url_predict = url_predict
+                row.deployment = deployment
+                row.version = version
                 row.updated_at = utcnow()
                 s.flush()
                 return _predictor_record(row)

@@ -64,23 +64,31 @@ class DatasourceRow(Base):
 
 
 class PredictorRow(Base):
-    """A model registered by URL (or deployed by the gateway), and how to train it."""
+    """A model: an external endpoint registered by URL, or a built-in model the gateway
+    hosts on Ray Serve (no ``url_predict`` until a version is deployed); and how to train it.
+
+    Columns are named after the fields of ``catalog.records.PredictorRecord``.
+    """
 
     __tablename__ = "predictors"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
     namespace: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, server_default="external")
     format: Mapped[str] = mapped_column(String(64), nullable=False)
-    url_predict: Mapped[str] = mapped_column(Text, nullable=False)
+    url_predict: Mapped[str | None] = mapped_column(Text)
     url_train: Mapped[str | None] = mapped_column(Text)
     dtype_dict: Mapped[dict[str, Any]] = mapped_column(nullable=False)
     target: Mapped[str | None] = mapped_column(String(255))
     training_datasource: Mapped[str | None] = mapped_column(String(255))
     training_query: Mapped[str | None] = mapped_column(Text)
     options: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    task: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32), nullable=False)
     error: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int | None] = mapped_column(Integer)
+    deployment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(nullable=False)
     updated_at: Mapped[datetime] = mapped_column(nullable=False)
 

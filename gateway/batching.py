@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from gateway.errors import GatewayError
+from byom.errors import GatewayError
 
 T = TypeVar("T")
 Chunk = tuple[list[str], list[tuple[Any, ...]]]

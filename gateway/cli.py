@@ -2,8 +2,9 @@
 
 ``byom sql`` talks to a running gateway when given ``--url`` (or ``$BYOM_URL``) and otherwise
 runs the statement on an embedded gateway over the home directory (``--home`` or
-``$BYOM_HOME``). Exit codes: 0 success, 1 the gateway refused the statement, 2 usage errors
-and an unreachable ``--url``.
+``$BYOM_HOME``). ``byom sql -f FILE`` (or SQL text of several statements) runs a script,
+printing each statement's result in order (``gateway.cli_script``). Exit codes: 0 success,
+1 the gateway refused the statement, 2 usage errors and an unreachable ``--url``.
 
 Rows are printed as they arrive (``--format csv`` and ``json`` keep memory flat for any row
 count; a table shows the first ``--max-rows``). While a long statement runs, a progress bar
@@ -25,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from gateway.errors import GatewayError
+from byom.errors import GatewayError
 from gateway.formatting import (
     CsvWriter,
     JsonWriter,
@@ -34,6 +35,7 @@ from gateway.formatting import (
     format_progress,
 )
 from gateway.result import Result, StreamResult
+from gateway.settings import Settings, add_flags
 
 if TYPE_CHECKING:
     from gateway.core import Gateway
@@ -71,9 +73,29 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="log one line per HTTP request (off by default: it costs ~0.1 ms a request)",
     )
+    add_flags(serve)
 
-    sql = commands.add_parser("sql", help="run SQL against a running gateway or embedded")
-    sql.add_argument("statement", help="the SQL text, or - to read it from stdin")
+    sql = commands.add_parser(
+        "sql",
+        help="run SQL against a running gateway or embedded",
+        description="Run SQL: one statement, or a script of several (-f FILE, or a text "
+        "with several ';'-separated statements), printing each statement's result in order. "
+        "A script is parsed whole before anything runs, and each statement waits for the "
+        "training the statement before it started (CREATE PREDICTOR with url.train), so the "
+        "next one can predict with the model.",
+    )
+    sql.add_argument(
+        "statement", nargs="?", help="the SQL text, or - to read it from stdin (or use -f)"
+    )
+    sql.add_argument(
+        "-f",
+        "--file",
+        metavar="FILE",
+        help="run the script in FILE (- for stdin): each statement's result is printed in "
+        "order (table: after a '-- [k] <statement>' line; csv: one block per statement, "
+        "the '-- [k]' lines on stderr; json: {\"results\": [...]}); training started by a "
+        "statement is waited for before the next statement runs",
+    )
     sql.add_argument(
         "--url",
         default=os.environ.get("BYOM_URL"),
@@ -117,7 +139,12 @@ def _serve(args: argparse.Namespace) -> int:
     # job errors) need a handler too.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per model call
-    app = create_app(home=args.home, catalog_url=args.catalog_url)
+    try:  # read and check every knob before the server starts, not at the first JOIN
+        settings = Settings.load(flags=args)
+    except GatewayError as exc:
+        print(f"ERROR [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
+    app = create_app(home=args.home, catalog_url=args.catalog_url, settings=settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=args.access_log)
     return 0
 
@@ -284,7 +311,21 @@ def _progress_bar(args: argparse.Namespace) -> ProgressBar | None:
 
 
 def _sql(args: argparse.Namespace) -> int:
+    if args.file is not None:
+        from gateway.cli_script import read_script
+
+        try:
+            text = read_script(args.file)
+        except OSError as exc:
+            print(f"ERROR: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        return _sql_script(args, text)
     statement = sys.stdin.read() if args.statement == "-" else args.statement
+    if ";" in statement.rstrip(" \t\r\n;"):  # else one statement: no parser to import
+        from gateway.parser import statement_count
+
+        if statement_count(statement) > 1:
+            return _sql_script(args, statement)
     writer = _writer(args, sys.stdout)
     bar = _progress_bar(args)
     try:
@@ -311,6 +352,33 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sql_script(args: argparse.Namespace, text: str) -> int:
+    """``byom sql`` on a script: see ``gateway.cli_script``."""
+    from gateway.cli_script import ScriptOutput, run_embedded, run_remote
+    from gateway.scripts import parse_for_run
+
+    output = ScriptOutput(_output_format(args), sys.stdout, sys.stderr, args.max_rows or None)
+
+    def bars() -> ProgressBar | None:
+        return _progress_bar(args)
+
+    try:
+        script = parse_for_run(text)
+        if args.url:
+            run_remote(script, args.url, output, bars)
+        else:
+            asyncio.run(run_embedded(script, args.home, output, bars))
+    except GatewayError as exc:
+        sys.stdout.flush()
+        print(f"ERROR [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2 if exc.code == "GATEWAY_UNREACHABLE" else 1
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import main as demo_main
 
@@ -328,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--json and --format {args.format} disagree; give one")
         if args.command == "sql" and args.max_rows < 0:
             parser.error("--max-rows must be 0 (all rows) or more")
+        if args.command == "sql" and (args.statement is None) == (args.file is None):
+            parser.error("give the SQL text or -f FILE (one of them)")
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
     handlers = {"serve": _serve, "sql": _sql, "demo": _demo}

@@ -2,6 +2,8 @@
 
     with Client("http://127.0.0.1:47334") as client:
         print(client.sql("SHOW MODELS").records())
+        for result in client.sql_script("CREATE DATABASE d ...; SHOW DATABASES"):
+            print(result.columns, result.rows)
         with client.iter_sql("SELECT t.*, m.y FROM db.big AS t JOIN m") as rows:
             for batch in rows:          # lists of rows; memory stays flat
                 ...
@@ -13,6 +15,7 @@ the stable ``code``), so ``except ModelNotFound`` works the same embedded or rem
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -22,11 +25,13 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from gateway.errors import AlreadyExists, EndpointError, GatewayError, NotFound, UserError
+from byom.errors import AlreadyExists, EndpointError, GatewayError, NotFound, UserError
 from gateway.formatting import dumps_json
 from gateway.result import Result
 
 DEFAULT_URL = "http://127.0.0.1:47334"
+# A model's status while it trains in the background (DESCRIBE, SHOW MODELS).
+TRAINING_STATUSES = ("generating", "training")
 
 # A code without a class of its own (``NotFound(..., code="QUERY_NOT_FOUND")``) still gets
 # the family its status stands for, so ``except NotFound`` works for it too.
@@ -158,8 +163,26 @@ class Client:
         """Run SQL on the gateway; the last statement's result, all rows in memory.
 
         ``query_id`` names the statement's progress entry (see ``query_progress``). A
-        statement that fails after its rows started streaming raises like any other.
+        statement that fails after its rows started streaming raises like any other. For
+        the result of every statement of a script, use ``sql_script``.
         """
+        results = self._sql_results(query, query_id)
+        return results[-1] if results else Result()
+
+    def sql_script(self, script: str, query_id: str | None = None) -> list[Result]:
+        """Run a script of one or more statements in one request; the result of each, in
+        order (all rows in memory).
+
+        The gateway parses the whole script first (a syntax error anywhere runs nothing),
+        then runs the statements one after the other. When one fails, the error raised has
+        ``details["statement"]`` (1-based) and ``details["done"]`` (the statements that took
+        effect). Training started by a ``CREATE PREDICTOR`` runs in the background: a later
+        statement of the same script that predicts with that model fails (MODEL_NOT_READY);
+        ``byom sql -f`` waits in between instead (``wait_for_training``).
+        """
+        return self._sql_results(script, query_id)
+
+    def _sql_results(self, query: str, query_id: str | None) -> list[Result]:
         body: dict[str, Any] = {"query": query}
         if query_id is not None:
             body["query_id"] = query_id
@@ -167,7 +190,32 @@ class Client:
         error = error_from_body(payload, None)
         if error is not None:
             raise error
-        return self._result(payload)
+        if isinstance(payload, dict) and "results" in payload:
+            return [self._result(result) for result in payload["results"]]
+        return [self._result(payload)]
+
+    def wait_for_training(
+        self, name: str, timeout: float | None = None, interval: float = 0.5
+    ) -> Result:
+        """Poll ``DESCRIBE name`` until the model's status is no longer ``generating`` or
+        ``training``; return that last DESCRIBE result (status ``complete`` or ``error``).
+
+        ``name`` is written as in SQL (``byom``, ``mindsdb.byom``). Raises ``GatewayError``
+        (code TRAINING_TIMEOUT) after ``timeout`` seconds (None: no limit; the gateway's
+        own training timeout ends the wait anyway).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            result = self.sql(f"DESCRIBE {name}")
+            status = result.records()[0].get("status") if result.rows else None
+            if status not in TRAINING_STATUSES:
+                return result
+            if deadline is not None and time.monotonic() > deadline:
+                raise GatewayError(
+                    f"Model '{name}' is still '{status}' after {timeout:g}s.",
+                    code="TRAINING_TIMEOUT",
+                )
+            time.sleep(interval)
 
     def iter_sql(self, query: str, query_id: str | None = None) -> RowStream:
         """Run SQL and read its rows batch by batch (flat memory for any row count).

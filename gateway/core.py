@@ -1,7 +1,9 @@
 """The gateway as one object: owns the catalog, the HTTP client and the executor.
 
-``Gateway.sql`` is the whole data path of a statement: parse -> plan -> execute. The HTTP
-server, the CLI (embedded mode) and the demo all go through this class and nothing else.
+``Gateway.sql`` is the whole data path of a statement: ``parse`` (gateway.parser) ->
+``plan`` (gateway.planner, names resolved once per statement) -> ``Executor.run``
+(gateway.executor, the only part that talks to the catalog, datasources and adapters). The
+HTTP server, the CLI (embedded mode) and the demo all go through this class and nothing else.
 """
 
 from __future__ import annotations
@@ -9,38 +11,51 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from adapters.http import HttpSettings, make_client
+import httpx
+
+from adapters.base import AdapterContext
+from adapters.http import make_client
 from adapters.registry import AdapterRegistry
+from byom.errors import GatewayError, InvalidOption, NotFound
 from catalog.db import catalog_url as default_catalog_url
 from catalog.db import default_home
+from catalog.records import PredictorSpec
 from catalog.repository import Catalog
+from datasources import DatasourcePool
 from gateway import statements as st
-from gateway.datasources import DatasourcePool
-from gateway.errors import GatewayError, InvalidOption, NotFound
-from gateway.executor import ExecSettings, Executor
-from gateway.parser import parse
+from gateway.executor import Executor, Services
+from gateway.parser import ScriptStatement
+from gateway.planner import plan
 from gateway.progress import QueryProgress
 from gateway.result import Result, StreamResult
+from gateway.scripts import MarkedBatches, parse_for_run, script_error
+from gateway.settings import Settings
 
 log = logging.getLogger("byom.gateway")
 
-# Fields of the JSON twin of CREATE PREDICTOR (POST /api/predictors).
-_SPEC_FIELDS = {
-    "name", "namespace", "format", "url_predict", "url_train", "dtype_dict", "target",
-    "datasource", "query", "options",
-}  # fmt: skip
+# Fields of the JSON twin of CREATE PREDICTOR (POST /api/predictors): the PredictorSpec's
+# own (but ``kind``, which the gateway decides), plus the short names of the FROM clause.
+_JSON_ALIASES = {"datasource": "training_datasource", "query": "training_query"}
+_SPEC_FIELDS = frozenset(f.name for f in fields(PredictorSpec)) - {"kind"} | set(_JSON_ALIASES)
+# Spec fields that are USING options in SQL.
+_USING_FIELDS = {"url_predict": "url.predict", "url_train": "url.train", "format": "format",
+                 "dtype_dict": "dtype_dict", "task": "task"}  # fmt: skip
 
 
 class Gateway:
     """A running gateway. Create with ``await Gateway.start(...)``; end with ``await close()``."""
 
-    def __init__(self, executor: Executor, catalog: Catalog, client: Any, home: Path) -> None:
+    def __init__(self, executor: Executor, client: httpx.AsyncClient) -> None:
         self.executor = executor
-        self.catalog = catalog
-        self.home = home
+        self.services = executor.services
+        self.catalog = executor.services.catalog
+        self.home = executor.services.home
+        self.settings = executor.services.settings
         self._client = client
         self._started = time.time()
 
@@ -49,28 +64,38 @@ class Gateway:
         cls,
         home: Path | None = None,
         catalog_url: str | None = None,
-        http: HttpSettings | None = None,
-        settings: ExecSettings | None = None,
+        settings: Settings | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> Gateway:
-        """Open the catalog (``$BYOM_HOME``), mark interrupted jobs as error, make the client."""
+        """Open the catalog (``$BYOM_HOME``), mark interrupted jobs as error, make the client.
+
+        ``settings`` defaults to ``Settings.load()`` (the environment, read once, here).
+        ``transport`` replaces the network under the shared HTTP client (tests pass an
+        ``httpx.MockTransport``).
+        """
+        settings = settings if settings is not None else Settings.load()
         home = Path(home) if home is not None else default_home()
         home.mkdir(parents=True, exist_ok=True)
         catalog = await asyncio.to_thread(Catalog, catalog_url or default_catalog_url(home))
         interrupted = catalog.fail_interrupted()
         if interrupted:
             log.warning("marked interrupted training as error: %s", ", ".join(interrupted))
-        http = http or HttpSettings.from_env()
-        client = make_client(http)
-        executor = Executor(
-            catalog, DatasourcePool(), AdapterRegistry(client, http), home, settings
+        http = settings.http()
+        client = make_client(http, transport=transport)
+        services = Services(
+            catalog=catalog,
+            datasources=DatasourcePool(),
+            adapters=AdapterRegistry(AdapterContext(http=client, settings=http)),
+            home=home,
+            settings=settings,
         )
-        return cls(executor, catalog, client, home)
+        return cls(Executor(services), client)
 
     async def close(self) -> None:
         """Cancel background training, then close the client, the pools and the catalog."""
-        await self.executor.close()
+        await self.executor.trainer.close()
         await self._client.aclose()
-        self.executor.datasources.close_all()
+        self.services.datasources.close_all()
         self.catalog.close()
 
     async def __aenter__(self) -> Gateway:
@@ -88,26 +113,71 @@ class Gateway:
         """Like ``sql``, but a JOIN's rows come as a ``StreamResult`` (flat memory).
 
         ``query_id`` names the progress entry of a streaming statement so a client can poll
-        ``query_progress(query_id)`` while it runs. Earlier statements of a script that stream
-        are read to the end (and dropped) before the next one starts.
+        ``query_progress(query_id)`` while it runs. Earlier statements of a script run to
+        their end (streamed rows read and dropped) before the next one starts; use
+        ``run_script`` for the answer of each.
         """
-        statements = parse(text)
-        result: Result | StreamResult = Result()
-        for i, statement in enumerate(statements):
-            last = i == len(statements) - 1
-            result = await self.executor.execute(statement, query_id=query_id if last else None)
-            if isinstance(result, StreamResult) and not last:
-                async for _ in result.batches:
+        script = parse_for_run(text)
+        last: Result | StreamResult = Result()
+        results = self.run_script(script, query_id=query_id)
+        try:
+            async for item, result in results:
+                if item.index == len(script):
+                    last = result  # the last stream is the caller's to read
+                    break
+        finally:
+            await results.aclose()
+        return last
+
+    async def run_script(
+        self, script: str | list[ScriptStatement], query_id: str | None = None
+    ) -> AsyncIterator[tuple[ScriptStatement, Result | StreamResult]]:
+        """Run the statements of a script in order, yielding each with its result.
+
+        ``script`` is SQL text, parsed whole before anything runs (a syntax error in any
+        statement runs none), or what ``gateway.parser.parse_script`` returned. One statement
+        runs at a time: a ``StreamResult`` is the caller's to read to the end (or close)
+        before asking for the next item, and what the caller left unread is read and dropped
+        before the next statement starts. In a script of several statements every error,
+        raised here or by a stream's batches, names the failing statement and the ones that
+        took effect (``gateway.scripts``). ``query_id`` names the progress entry of each
+        streaming statement in turn.
+        """
+        items = parse_for_run(script) if isinstance(script, str) else script
+        total = len(items)
+        for item in items:
+            try:
+                result = await self._execute(item.statement, query_id=query_id)
+            except Exception as exc:
+                if total == 1:
+                    raise
+                error = script_error(exc, item.index, total)
+                if error is exc:
+                    raise
+                raise error from exc
+            if isinstance(result, StreamResult) and total > 1:
+                marked = MarkedBatches(result, item.index, total)
+                result = StreamResult(result.columns, marked, query_id=result.query_id)
+            yield item, result
+            if isinstance(result, StreamResult):
+                async for _ in result.batches:  # whatever the caller left unread
                     pass
-        return result
+
+    async def _execute(
+        self, statement: st.Statement, query_id: str | None = None
+    ) -> Result | StreamResult:
+        """One parsed statement: plan it (each name looked up once), then run the plan."""
+        planned = plan(statement, self.executor.resolver())
+        label = statement.sql if isinstance(statement, st.Query) else type(statement).__name__
+        return await self.executor.run(planned, label=label, query_id=query_id)
 
     def queries(self) -> list[QueryProgress]:
         """Running and recently finished streaming statements, oldest first."""
-        return self.executor.progress.list()
+        return self.services.progress.list()
 
     def query_progress(self, query_id: str) -> QueryProgress:
         """One statement's progress, or ``NotFound`` (code QUERY_NOT_FOUND)."""
-        entry = self.executor.progress.get(query_id)
+        entry = self.services.progress.get(query_id)
         if entry is None:
             raise NotFound(
                 f"No query '{query_id}' is running or recently finished.", code="QUERY_NOT_FOUND"
@@ -115,43 +185,42 @@ class Gateway:
         return entry
 
     async def register_predictor(self, spec: dict[str, Any]) -> Result:
-        """The JSON twin of CREATE PREDICTOR (keys: name, format, url_predict, url_train,
-        dtype_dict, target, datasource, query, namespace, options)."""
+        """The JSON twin of CREATE PREDICTOR: the fields of ``catalog.records.PredictorSpec``
+        (``datasource``/``query`` may stand for ``training_datasource``/``training_query``).
+
+        It becomes the same statement SQL would, so both are checked by the same code.
+        """
         unknown = set(spec) - _SPEC_FIELDS
         if unknown:
             raise InvalidOption(
                 f"Unknown predictor field(s): {', '.join(sorted(unknown))}. "
                 f"Known: {', '.join(sorted(_SPEC_FIELDS))}."
             )
+        spec = {_JSON_ALIASES.get(k, k): v for k, v in spec.items()}
         if not spec.get("name"):
             raise InvalidOption("A predictor needs a name.")
         options = dict(spec.get("options") or {})
-        for key, field in (
-            ("url.predict", "url_predict"),
-            ("url.train", "url_train"),
-            ("format", "format"),
-            ("dtype_dict", "dtype_dict"),
-        ):
+        for field, key in _USING_FIELDS.items():
             if spec.get(field) is not None:
                 options[key] = spec[field]
         statement = st.CreatePredictor(
             name=str(spec["name"]).lower(),
             namespace=spec.get("namespace"),
-            datasource=spec.get("datasource"),
-            query=spec.get("query"),
+            datasource=spec.get("training_datasource"),
+            query=spec.get("training_query"),
             target=spec.get("target"),
             options=options,
         )
-        return await self.executor.execute(statement)
+        return await self._execute(statement)
 
     async def describe_predictor(self, name: str) -> Result:
         return self.executor.describe(name.lower())
 
     async def list_predictors(self) -> Result:
-        return await self.executor.execute(st.ShowModels())
+        return await self._execute(st.ShowModels())
 
     async def drop_predictor(self, name: str) -> Result:
-        return await self.executor.execute(st.DropModel(name=name.lower()))
+        return await self._execute(st.DropModel(name=name.lower()))
 
     async def predict(self, name: str, rows: list[dict[str, Any]]) -> Result:
         """Predict JSON rows with a model: input columns + prediction (+ extra) per row."""
@@ -174,8 +243,8 @@ class Gateway:
 
     async def wait_idle(self) -> list[str]:
         """Wait until no training runs in the background; return the names that were trained."""
-        names = self.executor.training_in_flight()
-        await self.executor.wait_training()
+        names = self.executor.trainer.in_flight()
+        await self.executor.trainer.wait()
         return names
 
     def health(self) -> dict[str, Any]:
@@ -183,5 +252,5 @@ class Gateway:
             "status": "ok",
             "uptime_s": round(time.time() - self._started, 1),
             "catalog_schema_version": self.catalog.schema_version,
-            "training_in_flight": self.executor.training_in_flight(),
+            "training_in_flight": self.executor.trainer.in_flight(),
         }

@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from catalog.db import default_home
+from datasources import embedded_schema_path
 from gateway import processes
 from gateway.core import Gateway
-from gateway.datasources import embedded_schema_path
 from gateway.formatting import format_table
 from gateway.result import Result
 

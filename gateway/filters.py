@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlglot import exp
 
-from gateway.errors import UnsupportedStatement
+from byom.errors import UnsupportedStatement
+from gateway.sql_tree import literal_value
 
 Row = Any  # whatever the column getters understand
 Getter = Callable[[Row], Any]
@@ -100,8 +101,6 @@ def _value(node: exp.Expression, column: Callable[[exp.Column], Getter]) -> Gett
     if isinstance(node, exp.Literal | exp.Boolean | exp.Null | exp.Neg) and not node.find(
         exp.Column
     ):
-        from gateway.planner import literal_value  # planner imports us; import late
-
         constant = literal_value(node)
         return lambda row: constant
     if type(node) in _ARITH:

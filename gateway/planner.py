@@ -8,158 +8,52 @@ of three plans:
 - ``JoinPlan``: ``SELECT ... FROM ds.table AS t JOIN model AS p ...`` (batch prediction);
 - ``NativePlan``: plain SQL for one datasource, passed through.
 
-For a JOIN the planner writes the SQL the datasource will run: only the needed columns,
-the table-side ``WHERE``, ``ORDER BY`` and ``LIMIT``, every literal a bound parameter.
+The plans are in ``gateway.plans``; planning a JOIN is ``gateway.join_planner``'s job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 from sqlglot import exp
-from sqlglot.dialects.dialect import Dialect
 
 from adapters.registry import normalize_format, validate_options
-from catalog.records import PredictorRecord
-from gateway import statements as st
-from gateway.errors import (
-    DatasourceNotFound,
+from byom.errors import (
     InvalidInput,
     InvalidOption,
     ModelNotFound,
     UnsupportedStatement,
     did_you_mean,
 )
-from gateway.parser import query_options
+from catalog.records import PredictorRecord, PredictorSpec
+from gateway import statements as st
+from gateway.join_planner import join_options, plan_join
+from gateway.plans import (
+    CatalogQueryPlan,
+    JoinPlan,
+    NativePlan,
+    OutputColumn,
+    Plan,
+    PredictRowPlan,
+    RegisterPlan,
+    Resolver,
+    WriteBackPlan,
+)
+from gateway.sql_tree import (
+    conjuncts,
+    datasource_of,
+    literal_value,
+    select_sources,
+    strip_datasource,
+)
 
 DTYPES = ("integer", "float", "categorical", "binary", "text", "date", "datetime")
 # USING options of CREATE PREDICTOR that the gateway itself understands.
 KNOWN_OPTIONS = ("url.train", "url.predict", "format", "dtype_dict")
-# Per-statement tuning knobs of a JOIN (``... JOIN m USING batch_size=5000``).
-JOIN_KNOBS = ("batch_size", "concurrency", "timeout")
-# Canonical qualifiers of the columns in ``JoinPlan.post_filter``.
-TABLE_SIDE = "__table__"
-MODEL_SIDE = "__model"
 # Catalog tables a SELECT can read as ``mindsdb.<table>`` (or ``model.``/``models.``).
 CATALOG_TABLES = ("models", "databases", "jobs", "queries")
-
-
-class Resolver(Protocol):
-    """Name lookups the planner needs; implemented by the executor over the catalog."""
-
-    default_datasource: str
-
-    def model(self, name: str) -> PredictorRecord | None: ...
-
-    def model_names(self) -> list[str]: ...
-
-    def datasource_dialect(self, name: str) -> str | None:
-        """sqlglot dialect of datasource ``name``, or None when there is no such datasource."""
-        ...
-
-    def datasource_names(self) -> list[str]: ...
-
-
-# ---------------------------------------------------------------------------- plans
-
-
-@dataclass(frozen=True)
-class RegisterPlan:
-    """Register an external predictor (and train it when ``url_train`` and a query are set)."""
-
-    name: str
-    namespace: str
-    format: str
-    url_predict: str
-    url_train: str | None
-    dtype_dict: dict[str, str]
-    target: str | None
-    datasource: str | None
-    query: str | None
-    options: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class OutputColumn:
-    """One column of a prediction result.
-
-    ``side`` is ``"table"`` or ``"model"``; ``model`` indexes ``JoinPlan.models`` (always 0
-    for a one-row prediction). ``name == "*"`` expands at run time to every column of that
-    side (table columns are known once the first chunk arrives; extra model outputs once the
-    first answer does).
-    """
-
-    side: str
-    name: str
-    label: str
-    model: int = 0
-
-
-@dataclass(frozen=True)
-class PredictRowPlan:
-    model: PredictorRecord
-    inputs: dict[str, Any]
-    outputs: list[OutputColumn]
-
-
-@dataclass(frozen=True)
-class JoinPlan:
-    datasource: str
-    source_sql: str  # run on the datasource, with :pN bound parameters
-    params: dict[str, Any]
-    models: list[PredictorRecord]
-    outputs: list[OutputColumn]
-    options: dict[str, Any] = field(default_factory=dict)
-    # WHERE conditions that read model outputs, checked after prediction; their columns are
-    # qualified TABLE_SIDE or MODEL_SIDE<i> (the index into ``models``).
-    post_filter: exp.Expression | None = None
-    limit: int | None = None  # enforced by the executor too (exactly n rows)
-
-
-@dataclass(frozen=True)
-class CatalogQueryPlan:
-    """A read-only SELECT over the catalog's tables (``mindsdb.models``, ``.jobs``, ...)."""
-
-    sql: str  # SQLite, with the namespace stripped
-
-
-@dataclass(frozen=True)
-class WriteBackPlan:
-    """``CREATE TABLE ds.t AS <JOIN>`` (mode create) or ``INSERT INTO ds.t [(cols)] <JOIN>``."""
-
-    datasource: str
-    table: str
-    schema: str | None
-    mode: str  # "create" | "append"
-    join: JoinPlan
-    columns: list[str] | None = None  # INSERT's column list, renaming the JOIN's columns
-
-
-@dataclass(frozen=True)
-class NativePlan:
-    datasource: str
-    sql: str
-    # Unqualified table names: if the datasource has no such table, the user may have
-    # misspelt a model name, and the executor says so.
-    bare_tables: tuple[str, ...] = ()
-
-
-Plan = (
-    CatalogQueryPlan
-    | WriteBackPlan
-    | RegisterPlan
-    | PredictRowPlan
-    | JoinPlan
-    | NativePlan
-    | st.CreateDatabase
-    | st.DropDatabase
-    | st.DropModel
-    | st.ShowDatabases
-    | st.ShowModels
-    | st.Describe
-)
 
 
 def plan(statement: st.Statement, resolver: Resolver) -> Plan:
@@ -228,18 +122,20 @@ def plan_register(stmt: st.CreatePredictor) -> RegisterPlan:
         )
     fmt = normalize_format(str(fmt))
     options = validate_options(fmt, options, model=stmt.name)  # e.g. payload='parquet'
-    return RegisterPlan(
+    spec = PredictorSpec(
         name=stmt.name,
         namespace=stmt.namespace or "mindsdb",
+        kind="external",
         format=fmt,
         url_predict=url_predict,
         url_train=url_train,
         dtype_dict={str(k): str(v).lower() for k, v in dtype_dict.items()},
         target=stmt.target,
-        datasource=stmt.datasource,
-        query=stmt.query,
+        training_datasource=stmt.datasource,
+        training_query=stmt.query,
         options=options,
     )
+    return RegisterPlan(spec=spec)
 
 
 # ---------------------------------------------------------------------------- SELECT & co
@@ -251,7 +147,7 @@ def _plan_query(stmt: st.Query, resolver: Resolver) -> Plan:
     if write is not None:
         return write
     if isinstance(tree, exp.Select):
-        sources = _select_sources(tree)
+        sources = select_sources(tree)
         models = [(t, _as_model(t, resolver)) for t in sources]
         model_sources = [(t, m) for t, m in models if m is not None]
         if model_sources:
@@ -268,8 +164,8 @@ def _plan_query(stmt: st.Query, resolver: Resolver) -> Plan:
                     "A prediction JOIN reads from exactly one table (or subquery); "
                     f"found {len(table_sources)}."
                 )
-            join = _plan_join(tree, table_sources[0], model_sources, resolver)
-            return replace(join, options=_join_options(stmt))
+            join = plan_join(tree, table_sources[0], model_sources, resolver)
+            return replace(join, options=join_options(stmt))
         catalog = _plan_catalog_query(tree, resolver)
         if catalog is not None:
             return catalog
@@ -300,7 +196,7 @@ def _plan_write_back(stmt: st.Query, resolver: Resolver) -> WriteBackPlan | None
             "Write-back takes a prediction JOIN: CREATE TABLE ds.t AS SELECT ... "
             "FROM ds.src AS s JOIN model AS m"
         )
-    datasource, _ = _datasource_of(target, resolver)
+    datasource, _ = datasource_of(target, resolver)
     schema = None
     if target.catalog:
         schema = target.db or None
@@ -317,7 +213,7 @@ def _plan_write_back(stmt: st.Query, resolver: Resolver) -> WriteBackPlan | None
         table=target.name,
         schema=schema,
         mode=mode,
-        join=replace(inner, options=_join_options(stmt)),
+        join=replace(inner, options=join_options(stmt)),
         columns=columns,
     )
 
@@ -347,14 +243,6 @@ def _plan_catalog_query(tree: exp.Select, resolver: Resolver) -> CatalogQueryPla
     return CatalogQueryPlan(sql=query.sql(dialect="sqlite"))
 
 
-def _select_sources(tree: exp.Select) -> list[exp.Expression]:
-    """The FROM item and every JOIN item of a SELECT, in order."""
-    from_ = tree.args.get("from_") or tree.args.get("from")
-    items: list[exp.Expression] = [from_.this] if from_ is not None else []
-    items += [j.this for j in tree.args.get("joins") or []]
-    return items
-
-
 def _as_model(source: exp.Expression, resolver: Resolver) -> PredictorRecord | None:
     """The predictor a FROM/JOIN item names, or None when it is a table or subquery.
 
@@ -378,10 +266,6 @@ def _check_unknown_model(sources: Sequence[exp.Expression], resolver: Resolver) 
                 raise ModelNotFound.named(source.name.lower(), resolver.model_names())
 
 
-def _alias(source: exp.Expression) -> str:
-    return (source.alias or (source.name if isinstance(source, exp.Table) else "")).lower()
-
-
 # ---------------------------------------------------------------------------- one row
 
 
@@ -395,7 +279,7 @@ def _plan_predict_row(tree: exp.Select, model: PredictorRecord) -> PredictRowPla
     where = tree.args.get("where")
     inputs: dict[str, Any] = {}
     if where is not None:
-        for cond in _conjuncts(where.this):
+        for cond in conjuncts(where.this):
             if not (isinstance(cond, exp.EQ) and isinstance(cond.this, exp.Column)):
                 raise UnsupportedStatement(
                     f"Predicting one row from model '{model.name}' takes only "
@@ -430,286 +314,6 @@ def _plain_select_items(tree: exp.Select, model: str) -> list[tuple[str, str]]:
     return items
 
 
-def literal_value(node: exp.Expression) -> Any:
-    """The Python value of a literal in a condition; anything else is a clear error."""
-    if isinstance(node, exp.Neg):
-        value = literal_value(node.this)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return -value
-    elif isinstance(node, exp.Literal):
-        if node.is_string:
-            return node.this
-        text = node.this
-        try:
-            return int(text)
-        except ValueError:
-            return float(text)
-    elif isinstance(node, exp.Boolean):
-        return bool(node.this)
-    elif isinstance(node, exp.Null):
-        return None
-    raise UnsupportedStatement(
-        f"Expected a literal value (number, 'text', TRUE, NULL), got {node.sql()}"
-    )
-
-
-def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
-    if isinstance(node, exp.And):
-        return _conjuncts(node.this) + _conjuncts(node.expression)
-    if isinstance(node, exp.Paren):
-        return _conjuncts(node.this)
-    return [node]
-
-
-# ---------------------------------------------------------------------------- JOIN
-
-
-def _plan_join(
-    tree: exp.Select,
-    table: exp.Expression,
-    model_sources: list[tuple[exp.Expression, PredictorRecord]],
-    resolver: Resolver,
-) -> JoinPlan:
-    for key in ("group", "having", "distinct"):
-        if tree.args.get(key):
-            raise UnsupportedStatement(f"{key.upper()} is not supported in a prediction JOIN.")
-    for join in tree.args.get("joins") or []:
-        if join.args.get("on") or join.args.get("using"):
-            raise UnsupportedStatement(
-                "A prediction JOIN pairs each row with its prediction: write "
-                "`JOIN model AS p` without ON/USING."
-            )
-    models = [m for _, m in model_sources]
-    model_aliases = {_alias(src): i for i, (src, _) in enumerate(model_sources)}
-    for i, (_, m) in enumerate(model_sources):
-        model_aliases.setdefault(m.name, i)
-    table_alias = _alias(table)
-    datasource, source = _table_side(table, resolver)
-    dialect = resolver.datasource_dialect(datasource) or "sqlite"
-
-    def side_of(column: exp.Column) -> tuple[str, int]:
-        qualifier = column.table.lower()
-        if qualifier:
-            if qualifier in model_aliases:
-                return "model", model_aliases[qualifier]
-            if qualifier == table_alias:
-                return "table", 0
-            raise InvalidInput(
-                f"Unknown table alias '{column.table}' in {column.sql()}; known: "
-                + ", ".join(sorted({table_alias, *model_aliases}))
-            )
-        for i, m in enumerate(models):  # an unqualified name is a model output if it is a target
-            if m.target and column.name == m.target:
-                return "model", i
-        return "table", 0
-
-    outputs: list[OutputColumn] = []
-    table_columns: list[str] = []
-    star_table = False
-    for item in tree.expressions:
-        inner = item.this if isinstance(item, exp.Alias) else item
-        if isinstance(inner, exp.Star):
-            star_table = True
-            outputs.append(OutputColumn("table", "*", "*"))
-            outputs += [OutputColumn("model", "*", "*", i) for i in range(len(models))]
-            continue
-        if not isinstance(inner, exp.Column):
-            raise UnsupportedStatement(
-                f"Only columns and * can be selected in a prediction JOIN; got: {item.sql()}"
-            )
-        side, index = side_of(inner)
-        if isinstance(inner.this, exp.Star):
-            star_table |= side == "table"
-            outputs.append(OutputColumn(side, "*", "*", index))
-            continue
-        outputs.append(OutputColumn(side, inner.name, item.alias_or_name, index))
-        if side == "table":
-            table_columns.append(inner.name)
-
-    # WHERE: conditions on table columns only go to the datasource; the rest (they read a
-    # model output) are checked here after prediction, on canonical column names.
-    pushed: list[exp.Expression] = []
-    post: list[exp.Expression] = []
-    where = tree.args.get("where")
-    for cond in _conjuncts(where.this) if where is not None else []:
-        if any(side_of(c)[0] == "model" for c in cond.find_all(exp.Column)):
-            post.append(cond.copy())
-        else:
-            pushed.append(cond.copy())
-    post_filter = exp.and_(*post) if post else None
-    post_table_columns: list[str] = []
-    if post_filter is not None:
-        for column in list(post_filter.find_all(exp.Column)):
-            side, index = side_of(column)
-            if side == "table":
-                post_table_columns.append(column.name)
-            canonical = TABLE_SIDE if side == "table" else f"{MODEL_SIDE}{index}"
-            column.set("table", exp.to_identifier(canonical))
-    for ordered in (tree.args.get("order") or exp.Order()).expressions:
-        if any(side_of(c)[0] == "model" for c in ordered.find_all(exp.Column)):
-            raise UnsupportedStatement(
-                "ORDER BY model output columns is not supported: it would hold every row in "
-                "memory. ORDER BY table columns (pushed down to the datasource) instead."
-            )
-    limit = _limit_value(tree)
-
-    # Columns the datasource must return: what is selected plus what each model reads.
-    needed: list[str] | None = None
-    if not star_table:
-        needed = list(table_columns) + post_table_columns
-        for m in models:
-            features = [c for c in m.dtype_dict if c != m.target]
-            if not features:  # the model did not say what it reads: send every column
-                needed = None
-                break
-            needed += features
-        if needed is not None:
-            needed = list(dict.fromkeys(needed))
-
-    sql, params = _source_sql(
-        tree,
-        source,
-        table_alias,
-        needed,
-        dialect,
-        where=exp.and_(*pushed) if pushed else None,
-        push_limit=post_filter is None,  # a post-filter drops rows: the source can't limit
-    )
-    return JoinPlan(
-        datasource=datasource,
-        source_sql=sql,
-        params=params,
-        models=models,
-        outputs=outputs,
-        post_filter=post_filter,
-        limit=limit,
-    )
-
-
-def _limit_value(tree: exp.Select) -> int | None:
-    limit = tree.args.get("limit")
-    if limit is None:
-        return None
-    value = literal_value(limit.expression)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInput(f"LIMIT must be a non-negative integer, got {limit.expression.sql()}")
-    return value
-
-
-def _join_options(stmt: st.Query) -> dict[str, Any]:
-    """``... JOIN m USING batch_size=5000, concurrency=4``: positive integer knobs only."""
-    options = query_options(stmt)
-    for key, value in options.items():
-        if key not in JOIN_KNOBS:
-            hint = did_you_mean(key, JOIN_KNOBS)
-            raise InvalidOption(
-                f"Unknown JOIN option '{key}'."
-                + (f" Did you mean {hint}?" if hint else "")
-                + f" Known: {', '.join(JOIN_KNOBS)}."
-            )
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise InvalidOption(f"JOIN option {key} must be a positive number, got {value!r}.")
-    return options
-
-
-def _table_side(table: exp.Expression, resolver: Resolver) -> tuple[str, exp.Expression]:
-    """(datasource, FROM item rewritten for the datasource) of the JOIN's table side."""
-    if isinstance(table, exp.Subquery):
-        inner_tables = list(table.find_all(exp.Table))
-        names = {_datasource_of(t, resolver)[0] for t in inner_tables} or {
-            resolver.default_datasource
-        }
-        if len(names) > 1:
-            raise UnsupportedStatement(
-                "The JOIN's subquery reads from several datasources: " + ", ".join(sorted(names))
-            )
-        rewritten = table.copy()
-        for t in rewritten.find_all(exp.Table):
-            _strip_datasource(t, resolver)
-        return names.pop(), rewritten
-    if not isinstance(table, exp.Table):
-        raise UnsupportedStatement(f"Cannot read rows from {table.sql()}")
-    datasource, _ = _datasource_of(table, resolver)
-    rewritten = table.copy()
-    _strip_datasource(rewritten, resolver)
-    return datasource, rewritten
-
-
-def _datasource_of(table: exp.Table, resolver: Resolver) -> tuple[str, bool]:
-    """(datasource name, whether the name was written) for a table reference."""
-    if table.catalog:
-        name = table.catalog.lower()
-        if resolver.datasource_dialect(name) is None:
-            raise DatasourceNotFound.named(name, resolver.datasource_names())
-        return name, True
-    if table.db and resolver.datasource_dialect(table.db.lower()) is not None:
-        return table.db.lower(), True
-    return resolver.default_datasource, False
-
-
-def _strip_datasource(table: exp.Table, resolver: Resolver) -> None:
-    """``ds.schema.t`` -> ``schema.t`` and ``ds.t`` -> ``t``: the datasource sees its own names."""
-    if table.catalog:
-        table.set("catalog", None)
-    elif table.db and resolver.datasource_dialect(table.db.lower()) is not None:
-        table.set("db", None)
-
-
-def _source_sql(
-    tree: exp.Select,
-    source: exp.Expression,
-    alias: str,
-    needed: list[str] | None,
-    dialect: str,
-    *,
-    where: exp.Expression | None,
-    push_limit: bool,
-) -> tuple[str, dict[str, Any]]:
-    """SELECT needed columns FROM source [WHERE] [ORDER BY] [LIMIT], literals bound."""
-    if needed is None:
-        columns: list[exp.Expression] = [
-            exp.Column(this=exp.Star(), table=exp.to_identifier(alias))
-        ]
-    else:
-        columns = [
-            exp.Column(this=exp.to_identifier(name, quoted=True), table=exp.to_identifier(alias))
-            for name in needed
-        ]
-    query = exp.select(*columns).from_(source.copy())
-    if where is not None:
-        query = query.where(where)
-    order = tree.args.get("order")
-    if order is not None:
-        query.set("order", order.copy())
-    limit = tree.args.get("limit")
-    if limit is not None and push_limit:
-        query.set("limit", limit.copy())
-    params: dict[str, Any] = {}
-    for node in list(query.find_all(exp.Literal, exp.Boolean)):
-        if node.find_ancestor(exp.Limit) is not None:
-            continue  # LIMIT n stays a number: not every database binds it
-        name = f"p{len(params)}"
-        params[name] = literal_value(node)
-        node.replace(exp.Placeholder(this=name))
-    return query.sql(dialect=_bound_dialect(dialect)), params
-
-
-_BOUND_DIALECTS: dict[str, type[Dialect]] = {}
-
-
-def _bound_dialect(name: str) -> type[Dialect]:
-    """A subclass of dialect ``name`` that writes placeholders as SQLAlchemy's ``:name``."""
-    if name not in _BOUND_DIALECTS:
-        base = type(Dialect.get_or_raise(name))
-
-        class Generator(base.Generator):  # type: ignore[name-defined,misc]
-            def placeholder_sql(self, expression: exp.Placeholder) -> str:
-                return f":{expression.name}"
-
-        _BOUND_DIALECTS[name] = type(f"Bound{base.__name__}", (base,), {"Generator": Generator})
-    return _BOUND_DIALECTS[name]
-
-
 # ---------------------------------------------------------------------------- pass-through
 
 
@@ -718,7 +322,7 @@ def _plan_native(stmt: st.Query, resolver: Resolver) -> NativePlan:
     tables = list(stmt.tree.find_all(exp.Table))
     named = {}
     for t in tables:
-        name, written = _datasource_of(t, resolver)
+        name, written = datasource_of(t, resolver)
         if written:
             named[name] = t
     if not named:
@@ -736,13 +340,12 @@ def _plan_native(stmt: st.Query, resolver: Resolver) -> NativePlan:
     datasource = next(iter(named))
     tree = stmt.tree.copy()
     for t in tree.find_all(exp.Table):
-        _strip_datasource(t, resolver)
+        strip_datasource(t, resolver)
     dialect = resolver.datasource_dialect(datasource) or "sqlite"
     return NativePlan(datasource=datasource, sql=tree.sql(dialect=dialect))
 
 
 __all__ = [
-    "WriteBackPlan",
     "CATALOG_TABLES",
     "CatalogQueryPlan",
     "JoinPlan",
@@ -752,6 +355,7 @@ __all__ = [
     "PredictRowPlan",
     "RegisterPlan",
     "Resolver",
+    "WriteBackPlan",
     "literal_value",
     "plan",
     "plan_register",

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -305,17 +306,18 @@ def start_gateway(
     log_dir: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 60.0,
+    extra_args: Sequence[str] = (),
 ) -> Service:
     """Start ``byom serve`` on ``home`` as a real process; wait until ``/healthz`` is ok.
 
-    ``env`` entries override the inherited environment. ``Service.url`` is the gateway's base
-    URL, ``http://host:port``.
+    ``env`` entries override the inherited environment; ``extra_args`` are more ``byom
+    serve`` flags. ``Service.url`` is the gateway's base URL, ``http://host:port``.
     """
     port = port if port is not None else free_port(host)
     log_path = _log_dir(log_dir) / f"gateway_{port}.log"
     # `-m gateway.cli` runs this interpreter's package, whatever `byom` is first on PATH.
     args = [sys.executable, "-m", "gateway.cli", "serve", "--host", host, "--port", str(port)]
-    args += ["--home", str(home)]
+    args += ["--home", str(home), *extra_args]
     process = _spawn(args, log_path, {**_base_env(), **(env or {})})
     service = Service("gateway", f"http://{host}:{port}", process, log_path)
     what = f"byom serve --home {home}"

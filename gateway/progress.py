@@ -13,8 +13,12 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from byom.errors import GatewayError
 
 STATUSES = ("running", "done", "error", "cancelled")
 
@@ -74,6 +78,19 @@ class ProgressRegistry:
             entry.error = error
             entry.finished_at = time.time()
             self._trim()
+
+    @contextmanager
+    def failing(self, entry: QueryProgress) -> Iterator[None]:
+        """Finish ``entry`` as ``error`` (a gateway error) or ``cancelled`` (anything else,
+        a client going away included) when the block raises; the exception goes on."""
+        try:
+            yield
+        except GatewayError as exc:
+            self.finish(entry, "error", exc.message)
+            raise
+        except BaseException:
+            self.finish(entry, "cancelled")
+            raise
 
     def get(self, query_id: str) -> QueryProgress | None:
         with self._lock:

@@ -19,27 +19,61 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import GatewayError, ModelNotFound
+from byom.errors import GatewayError, ModelNotFound
 from gateway.formatting import dumps_json
+from gateway.parser import ScriptStatement
+from gateway.progress import QueryProgress
 from gateway.result import Result, StreamResult
-
-if TYPE_CHECKING:
-    # Imported lazily at startup instead: the API layer (and its tests with a fake gateway)
-    # should not pull in the executor, the adapters and the catalog just to be imported.
-    from gateway.core import Gateway
+from gateway.scripts import parse_for_run
+from gateway.settings import Settings
+from gateway.sql_answers import ScriptAnswer, stream_response
 
 logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class GatewayAPI(Protocol):
+    """What the routes below call on a gateway: exactly these methods of
+    ``gateway.core.Gateway``, with its signatures.
+
+    The routes are typed with this rather than ``Gateway`` so the API layer (and its tests,
+    which serve a fake) need not import the executor, the adapters and the catalog.
+    tests/gateway/test_server.py checks that this lists what the routes call and that
+    ``Gateway`` and the fake both match it; a route that needs more of the gateway adds the
+    method here first.
+    """
+
+    async def sql_stream(self, text: str, query_id: str | None = None) -> Result | StreamResult: ...
+
+    # An async generator in Gateway; a Protocol declares that as a plain ``def``.
+    def run_script(
+        self, script: str | list[ScriptStatement], query_id: str | None = None
+    ) -> AsyncIterator[tuple[ScriptStatement, Result | StreamResult]]: ...
+
+    def queries(self) -> list[QueryProgress]: ...
+
+    def query_progress(self, query_id: str) -> QueryProgress: ...
+
+    async def register_predictor(self, spec: dict[str, Any]) -> Result: ...
+
+    async def list_predictors(self) -> Result: ...
+
+    async def describe_predictor(self, name: str) -> Result: ...
+
+    async def drop_predictor(self, name: str) -> Result: ...
+
+    async def predict(self, name: str, rows: list[dict[str, Any]]) -> Result: ...
+
+    def health(self) -> dict[str, Any]: ...
 
 
 class JSONBody(Response):
@@ -240,77 +274,13 @@ def _stream_error(exc: Exception) -> dict[str, Any]:
     return _internal_error(exc)["error"]
 
 
-async def _json_document(stream: StreamResult) -> AsyncIterator[bytes]:
-    """The same document as ``Result.to_dict()``, written one batch at a time.
-
-    A failure after the first bytes closes the document with an ``"error"`` member instead.
-    """
-    yield b'{"columns":' + dumps_json(stream.columns) + b',"rows":['
-    separator = b""
-    try:
-        async for batch in stream.batches:
-            if batch:
-                # One orjson call per batch; its outer brackets are the document's.
-                yield separator + dumps_json(batch)[1:-1]
-                separator = b","
-    except Exception as exc:
-        yield b'],"error":' + dumps_json(_stream_error(exc)) + b"}"
-        return
-    yield b"]}"
-
-
-def _line(value: Any) -> bytes:
-    return dumps_json(value) + b"\n"
-
-
-async def _ndjson_lines(stream: StreamResult | Result) -> AsyncIterator[bytes]:
-    """``{"columns"}``, then ``{"rows": [...]}`` per batch, then ``{"done", "rows"}``
-    or ``{"error"}``. A plain ``Result`` is written the same way (one batch)."""
-    head: dict[str, Any] = {"columns": stream.columns}
-    if isinstance(stream, Result):
-        if stream.message:
-            head["message"] = stream.message
-        yield _line(head)
-        if stream.rows:
-            yield _line({"rows": stream.rows})
-        yield _line({"done": True, "rows": len(stream.rows)})
-        return
-    yield _line(head)
-    count = 0
-    try:
-        async for batch in stream.batches:
-            if batch:
-                count += len(batch)
-                yield _line({"rows": batch})
-    except Exception as exc:
-        yield _line({"error": _stream_error(exc)})
-        return
-    yield _line({"done": True, "rows": count})
-
-
-class _ResultStreamResponse(StreamingResponse):
-    """Streams a ``StreamResult`` and always closes it, whether the body was written to the
-    end, the statement failed, or the client went away (which cancels the writing task)."""
-
-    def __init__(
-        self, body: AsyncIterator[bytes], result: StreamResult | Result, media_type: str
-    ) -> None:
-        headers = {"X-Query-Id": result.query_id} if getattr(result, "query_id", None) else None
-        super().__init__(body, media_type=media_type, headers=headers)
-        self._result = result
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except ClientDisconnect:  # ASGI 2.4 servers report a gone client this way
-            logger.info("client disconnected; statement cancelled")
-        finally:
-            # Shielded: after a disconnect the surrounding scope is cancelled, and closing
-            # must still get to run the statement's own cleanup (its datasource connection).
-            with anyio.CancelScope(shield=True):
-                await self.body_iterator.aclose()  # type: ignore[attr-defined]
-                if isinstance(self._result, StreamResult):
-                    await self._result.aclose()
+def _several_statements(text: str) -> list[ScriptStatement] | None:
+    """The statements of ``text`` when it holds more than one, else None (parse errors
+    raise). Text with no ';' before its end - nearly every request - is not parsed here."""
+    if ";" not in text.rstrip(" \t\r\n;"):
+        return None
+    script = parse_for_run(text)
+    return script if len(script) > 1 else None
 
 
 # --- the app --------------------------------------------------------------------------
@@ -323,8 +293,8 @@ def _version() -> str:
         return "0+unknown"
 
 
-def get_gateway(request: Request) -> Gateway:
-    """The app's Gateway (a FastAPI dependency)."""
+def get_gateway(request: Request) -> GatewayAPI:
+    """The app's gateway (a FastAPI dependency)."""
     gateway = getattr(request.app.state, "gateway", None)
     if gateway is None:
         raise GatewayError(
@@ -334,7 +304,7 @@ def get_gateway(request: Request) -> Gateway:
     return gateway
 
 
-GatewayDep = Annotated["Gateway", Depends(get_gateway)]
+GatewayDep = Annotated[GatewayAPI, Depends(get_gateway)]
 
 
 def _one_record(result: Result, name: str) -> dict[str, Any]:
@@ -345,13 +315,15 @@ def _one_record(result: Result, name: str) -> dict[str, Any]:
 
 
 def create_app(
-    gateway: Gateway | None = None,
+    gateway: GatewayAPI | None = None,
     *,
     home: Path | None = None,
     catalog_url: str | None = None,
+    settings: Settings | None = None,
 ) -> FastAPI:
-    """The FastAPI app. Without ``gateway`` it starts one (``home``, ``catalog_url``) in
-    its lifespan and closes it at shutdown; a given ``gateway`` stays the caller's to close.
+    """The FastAPI app. Without ``gateway`` it starts one (``home``, ``catalog_url``,
+    ``settings``) in its lifespan and closes it at shutdown; a given ``gateway`` stays the
+    caller's to close.
     """
 
     @asynccontextmanager
@@ -359,9 +331,11 @@ def create_app(
         if gateway is not None:
             yield
             return
+        # Imported here, not at the top: the API layer (and its tests with a fake gateway)
+        # should not pull in the executor, the adapters and the catalog just to be imported.
         from gateway.core import Gateway
 
-        started = await Gateway.start(home, catalog_url)
+        started = await Gateway.start(home, catalog_url, settings=settings)
         app.state.gateway = started
         try:
             yield
@@ -396,16 +370,26 @@ def create_app(
         (plus ``message``), one ``{"rows": [[...], ...]}`` per batch, and a last line
         ``{"done": true, "rows": N}`` or ``{"error": {...}}``. A body without either last
         line was cut off. ``query_id`` names the progress entry of ``GET /api/queries/{id}``.
+
+        A script of several statements runs them in order and answers each:
+        ``{"results": [{"statement": 1, "sql": "...", "columns": [...], "rows": [...]}, ...]}``
+        (ndjson: a ``{"statement", "sql", "columns"}`` line before each statement's rows, and
+        a last line ``{"done": true, "statements": n, "rows": N}``). The whole script is
+        parsed first: a syntax error anywhere runs nothing. When statement k fails, the error
+        carries ``"statement": k`` and ``"done"`` (the statements that took effect), as an
+        ordinary error answer if nothing was sent yet, else as the answer's last member.
         """
+        script = _several_statements(body.query)
+        ndjson = body.format == "ndjson"
+        if script is not None:
+            answer = ScriptAnswer(gw.run_script(script, query_id=body.query_id), _stream_error)
+            await answer.start()
+            if answer.streams or ndjson:
+                return answer.response(ndjson, body.query_id)
+            return JSONBody(answer.document())
         result = await gw.sql_stream(body.query, query_id=body.query_id)
-        if body.format == "ndjson":
-            return _ResultStreamResponse(
-                _ndjson_lines(result), result, media_type="application/x-ndjson"
-            )
-        if isinstance(result, StreamResult):
-            return _ResultStreamResponse(
-                _json_document(result), result, media_type="application/json"
-            )
+        if ndjson or isinstance(result, StreamResult):
+            return stream_response(result, ndjson, _stream_error)
         return JSONBody(result.to_dict())
 
     @app.get("/api/queries", tags=["sql"])

@@ -1,8 +1,11 @@
-"""Session-wide fixtures that start the real example services (one Ray per test session).
+"""Session-wide fixtures for every test folder.
 
-The services are started lazily, by the first test that asks for them, and stopped at the end
-of the session. A service that cannot start is an error with its log tail, never a skip: the
-tests that need it exercise features that must work.
+The real example services (one Ray per test session) are started lazily, by the first test
+that asks for them, and stopped at the end of the session. A service that cannot start is an
+error with its log tail, never a skip: the tests that need it exercise features that must work.
+
+The PostgreSQL fixtures live in tests/pg_fixtures.py and are imported here, once, for all
+folders. Scripted HTTP for adapter tests is tests/mock_http.py.
 """
 
 from __future__ import annotations
@@ -12,6 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.pg_fixtures import (  # noqa: F401  (fixtures are found by name)
+    pg_catalog_clean_url,
+    pg_catalog_url,
+    postgres_params,
+    postgres_url,
+)
 
 # Before anything imports transformers or mlflow: no model hub, no telemetry lookups.
 os.environ["HF_HUB_OFFLINE"] = "1"

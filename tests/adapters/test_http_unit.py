@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,56 +10,45 @@ import numpy as np
 import pytest
 
 import adapters.http as http_mod
-from adapters.http import HttpSettings, make_client, post_json
-from gateway.errors import (
+from adapters.http import HttpSettings, post_json
+from byom.errors import (
     EndpointBadResponse,
     EndpointHTTPError,
     EndpointTimeout,
     EndpointUnreachable,
 )
+from tests.mock_http import Handler, Recorder, free_port, with_client
 
 URL = "http://models.test:8000/my_model/predict"
 FAST = HttpSettings(backoff=0.0, retries=2)
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def call(
-    handler: Callable[[httpx.Request], httpx.Response],
+    handler: Handler | None,
     *,
     retry: bool = True,
     settings: HttpSettings = FAST,
     url: str = URL,
     timeout: float | None = None,
     body: bytes = b'{"df": "[]"}',
+    **options: Any,
 ) -> Any:
-    async def go() -> Any:
-        async with make_client(settings, transport=httpx.MockTransport(handler)) as client:
-            return await post_json(
-                client, url, body, model="byom", settings=settings, retry=retry, timeout=timeout
-            )
-
-    return asyncio.run(go())
-
-
-class Recorder:
-    """A MockTransport handler that answers from a script and keeps the requests."""
-
-    def __init__(self, *answers: httpx.Response | Exception) -> None:
-        self.answers = list(answers)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
+    """``post_json`` of ``body`` to ``url`` for model 'byom', answered by ``handler``
+    (the real network when None); ``options`` are post_json's other keywords."""
+    return with_client(
+        settings,
+        handler,
+        lambda client: post_json(
+            client,
+            url,
+            body,
+            model="byom",
+            settings=settings,
+            retry=retry,
+            timeout=timeout,
+            **options,
+        ),
+    )
 
 
 def test_posts_json_and_returns_parsed_answer() -> None:
@@ -90,13 +76,8 @@ def test_timeout_override_reaches_the_request() -> None:
 
 def test_refused_connection_on_a_real_closed_port() -> None:
     url = f"http://127.0.0.1:{free_port()}/my_model/predict"
-
-    async def go() -> None:
-        async with make_client(FAST) as client:
-            await post_json(client, url, b"{}", model="byom", settings=FAST, retry=False)
-
     with pytest.raises(EndpointUnreachable) as info:
-        asyncio.run(go())
+        call(None, url=url, body=b"{}", retry=False)
     err = info.value
     assert err.code == "ENDPOINT_UNREACHABLE"
     assert err.status == 502
@@ -241,42 +222,17 @@ def test_redirect_is_followed_with_the_body() -> None:
 
 
 def test_url_without_scheme_is_unreachable_with_a_hint() -> None:
-    rec = Recorder(httpx.Response(200, json={}))
-
-    async def go() -> None:
-        async with make_client(FAST) as client:
-            await post_json(
-                client,
-                "localhost:8000/predict",
-                b"{}",
-                model="byom",
-                settings=FAST,
-                retry=True,
-                url_option="url.train",
-            )
-
+    # The real transport: it is what refuses a URL without a scheme (MockTransport would
+    # answer any URL), before any connection is tried.
     with pytest.raises(EndpointUnreachable) as info:
-        asyncio.run(go())
+        call(None, url="localhost:8000/predict", body=b"{}", url_option="url.train")
     assert "Check url.train with DESCRIBE byom." in info.value.message
-    assert rec.requests == []
 
 
 def test_binary_body_keeps_its_content_type_and_answer_is_json() -> None:
     rec = Recorder(httpx.Response(200, json={"prediction": [1]}))
-
-    async def go() -> Any:
-        async with make_client(FAST, transport=httpx.MockTransport(rec)) as client:
-            return await post_json(
-                client,
-                URL,
-                b"PAR1\x00\x01",
-                model="byom",
-                settings=FAST,
-                retry=True,
-                content_type="application/vnd.apache.parquet",
-            )
-
-    assert asyncio.run(go()) == {"prediction": [1]}
+    answer = call(rec, body=b"PAR1\x00\x01", content_type="application/vnd.apache.parquet")
+    assert answer == {"prediction": [1]}
     (req,) = rec.requests
     assert req.headers["content-type"] == "application/vnd.apache.parquet"
     assert req.headers["accept"] == "application/json"
@@ -286,20 +242,7 @@ def test_binary_body_keeps_its_content_type_and_answer_is_json() -> None:
 @pytest.mark.parametrize(("status", "hinted"), [(400, True), (415, True), (500, False)])
 def test_client_error_hint_is_added_to_4xx_only(status: int, hinted: bool) -> None:
     rec = Recorder(httpx.Response(status, text="cannot read body"))
-
-    async def go() -> None:
-        async with make_client(FAST, transport=httpx.MockTransport(rec)) as client:
-            await post_json(
-                client,
-                URL,
-                b"x",
-                model="byom",
-                settings=FAST,
-                retry=False,
-                client_error_hint="Try payload='json'.",
-            )
-
     with pytest.raises(EndpointHTTPError) as info:
-        asyncio.run(go())
+        call(rec, body=b"x", retry=False, client_error_hint="Try payload='json'.")
     assert info.value.message.endswith("Try payload='json'.") is hinted
     assert "cannot read body" in info.value.message

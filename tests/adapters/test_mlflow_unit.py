@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -14,15 +13,16 @@ import pandas as pd
 import pytest
 
 from adapters.base import Endpoint, Predictions
-from adapters.http import HttpSettings, make_client
+from adapters.http import HttpSettings
 from adapters.mlflow_serving import MlflowAdapter
-from gateway.errors import (
+from byom.errors import (
     EndpointBadResponse,
     EndpointHTTPError,
     EndpointTimeout,
     InvalidInput,
     InvalidOption,
 )
+from tests.mock_http import Handler, Recorder, with_client
 
 URL = "http://localhost:5000/invocations"
 SETTINGS = HttpSettings(backoff=0.0, retries=2)
@@ -33,37 +33,19 @@ BYOM2 = Endpoint(
 )
 
 
-class Recorder:
-    """MockTransport handler: answers from a script, keeps the requests."""
-
-    def __init__(self, *answers: httpx.Response | Exception) -> None:
-        self.answers = list(answers)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    def body(self, i: int = 0) -> Any:
-        return json.loads(self.requests[i].content)
-
-
 def run(
-    handler: Callable[[httpx.Request], httpx.Response],
+    handler: Handler,
     method: str = "predict",
     endpoint: Endpoint = BYOM2,
     columns: Sequence[str] = COLUMNS,
     rows: Sequence[Sequence[Any]] = ROWS,
 ) -> Any:
-    async def go() -> Any:
-        async with make_client(SETTINGS, transport=httpx.MockTransport(handler)) as client:
-            adapter = MlflowAdapter(client, SETTINGS)
-            return await getattr(adapter, method)(endpoint, columns, rows)
-
-    return asyncio.run(go())
+    """``MlflowAdapter.<method>(endpoint, columns, rows)`` answered by ``handler``."""
+    return with_client(
+        SETTINGS,
+        handler,
+        lambda client: getattr(MlflowAdapter(client, SETTINGS), method)(endpoint, columns, rows),
+    )
 
 
 def answer(payload: Any) -> httpx.Response:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import decimal
 import io
 import json
-import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -19,9 +17,9 @@ import pyarrow as pa
 import pytest
 
 from adapters.base import Endpoint, Predictions
-from adapters.http import HttpSettings, make_client
+from adapters.http import HttpSettings
 from adapters.ray_serve import RayServeAdapter
-from gateway.errors import (
+from byom.errors import (
     EndpointBadResponse,
     EndpointHTTPError,
     EndpointTimeout,
@@ -29,6 +27,7 @@ from gateway.errors import (
     InvalidInput,
     InvalidOption,
 )
+from tests.mock_http import Handler, Recorder, free_port, with_client
 
 PREDICT = "http://127.0.0.1:8000/my_model/predict"
 TRAIN = "http://127.0.0.1:8000/my_model/train"
@@ -48,39 +47,19 @@ BYOM = Endpoint(
 )
 
 
-class Recorder:
-    """MockTransport handler: answers from a script, keeps requests and decoded bodies."""
-
-    def __init__(self, *answers: httpx.Response | Exception) -> None:
-        self.answers = list(answers)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    def body(self, i: int = 0) -> dict[str, Any]:
-        return json.loads(self.requests[i].content)
-
-
 def run(
-    handler: Callable[[httpx.Request], httpx.Response] | None,
+    handler: Handler | None,
     method: str,
     endpoint: Endpoint = BYOM,
     columns: Sequence[str] = COLUMNS,
     rows: Sequence[Sequence[Any]] = ROWS,
 ) -> Any:
-    transport = httpx.MockTransport(handler) if handler is not None else None
-
-    async def go() -> Any:
-        async with make_client(SETTINGS, transport=transport) as client:
-            adapter = RayServeAdapter(client, SETTINGS)
-            return await getattr(adapter, method)(endpoint, columns, rows)
-
-    return asyncio.run(go())
+    """``RayServeAdapter.<method>(endpoint, columns, rows)`` answered by ``handler``."""
+    return with_client(
+        SETTINGS,
+        handler,
+        lambda client: getattr(RayServeAdapter(client, SETTINGS), method)(endpoint, columns, rows),
+    )
 
 
 def ok(**answer: Any) -> httpx.Response:
@@ -214,10 +193,7 @@ def test_predict_timeout() -> None:
 
 
 def test_predict_refused_on_a_real_closed_port() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/my_model/predict"
+    url = f"http://127.0.0.1:{free_port()}/my_model/predict"
     ep = Endpoint(model="byom", url_predict=url)
     with pytest.raises(EndpointUnreachable) as info:
         run(None, "predict", endpoint=ep)

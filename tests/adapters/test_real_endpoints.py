@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -16,10 +15,10 @@ import mlflow.pyfunc
 import pandas as pd
 import pytest
 
-from adapters.base import Adapter, Endpoint, Predictions
-from adapters.http import HttpSettings, make_client
+from adapters.base import Adapter, AdapterContext, Endpoint, Predictions
+from adapters.http import HttpSettings
 from adapters.registry import AdapterRegistry
-from gateway.errors import EndpointHTTPError, EndpointUnreachable, InvalidOption
+from byom.errors import EndpointHTTPError, EndpointUnreachable, InvalidOption
 from gateway.processes import (
     Service,
     free_port,
@@ -27,6 +26,7 @@ from gateway.processes import (
     start_mlflow_example,
     wait_http,
 )
+from tests.mock_http import with_client
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +40,11 @@ SETTINGS = HttpSettings(retries=1, backoff=0.05)
 
 def call(format: str, action: Callable[[Adapter], Awaitable[T]]) -> T:
     """Run ``action`` with the registry's adapter for ``format`` on a fresh pooled client."""
-
-    async def go() -> T:
-        async with make_client(SETTINGS) as client:
-            return await action(AdapterRegistry(client, SETTINGS).get(format))
-
-    return asyncio.run(go())
+    return with_client(
+        SETTINGS,
+        None,  # the real network
+        lambda client: action(AdapterRegistry(AdapterContext(client, SETTINGS)).get(format)),
+    )
 
 
 def table() -> pd.DataFrame:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 
-from adapters.http import HttpSettings, make_client
+from adapters.base import AdapterContext
+from adapters.http import HttpSettings
 from adapters.mlflow_serving import MlflowAdapter
 from adapters.ray_serve import RayServeAdapter
 from adapters.registry import (
@@ -17,7 +16,8 @@ from adapters.registry import (
     normalize_format,
     validate_options,
 )
-from gateway.errors import InvalidOption
+from byom.errors import InvalidOption
+from tests.mock_http import with_client
 
 
 def test_formats_table() -> None:
@@ -60,22 +60,20 @@ def test_unknown_format_without_a_close_match() -> None:
 def test_registry_caches_one_adapter_per_format() -> None:
     settings = HttpSettings(retries=0)
 
-    async def go() -> None:
-        transport = httpx.MockTransport(lambda request: httpx.Response(200, json={}))
-        async with make_client(settings, transport=transport) as client:
-            registry = AdapterRegistry(client, settings)
-            ray = registry.get("ray_serve")
-            assert isinstance(ray, RayServeAdapter)
-            assert registry.get("RAY_SERVER") is ray
-            mlflow = registry.get("mlflow")
-            assert isinstance(mlflow, MlflowAdapter) and mlflow is not ray
-            assert ray.client is client and mlflow.client is client
-            assert ray.settings is settings
-            assert registry.formats == ["mlflow", "ray_serve"]
-            with pytest.raises(InvalidOption):
-                registry.get("mlfow")
+    async def check(client: httpx.AsyncClient) -> None:
+        registry = AdapterRegistry(AdapterContext(http=client, settings=settings))
+        ray = registry.get("ray_serve")
+        assert isinstance(ray, RayServeAdapter)
+        assert registry.get("RAY_SERVER") is ray
+        mlflow = registry.get("mlflow")
+        assert isinstance(mlflow, MlflowAdapter) and mlflow is not ray
+        assert ray.client is client and mlflow.client is client
+        assert ray.settings is settings
+        assert registry.formats == ["mlflow", "ray_serve"]
+        with pytest.raises(InvalidOption):
+            registry.get("mlfow")
 
-    asyncio.run(go())
+    with_client(settings, lambda request: httpx.Response(200, json={}), check)
 
 
 def test_validate_options_normalises_payload_and_keeps_other_keys() -> None:

@@ -33,7 +33,7 @@ from adapters.wire import (
     records,
     records_json,
 )
-from gateway.errors import EndpointBadResponse, InvalidInput, InvalidOption
+from byom.errors import EndpointBadResponse, InvalidInput, InvalidOption
 
 URL = "http://models.test:8000/my_model/predict"
 COLUMNS = ["i", "f", "s"]

@@ -11,11 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from catalog import migrations
-from catalog.db import catalog_url, default_home, make_engine
-from catalog.records import MASK, DatasourceRecord, PredictorRecord, TrainingJobRecord
-from catalog.repository import INTERRUPTED_MESSAGE, Catalog
-from gateway.errors import (
+from byom.errors import (
     DatasourceExists,
     DatasourceNotFound,
     GatewayError,
@@ -25,6 +21,18 @@ from gateway.errors import (
     NotFound,
     UserError,
 )
+from catalog import migrations
+from catalog.db import catalog_url, default_home, make_engine
+from catalog.records import (
+    MASK,
+    MODEL_KINDS,
+    DatasourceRecord,
+    PredictorRecord,
+    PredictorSpec,
+    TrainingJobRecord,
+)
+from catalog.repository import INTERRUPTED_MESSAGE, Catalog
+from catalog.tables import PredictorRow
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -42,7 +50,7 @@ def catalog(url: str) -> Any:
     cat.close()
 
 
-def _predictor(catalog: Catalog, name: str, status: str = "complete", **over: Any) -> Any:
+def _spec(name: str, **over: Any) -> PredictorSpec:
     fields: dict[str, Any] = {
         "name": name,
         "namespace": "mindsdb",
@@ -54,10 +62,20 @@ def _predictor(catalog: Catalog, name: str, status: str = "complete", **over: An
         "training_datasource": "mydb",
         "training_query": "SELECT * FROM test_data.home_rentals",
         "options": {"batch_size": 100, "nested": {"a": [1, 2]}},
-        "status": status,
     }
     fields.update(over)
-    return catalog.add_predictor(**fields)
+    return PredictorSpec(**fields)
+
+
+def _predictor(catalog: Catalog, name: str, status: str = "complete", **over: Any) -> Any:
+    return catalog.add_predictor(_spec(name, **over), status=status)
+
+
+def _builtin(catalog: Catalog, name: str, status: str = "complete") -> PredictorRecord:
+    spec = PredictorSpec(
+        name=name, kind="builtin", task="text_classification", dtype_dict={"text": "str"}
+    )
+    return catalog.add_predictor(spec, status=status)
 
 
 def _set_version(url: str, version: int) -> None:
@@ -107,7 +125,8 @@ def test_old_version_runs_upgrade_steps(url: str) -> None:
 
     cat = Catalog(url)
     try:
-        assert cat.schema_version == 1
+        # Every step runs again; the later ones find their changes already made.
+        assert cat.schema_version == migrations.SCHEMA_VERSION
         _predictor(cat, "byom")
         assert cat.start_job("byom").status == "running"  # training_jobs is back
     finally:
@@ -116,39 +135,41 @@ def test_old_version_runs_upgrade_steps(url: str) -> None:
 
 def test_upgrade_steps_run_in_order_once(url: str) -> None:
     Catalog(url).close()
+    current = migrations.SCHEMA_VERSION
     calls: list[int] = []
 
-    def v1_to_v2(conn: Any) -> None:
+    def add_owner(conn: Any) -> None:
         calls.append(1)
-        conn.execute(text("ALTER TABLE predictors ADD COLUMN owner VARCHAR(64)"))
+        conn.execute(text("ALTER TABLE datasources ADD COLUMN owner VARCHAR(64)"))
 
-    def v2_to_v3(conn: Any) -> None:
+    def set_owner(conn: Any) -> None:
         calls.append(2)
-        conn.execute(text("UPDATE predictors SET owner = 'me'"))  # needs step 1's column
+        conn.execute(text("UPDATE datasources SET owner = 'me'"))  # needs step 1's column
 
     engine = make_engine(url)
     try:
-        steps = [*migrations.UPGRADES, v1_to_v2, v2_to_v3]
-        assert migrations.migrate(engine, target=3, steps=steps) == 3
+        steps = [*migrations.UPGRADES, add_owner, set_owner]
+        assert migrations.migrate(engine, target=current + 2, steps=steps) == current + 2
         assert calls == [1, 2]
-        assert migrations.migrate(engine, target=3, steps=steps) == 3
+        assert migrations.migrate(engine, target=current + 2, steps=steps) == current + 2
         assert calls == [1, 2]  # nothing re-runs on an up-to-date catalog
         with engine.connect() as conn:
-            columns = {c["name"] for c in inspect(conn).get_columns("predictors")}
+            columns = {c["name"] for c in inspect(conn).get_columns("datasources")}
         assert "owner" in columns
     finally:
         engine.dispose()
 
-    # This code only knows version 1: a version-3 catalog is refused, not touched.
+    # This code only knows the current version: a newer catalog is refused, not touched.
     with pytest.raises(GatewayError) as info:
         Catalog(url)
     assert not isinstance(info.value, UserError)
-    assert "schema version 3" in info.value.message
-    assert "newer than this gateway supports (1)" in info.value.message
+    assert f"schema version {current + 2}" in info.value.message
+    assert f"newer than this gateway supports ({current})" in info.value.message
 
 
 def test_failed_upgrade_step_keeps_last_good_version(url: str) -> None:
     Catalog(url).close()
+    current = migrations.SCHEMA_VERSION
 
     def broken(conn: Any) -> None:
         conn.execute(text("ALTER TABLE predictors ADD COLUMN half_done INTEGER"))
@@ -157,9 +178,9 @@ def test_failed_upgrade_step_keeps_last_good_version(url: str) -> None:
     engine = make_engine(url)
     try:
         with pytest.raises(RuntimeError):
-            migrations.migrate(engine, target=2, steps=[*migrations.UPGRADES, broken])
+            migrations.migrate(engine, target=current + 1, steps=[*migrations.UPGRADES, broken])
         with engine.connect() as conn:
-            assert migrations.read_version(conn) == 1
+            assert migrations.read_version(conn) == current
             columns = {c["name"] for c in inspect(conn).get_columns("predictors")}
         assert "half_done" not in columns  # the step's DDL was rolled back with it
     finally:
@@ -253,7 +274,7 @@ def test_predict_only_predictor(catalog: Catalog) -> None:
     rec = _predictor(
         catalog,
         "byom2",
-        namespace=None,
+        namespace="",
         format="mlflow",
         url_train=None,
         target=None,
@@ -263,6 +284,73 @@ def test_predict_only_predictor(catalog: Catalog) -> None:
     )
     assert rec.namespace == "" and rec.url_train is None and rec.training_query is None
     assert catalog.get_predictor("byom2").format == "mlflow"
+
+
+def test_spec_defaults_and_record_spec(catalog: Catalog) -> None:
+    spec = PredictorSpec(name="Minimal", url_predict="http://m/predict")
+    assert (spec.namespace, spec.kind, spec.format) == ("mindsdb", "external", "ray_serve")
+    assert spec.dtype_dict == {} and spec.options == {} and spec.task is None
+    rec = catalog.add_predictor(spec, status="complete")
+    assert (rec.kind, rec.version, rec.deployment, rec.error) == ("external", None, None, None)
+    # The stored spec is the declared one, names normalised.
+    assert rec.spec == dataclasses.replace(spec, name="minimal")
+    assert type(rec.spec) is PredictorSpec
+
+    full = _spec("Full", namespace="MindsDB", training_datasource="MyDB", task=None)
+    got = catalog.add_predictor(full, status="training").spec
+    assert got == dataclasses.replace(
+        full, name="full", namespace="mindsdb", training_datasource="mydb"
+    )
+
+
+def test_record_fields_are_predictor_columns() -> None:
+    columns = set(PredictorRow.__table__.columns.keys())
+    assert {f.name for f in dataclasses.fields(PredictorRecord)} <= columns
+    assert MODEL_KINDS == ("external", "builtin")
+
+
+def test_builtin_predictor_and_deployment(catalog: Catalog) -> None:
+    added = _builtin(catalog, "Sentiment", status="generating")
+    assert added.kind == "builtin" and added.task == "text_classification"
+    assert added.url_predict is None and added.deployment is None and added.version is None
+    assert catalog.get_predictor("sentiment") == added
+
+    deployed = catalog.set_predictor_deployment(
+        "SENTIMENT",
+        url_predict="http://127.0.0.1:8000/sentiment_v1",
+        deployment="sentiment_v1",
+        version=1,
+    )
+    assert (deployed.url_predict, deployed.deployment, deployed.version) == (
+        "http://127.0.0.1:8000/sentiment_v1",
+        "sentiment_v1",
+        1,
+    )
+    assert deployed.updated_at >= added.updated_at and deployed.created_at == added.created_at
+    assert deployed.status == "generating" and deployed.spec.task == "text_classification"
+    assert catalog.get_predictor("sentiment") == deployed
+
+    undeployed = catalog.set_predictor_deployment(
+        "sentiment", url_predict=None, deployment=None, version=None
+    )
+    assert (undeployed.url_predict, undeployed.deployment, undeployed.version) == (None,) * 3
+
+    with pytest.raises(ModelNotFound):
+        catalog.set_predictor_deployment("nope", url_predict=None, deployment=None, version=1)
+    _predictor(catalog, "ext")
+    with pytest.raises(InvalidOption, match="'ext' is external, not built-in"):
+        catalog.set_predictor_deployment("ext", url_predict="http://x", deployment="d", version=1)
+    assert catalog.get_predictor("ext").deployment is None
+
+
+def test_add_predictor_validates_spec(catalog: Catalog) -> None:
+    with pytest.raises(InvalidOption, match=r"Unknown model kind 'native'.*'external', 'builtin'"):
+        _predictor(catalog, "a", kind="native")
+    with pytest.raises(InvalidOption, match="'b' is external and needs url_predict"):
+        _predictor(catalog, "B", url_predict=None)
+    with pytest.raises(InvalidOption, match="Unknown predictor status"):
+        _builtin(catalog, "c", status="deployed")
+    assert catalog.list_predictors() == []
 
 
 def test_predictor_not_found_suggests(catalog: Catalog) -> None:

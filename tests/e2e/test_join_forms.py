@@ -56,8 +56,7 @@ def env(
                 'format=\'ray_serve\', dtype_dict={"a": "integer", "y": "integer"}',
             )
         gateway = api.app.state.gateway
-        executor = gateway.executor
-        engine = executor._datasource(ds).sa_engine
+        engine = gateway.services.datasource(ds).sa_engine
         received: list[tuple[str, Any]] = []
 
         def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
@@ -171,7 +170,7 @@ def test_endpoint_error_part_way_aborts_cleanly(
     body = run(api, f"SELECT t.id, p.y FROM {table} AS t JOIN broken AS p USING batch_size=50", 502)
     assert body["error"]["code"] == "ENDPOINT_BAD_RESPONSE"
     assert "rows 1-50" in body["error"]["message"]
-    pool = api.app.state.gateway.executor.datasources
+    pool = api.app.state.gateway.services.datasources
     for ds in pool._open.values():
         assert ds.sa_engine.pool.checkedout() == 0  # no leaked connection
     assert run(api, f"SELECT count(*) FROM {table}")["rows"] == [[N]]  # still serving
@@ -214,7 +213,7 @@ def test_datasource_error_part_way_aborts_cleanly(
     assert response.status_code == 200, body
     assert body["error"]["code"] == "DATASOURCE_ERROR"
     assert len(body["rows"]) < 60
-    pool = api.app.state.gateway.executor.datasources
+    pool = api.app.state.gateway.services.datasources
     for ds in pool._open.values():
         assert ds.sa_engine.pool.checkedout() == 0
     assert run(api, f"SELECT count(*) FROM {table}")["rows"] == [[N]]

@@ -25,12 +25,12 @@ import mlflow.pyfunc
 import pandas as pd
 import pytest
 
+from byom.errors import ModelNotReady
 from catalog.db import catalog_url
 from catalog.records import PredictorRecord, TrainingJobRecord
 from catalog.repository import Catalog
+from datasources import embedded_schema_path
 from gateway.client import Client
-from gateway.datasources import embedded_schema_path
-from gateway.errors import ModelNotReady
 from gateway.processes import Service, load_example, start_gateway
 from tests.e2e import bad_endpoint
 

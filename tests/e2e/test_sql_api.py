@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.datasources import embedded_schema_path
+from datasources import embedded_schema_path
 from gateway.processes import Service, free_port, load_example
 from gateway.server import create_app
 from tests.e2e import bad_endpoint

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from byom.errors import DatasourceError, EndpointBadResponse
 from gateway.batching import aiter_thread, ordered_map
-from gateway.errors import DatasourceError, EndpointBadResponse
 
 
 async def chunks(n: int, size: int, fail_at: int | None = None) -> AsyncIterator[Any]:

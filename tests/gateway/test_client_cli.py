@@ -21,9 +21,7 @@ import numpy as np
 import pytest
 import uvicorn
 
-from gateway.cli import main
-from gateway.client import Client, error_classes, error_from_body
-from gateway.errors import (
+from byom.errors import (
     EndpointTimeout,
     EndpointUnreachable,
     GatewayError,
@@ -33,6 +31,8 @@ from gateway.errors import (
     NotFound,
     ParseError,
 )
+from gateway.cli import main
+from gateway.client import Client, error_classes, error_from_body
 from gateway.formatting import dumps_json, format_table, format_value
 from gateway.result import Result
 from gateway.server import create_app

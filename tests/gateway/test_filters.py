@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import sqlglot
 
-from gateway.errors import UnsupportedStatement
+from byom.errors import UnsupportedStatement
 from gateway.filters import compile_condition
 
 

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlglot import exp
 
+from byom.errors import ParseError
 from gateway import statements as st
-from gateway.errors import ParseError
-from gateway.parser import DIALECT, parse, parse_one, query_options
+from gateway.parser import (
+    DIALECT,
+    parse,
+    parse_one,
+    parse_script,
+    query_options,
+    statement_count,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "statements.sql"
 
@@ -501,3 +508,127 @@ def test_parse_one_rejects_several_statements() -> None:
         parse_one("SHOW MODELS;\n  SHOW DATABASES")
     assert (info.value.line, info.value.col) == (2, 3)
     assert "found 2" in info.value.message
+
+
+# ---------------------------------------------------------------------------- script splitting
+
+
+JSON_OPTION = 'CREATE MODEL m PREDICT y USING dtype_dict={"a;b": "x\\";", "n": {"k": ";"}}'
+
+
+def _sqls(script: str) -> list[str]:
+    return [item.sql for item in parse_script(script)]
+
+
+def test_parse_script_numbers_statements_and_keeps_their_text_and_line() -> None:
+    script = "-- header\nSHOW MODELS;\n\n  SELECT 1\n  AS one;  DESCRIBE m"
+    got = parse_script(script)
+    assert [(s.index, s.sql, s.line) for s in got] == [
+        (1, "SHOW MODELS", 2),
+        (2, "SELECT 1\n  AS one", 4),
+        (3, "DESCRIBE m", 5),
+    ]
+    assert got[0].statement == st.ShowModels()
+    assert got[2].statement == st.Describe(name="m")
+    with pytest.raises(FrozenInstanceError):
+        got[0].index = 2  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        # ';' inside comments of every kind, '#' with and without a space after it
+        ("SELECT 1; -- a; b\nSELECT 2", ["SELECT 1", "SELECT 2"]),
+        ("SELECT 1 /* x; y */; SELECT 2", ["SELECT 1", "SELECT 2"]),
+        ("SELECT 1 #c; d\n; SELECT 2", ["SELECT 1", "SELECT 2"]),
+        ("SELECT 1 # c; d\n; SELECT 2", ["SELECT 1", "SELECT 2"]),
+        # ';' inside strings and quoted names
+        ("SELECT 'a;b' AS s; SELECT `x;y` FROM t", ["SELECT 'a;b' AS s", "SELECT `x;y` FROM t"]),
+        ("SELECT 'it''s; ok'; SELECT 2", ["SELECT 'it''s; ok'", "SELECT 2"]),
+        # A backslash is a plain character in our strings (as in SQLite and PostgreSQL);
+        # sqlparse alone would read \' as an escaped quote and run on to the next quote.
+        ("SELECT 'C:\\'; SELECT 'x'", ["SELECT 'C:\\'", "SELECT 'x'"]),
+        # JSON options: ';' in keys and values, \" escapes, nested objects
+        (
+            f"{JSON_OPTION}; SHOW MODELS",
+            [JSON_OPTION, "SHOW MODELS"],
+        ),
+        # Empty statements and a trailing comment
+        (";; SELECT 1;;\n;SELECT 2; -- the end", ["SELECT 1", "SELECT 2"]),
+        # sqlparse's block tracking is keyword-based: a column named begin must not glue
+        # the statements after it together.
+        ("SELECT begin FROM t; SELECT 2", ["SELECT begin FROM t", "SELECT 2"]),
+        (
+            "CREATE TABLE t (begin INT); INSERT INTO t VALUES (1)",
+            ["CREATE TABLE t (begin INT)", "INSERT INTO t VALUES (1)"],
+        ),
+        # Transactions are statements of their own.
+        ("BEGIN; SELECT 1; COMMIT;", ["BEGIN", "SELECT 1", "COMMIT"]),
+    ],
+)
+def test_scripts_split_where_statements_end(script: str, expected: list[str]) -> None:
+    assert _sqls(script) == expected
+    assert statement_count(script) == len(expected)
+
+
+def test_a_compound_statement_is_one_statement_passed_through_as_written() -> None:
+    trigger = (
+        "CREATE TRIGGER tr AFTER INSERT ON a\nBEGIN\n"
+        "  INSERT INTO b VALUES (new.x);\n  UPDATE c SET n = n + 1;\nEND"
+    )
+    got = parse_script(f"CREATE TABLE a (x INT);\n{trigger};\nINSERT INTO a VALUES (1)")
+    assert [s.index for s in got] == [1, 2, 3]
+    assert (got[1].sql, got[1].line) == (trigger, 2)
+    statement = got[1].statement
+    assert isinstance(statement, st.Query)
+    assert statement.sql == trigger
+    assert isinstance(statement.tree, exp.Command)
+
+
+def test_an_error_in_the_third_statement_is_located_in_the_whole_script() -> None:
+    script = (
+        "SHOW MODELS;\n"
+        "SELECT 1;\n"
+        "-- a comment\n"
+        "/* another\n"
+        "   one; */\n"
+        "\n"
+        "SELECT * FORM t;\n"
+        "SELECT 4"
+    )
+    with pytest.raises(ParseError) as info:
+        parse_script(script)
+    error = info.value
+    assert (error.line, error.col, error.suggestion) == (7, 10, "FROM")
+    assert error.message.startswith("Statement 3: Unexpected 'FORM'.")
+    assert "(line 7, col 10)" in error.message
+    assert error.to_dict()["error"]["statement"] == 3
+
+
+def test_an_error_in_our_own_statements_is_located_in_the_whole_script() -> None:
+    with pytest.raises(ParseError) as info:
+        parse("SHOW MODELS;\nSHOW DATABASES;\n\nCREATE MODEL x\n  PREDICT y USNG a = 1")
+    assert (info.value.line, info.value.col) == (5, 13)
+    assert info.value.message.startswith("Statement 3: Expected")
+
+
+def test_an_unclosed_quote_names_its_statement() -> None:
+    with pytest.raises(ParseError) as info:
+        parse_script("SELECT 1;\nSELECT 2;\n\nSELECT 'open")
+    assert (info.value.line, info.value.col) == (4, 8)
+    assert info.value.message.startswith("Statement 3: Unterminated quoted text")
+    assert info.value.details["statement"] == 3
+
+
+def test_a_single_statement_error_has_no_statement_number() -> None:
+    with pytest.raises(ParseError) as info:
+        parse_script("SELECT * FORM t;")
+    assert info.value.message.startswith("Unexpected 'FORM'.")
+    assert "statement" not in info.value.details
+
+
+def test_statement_count_does_not_parse() -> None:
+    assert statement_count("SELEC 1") == 1  # not a statement, but one of them
+    assert statement_count("FOO; BAR; BAZ") == 3
+    assert statement_count("-- nothing") == 0
+    assert statement_count("SELECT 'open") == 0  # cannot be tokenized: parsing reports it

@@ -6,14 +6,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from catalog.records import PredictorRecord
-from gateway.errors import (
+from byom.errors import (
     DatasourceNotFound,
     InvalidInput,
     InvalidOption,
     ModelNotFound,
     UnsupportedStatement,
 )
+from catalog.records import PredictorRecord
 from gateway.parser import parse_one
 from gateway.planner import (
     CatalogQueryPlan,
@@ -205,12 +205,16 @@ def test_register_spec_statement() -> None:
         dtype_dict={"a": "categorical", "b": "integer"}, format='ray_server'"""
     )
     assert isinstance(p, RegisterPlan)
-    assert (p.format, p.url_train, p.datasource, p.target) == (
+    spec = p.spec
+    assert (spec.kind, spec.format, spec.url_train, spec.training_datasource, spec.target) == (
+        "external",
         "ray_serve",
         "http://h/train",
         "mydb",
         "a",
     )
+    assert spec.training_query == "SELECT a, b FROM t"
+    assert spec.dtype_dict == {"a": "categorical", "b": "integer"}
 
 
 @pytest.mark.parametrize(
@@ -278,7 +282,7 @@ def test_plain_create_table_as_passes_through() -> None:
 def test_payload_option_checked_at_create() -> None:
     p = plan_sql("CREATE MODEL m USING url.predict='http://h', format='ray_serve', payload='Arrow'")
     assert isinstance(p, RegisterPlan)
-    assert p.options == {"payload": "arrow"}
+    assert p.spec.options == {"payload": "arrow"}
     with pytest.raises(InvalidOption, match="parquet"):
         plan_sql(
             "CREATE MODEL m USING url.predict='http://h', format='ray_serve', payload='parqet'"

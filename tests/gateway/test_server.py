@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import decimal
+import inspect
+import re
 import sys
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from gateway.errors import (
+from byom.errors import (
     EndpointTimeout,
     EndpointUnreachable,
     GatewayError,
@@ -23,9 +26,11 @@ from gateway.errors import (
     NotFound,
     ParseError,
 )
+from gateway.parser import ScriptStatement
 from gateway.progress import ProgressRegistry, QueryProgress
 from gateway.result import Result, StreamResult
-from gateway.server import create_app
+from gateway.scripts import MarkedBatches, parse_for_run, script_error
+from gateway.server import GatewayAPI, create_app
 
 with warnings.catch_warnings():
     # Starlette warns at import that its TestClient will move off httpx; not our concern.
@@ -33,6 +38,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 
+# A few of the real DESCRIBE columns: the tests here and in test_client_cli.py read these.
 PREDICTOR_COLUMNS = ["name", "format", "status", "url_predict"]
 
 
@@ -44,12 +50,18 @@ StreamFactory = Callable[[str | None], StreamResult]
 class FakeGateway:
     """Implements Gateway's methods with canned answers; ``answers`` maps SQL to a Result,
     a ``StreamFactory`` or an exception to raise, so each test states the behaviour it
-    relies on."""
+    relies on.
+
+    It is a ``GatewayAPI`` (what the routes call), and every method it has is one of
+    ``gateway.core.Gateway``'s with the same signature: the tests at the end of this file
+    check both, so the fake cannot drift from the real gateway unnoticed.
+    """
 
     def __init__(self) -> None:
         self.answers: dict[str, Result | Exception | StreamFactory] = {
             "SELECT 1": Result(columns=["one"], rows=[[1]]),
             "SELEC 1": ParseError("Unknown statement 'SELEC'.", line=1, col=1, suggestion="SELECT"),
+            # test_client_cli.py checks this exact (older) wording of the message.
             "SELECT * FROM missing": ModelNotFound(
                 "model 'missing' does not exist", model="missing"
             ),
@@ -80,7 +92,10 @@ class FakeGateway:
         self.progress = ProgressRegistry()
         self.polls = 0
         self.closed = False
+        # The real gateway always says "ok"; a test sets another status to exercise the
+        # route's 503 branch.
         self.status = "ok"
+        self.training_in_flight: list[str] = []
 
     async def close(self) -> None:
         self.closed = True
@@ -97,6 +112,31 @@ class FakeGateway:
             return answer
         return answer(query_id)
 
+    async def run_script(
+        self, script: str | list[ScriptStatement], query_id: str | None = None
+    ) -> AsyncIterator[tuple[ScriptStatement, Result | StreamResult]]:
+        """Gateway.run_script over the canned answers: each statement is answered by
+        ``sql_stream(its text)``, with the real error marking and draining."""
+        items = parse_for_run(script) if isinstance(script, str) else script
+        total = len(items)
+        for item in items:
+            try:
+                result = await self.sql_stream(item.sql, query_id)
+            except Exception as exc:
+                if total == 1:
+                    raise
+                error = script_error(exc, item.index, total)
+                if error is exc:
+                    raise
+                raise error from exc
+            if isinstance(result, StreamResult) and total > 1:
+                marked = MarkedBatches(result, item.index, total)
+                result = StreamResult(result.columns, marked, query_id=result.query_id)
+            yield item, result
+            if isinstance(result, StreamResult):
+                async for _ in result.batches:  # whatever the caller left unread
+                    pass
+
     async def sql(self, text: str) -> Result:
         result = await self.sql_stream(text)
         return await result.collect() if isinstance(result, StreamResult) else result
@@ -108,7 +148,9 @@ class FakeGateway:
         self.polls += 1
         entry = self.progress.get(query_id)
         if entry is None:
-            raise NotFound(f"No query '{query_id}'.", code="QUERY_NOT_FOUND")
+            raise NotFound(
+                f"No query '{query_id}' is running or recently finished.", code="QUERY_NOT_FOUND"
+            )
         return entry
 
     async def wait_idle(self) -> list[str]:
@@ -121,14 +163,18 @@ class FakeGateway:
 
     async def register_predictor(self, spec: dict[str, Any]) -> Result:
         self.calls.append(("register_predictor", spec))
-        if spec["name"] in self.predictors:
-            raise ModelExists(f"model {spec['name']!r} already exists", model=spec["name"])
-        self.predictors[spec["name"]] = spec
-        return self._row(spec["name"])
+        name = spec["name"]
+        if name in self.predictors:
+            raise ModelExists(
+                f"Model '{name}' already exists; DROP MODEL {name} first or pick another name.",
+                model=name,
+            )
+        self.predictors[name] = spec
+        return self._row(name)
 
     async def describe_predictor(self, name: str) -> Result:
         if name not in self.predictors:
-            raise ModelNotFound(f"model {name!r} does not exist", model=name)
+            raise ModelNotFound.named(name, self.predictors)
         return self._row(name)
 
     async def list_predictors(self) -> Result:
@@ -137,13 +183,13 @@ class FakeGateway:
 
     async def drop_predictor(self, name: str) -> Result:
         if self.predictors.pop(name, None) is None:
-            raise ModelNotFound(f"model {name!r} does not exist", model=name)
-        return Result(message=f"model {name!r} dropped")
+            raise ModelNotFound.named(name, self.predictors)
+        return Result(message=f"Model '{name}' dropped.")
 
     async def predict(self, name: str, rows: list[dict[str, Any]]) -> Result:
         self.calls.append(("predict", (name, rows)))
         if name not in self.predictors:
-            raise ModelNotFound(f"model {name!r} does not exist", model=name)
+            raise ModelNotFound.named(name, self.predictors)
         columns = [*rows[0], "prediction"] if rows else ["prediction"]
         out = [[*row.values(), sum(v for v in row.values() if isinstance(v, int))] for row in rows]
         return Result(columns=columns, rows=out)
@@ -152,7 +198,13 @@ class FakeGateway:
         return await self.describe_predictor(name)
 
     def health(self) -> dict[str, Any]:
-        return {"status": self.status, "predictors": len(self.predictors)}
+        # The keys of Gateway.health (test_fake_health_has_the_real_keys).
+        return {
+            "status": self.status,
+            "uptime_s": 0.0,
+            "catalog_schema_version": 1,
+            "training_in_flight": list(self.training_in_flight),
+        }
 
 
 @pytest.fixture
@@ -162,7 +214,7 @@ def fake() -> FakeGateway:
 
 @pytest.fixture
 def client(fake: FakeGateway) -> TestClient:
-    with TestClient(create_app(fake)) as test_client:  # type: ignore[arg-type]
+    with TestClient(create_app(fake)) as test_client:
         yield test_client
 
 
@@ -414,7 +466,12 @@ def test_predict_errors(client: TestClient) -> None:
 def test_healthz(client: TestClient, fake: FakeGateway) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "predictors": 0}
+    assert response.json() == {
+        "status": "ok",
+        "uptime_s": 0.0,
+        "catalog_schema_version": 1,
+        "training_in_flight": [],
+    }
     fake.status = "degraded"
     assert client.get("/healthz").status_code == 503
 
@@ -440,18 +497,27 @@ def test_openapi_and_docs(client: TestClient) -> None:
 
 def install_fake_core(
     monkeypatch: pytest.MonkeyPatch, fake: FakeGateway, seen: list[tuple[Any, ...]]
-) -> None:
-    """Make ``gateway.core.Gateway.start`` return ``fake`` and record its arguments."""
+) -> type:
+    """Make ``gateway.core.Gateway.start`` return ``fake`` and record its ``(home,
+    catalog_url)``; returns the stand-in class. Its ``start`` takes what the real one takes
+    (test_fake_start_takes_what_gateway_start_takes)."""
 
     class StartsFake:
         @classmethod
-        async def start(cls, home: Path | None = None, catalog_url: str | None = None) -> Any:
+        async def start(
+            cls,
+            home: Path | None = None,
+            catalog_url: str | None = None,
+            settings: Any = None,
+            transport: Any = None,
+        ) -> Any:
             seen.append((home, catalog_url))
             return fake
 
     module = types.ModuleType("gateway.core")
     module.Gateway = StartsFake  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "gateway.core", module)
+    return StartsFake
 
 
 def test_lifespan_starts_and_closes_its_own_gateway(
@@ -469,6 +535,70 @@ def test_lifespan_starts_and_closes_its_own_gateway(
 
 
 def test_given_gateway_is_not_closed_by_the_app(fake: FakeGateway) -> None:
-    with TestClient(create_app(fake)) as test_client:  # type: ignore[arg-type]
+    with TestClient(create_app(fake)) as test_client:
         test_client.get("/healthz")
     assert not fake.closed
+
+
+# --- the fake and the real gateway match what the routes call ----------------------------
+
+
+def _own_methods(cls: type) -> set[str]:
+    """The public methods ``cls`` defines itself (a Protocol's bookkeeping is private)."""
+    return {name for name, value in vars(cls).items() if callable(value) and name[0] != "_"}
+
+
+def _shape(cls: type, name: str) -> tuple[bool, inspect.Signature]:
+    """Whether ``cls.name`` is async, and its signature with the annotations evaluated."""
+    method = getattr(cls, name)
+    return inspect.iscoroutinefunction(method), inspect.signature(method, eval_str=True)
+
+
+def test_protocol_lists_exactly_what_the_routes_call() -> None:
+    # Every route takes the gateway as ``gw: GatewayDep``; any ``gw.<name>`` counts.
+    called = set(re.findall(r"\bgw\.(\w+)", inspect.getsource(create_app)))
+    assert called == _own_methods(GatewayAPI)
+
+
+@pytest.mark.parametrize("name", sorted(_own_methods(GatewayAPI)))
+def test_real_gateway_and_fake_conform_to_the_protocol(name: str) -> None:
+    from gateway.core import Gateway  # here, not at the top: it imports the whole gateway
+
+    expected = _shape(GatewayAPI, name)
+    assert _shape(Gateway, name) == expected, f"gateway.core.Gateway.{name} != GatewayAPI"
+    assert _shape(FakeGateway, name) == expected, f"FakeGateway.{name} != GatewayAPI"
+    assert isinstance(FakeGateway(), GatewayAPI)
+
+
+def test_fake_methods_are_all_real_gateway_methods() -> None:
+    """The CLI and demo tests use the fake beyond the routes (sql, close, wait_idle, ...)."""
+    from gateway.core import Gateway
+
+    for name in sorted(_own_methods(FakeGateway)):
+        assert hasattr(Gateway, name), f"FakeGateway.{name} is not a gateway.core.Gateway method"
+        assert _shape(FakeGateway, name) == _shape(Gateway, name), f"FakeGateway.{name} differs"
+
+
+def test_fake_health_has_the_real_keys(tmp_path: Path) -> None:
+    from gateway.core import Gateway
+
+    async def real_health() -> dict[str, Any]:
+        catalog = f"sqlite:///{tmp_path / 'catalog.sqlite'}"  # not $BYOM_CATALOG_URL's
+        async with await Gateway.start(home=tmp_path, catalog_url=catalog) as gateway:
+            return gateway.health()
+
+    real = asyncio.run(real_health())
+    answer = FakeGateway().health()
+    assert {k: type(v) for k, v in answer.items()} == {k: type(v) for k, v in real.items()}
+    assert answer["status"] == real["status"] == "ok"
+    assert answer["training_in_flight"] == real["training_in_flight"] == []
+
+
+def test_fake_start_takes_what_gateway_start_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.core import Gateway
+
+    def parameters(start: Any) -> list[tuple[str, Any, Any]]:
+        return [(p.name, p.kind, p.default) for p in inspect.signature(start).parameters.values()]
+
+    expected = parameters(Gateway.start)
+    assert parameters(install_fake_core(monkeypatch, FakeGateway(), []).start) == expected

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
+from byom.errors import EndpointTimeout, GatewayError, ModelNotFound, NotFound
 from gateway import cli
 from gateway.cli import main
 from gateway.client import Client
-from gateway.errors import EndpointTimeout, GatewayError, ModelNotFound, NotFound
 from gateway.formatting import format_progress
 from gateway.result import Result, StreamResult
 from gateway.server import create_app

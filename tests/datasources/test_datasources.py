@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 from sqlalchemy import create_engine, event
 
+from byom.errors import DatasourceError, InvalidOption
 from catalog.records import DatasourceRecord
-from gateway.datasources import (
+from datasources import (
     EMBEDDED_NAME,
     Datasource,
     DatasourcePool,
@@ -23,7 +23,6 @@ from gateway.datasources import (
     open_datasource,
     validate,
 )
-from gateway.errors import DatasourceError, InvalidOption
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -64,8 +63,8 @@ def pg_ds(postgres_params: dict[str, Any]) -> Iterator[Datasource]:
 def pg_table(pg_ds: Datasource) -> str:
     """A fresh 25-row table ``t_<hex>(id, name)`` in the test schema."""
     name = f"t_{uuid.uuid4().hex[:8]}"
-    df = pd.DataFrame({"id": range(25), "name": [f"n{i}" for i in range(25)]})
-    assert pg_ds.write_table(name, df) == 25
+    pg_ds.query(f"CREATE TABLE {name} (id BIGINT, name TEXT)")
+    pg_ds.query(f"INSERT INTO {name} SELECT i, 'n' || i FROM generate_series(0, 24) AS i")
     return name
 
 
@@ -188,18 +187,21 @@ def test_sqlite_errors_name_the_datasource(sqlite_ds: Datasource, tmp_path: Path
     unreachable.close()
 
 
-def test_sqlite_pass_through_and_write_table(sqlite_ds: Datasource) -> None:
+def test_sqlite_pass_through_and_write_back(sqlite_ds: Datasource) -> None:
     assert sqlite_ds.query("CREATE VIEW small AS SELECT * FROM items WHERE id < 2") == ([], [])
     assert sqlite_ds.query("SELECT name FROM small ORDER BY id") == (["name"], [("n0",), ("n1",)])
     assert sqlite_ds.query("DELETE FROM items WHERE id >= 20") == ([], [])
 
-    df = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
-    assert sqlite_ds.write_table("loaded", df, schema="extra") == 3
-    assert sqlite_ds.write_table("loaded", df, if_exists="append", schema="extra") == 3
+    # Write-back into an attached schema: create, then append.
+    rows = [(1, "x"), (2, "y"), (3, "z")]
+    with sqlite_ds.open_writer("loaded", ["a", "b"], schema="extra") as writer:
+        assert writer.write(rows) == 3
+    with sqlite_ds.open_writer("loaded", ["a", "b"], schema="extra", mode="append") as writer:
+        assert writer.write(rows) == 3
     with pytest.raises(DatasourceError, match="already exists"):
-        sqlite_ds.write_table("loaded", df, schema="extra")
+        sqlite_ds.open_writer("loaded", ["a", "b"], schema="extra")
     with pytest.raises(InvalidOption):
-        sqlite_ds.write_table("loaded", df, if_exists="merge")
+        sqlite_ds.open_writer("loaded", ["a", "b"], mode="merge")
     sqlite_ds.close()
 
     # Committed: a plain sqlite3 connection (no gateway) sees every write.
@@ -237,9 +239,9 @@ def test_embedded_datasource_sees_new_schema_files(tmp_path: Path) -> None:
     assert ds.query("SELECT count(*) FROM notes") == (["count(*)"], [(0,)])
 
     # The helper creates the file, so a demo can load a table into a brand-new schema.
-    rentals = pd.DataFrame({"rooms": [1, 2], "price": [1000.0, 1500.0]})
     embedded_schema_path(tmp_path, "demo")
-    assert ds.write_table("home_rentals", rentals, schema="demo") == 2
+    with ds.open_writer("home_rentals", ["rooms", "price"], schema="demo") as writer:
+        assert writer.write([(1, 1000.0), (2, 1500.0)]) == 2
     assert ds.query("SELECT sum(rooms) FROM demo.home_rentals") == (["sum(rooms)"], [(3,)])
 
     # Files whose names are not schema names are left alone rather than failing queries.
@@ -411,15 +413,21 @@ def test_pg_pass_through_view_and_schema(pg_ds: Datasource, pg_table: str) -> No
 
 
 @pytest.mark.postgres
-def test_pg_write_table_modes(pg_ds: Datasource) -> None:
+def test_pg_write_back_modes(pg_ds: Datasource) -> None:
     name = f"w_{uuid.uuid4().hex[:8]}"
-    df = pd.DataFrame({"x": [1.5, 2.5], "label": ["a", "b"]})
-    assert pg_ds.write_table(name, df) == 2
-    assert pg_ds.write_table(name, df, if_exists="append") == 2
+    rows = [(1.5, "a"), (2.5, "b")]
+    with pg_ds.open_writer(name, ["x", "label"]) as writer:
+        assert writer.write(rows) == 2
+    with pg_ds.open_writer(name, ["x", "label"], mode="append") as writer:
+        assert writer.write(rows[:1]) == 1
     with pytest.raises(DatasourceError, match="already exists"):
-        pg_ds.write_table(name, df)
-    assert pg_ds.write_table(name, df.head(1), if_exists="replace") == 1
-    assert pg_ds.query(f"SELECT x, label FROM {name}") == (["x", "label"], [(1.5, "a")])
+        pg_ds.open_writer(name, ["x", "label"])
+    with pytest.raises(InvalidOption, match="write mode"):
+        pg_ds.open_writer(name, ["x", "label"], mode="replace")  # no replace: drop it first
+    assert pg_ds.query(f"SELECT x, label FROM {name} ORDER BY x, label") == (
+        ["x", "label"],
+        [(1.5, "a"), (1.5, "a"), (2.5, "b")],
+    )
 
 
 def test_sqlite_files_use_wal_so_writers_pass_readers(sqlite_ds: Datasource) -> None:

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from sqlalchemy import inspect
 
+from byom.errors import DatasourceError, InvalidInput, InvalidOption
 from catalog.records import DatasourceRecord
-from gateway.datasources import Datasource, TableWriter, infer_column_type, open_datasource
-from gateway.errors import DatasourceError, InvalidInput, InvalidOption
+from datasources import Datasource, TableWriter, infer_column_type, open_datasource
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -377,7 +377,7 @@ def test_count(ds: Datasource, table: str, caplog: pytest.LogCaptureFixture) -> 
     assert ds.count(f"SELECT id FROM {table} WHERE id < 0") == 0
 
     uncountable = "PRAGMA table_info(x)" if ds.engine_name == "sqlite" else "SHOW search_path"
-    with caplog.at_level(logging.DEBUG, logger="gateway.datasources"):
+    with caplog.at_level(logging.DEBUG, logger="datasources"):
         assert ds.count(uncountable) is None
         assert ds.count("SELECT * FROM no_such_table") is None
     assert any("cannot count" in r.getMessage() for r in caplog.records)

@@ -1,0 +1,242 @@
+"""``Datasource``: one user database behind a pooled SQLAlchemy engine.
+
+It speaks in plain columns and row tuples. Every database failure leaves here as
+``DatasourceError`` naming the datasource and carrying the database's own message;
+passwords never appear in messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, CursorResult, Engine, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from byom.errors import DatasourceError, InvalidOption
+from catalog.records import DatasourceRecord
+from datasources import writing
+from datasources.engines import postgres_engine, sqlite_engine
+from datasources.parameters import ENGINES, validate
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_ROWS = 10_000
+
+
+class Datasource:
+    """One user database: stream rows out of it, pass statements through, load tables."""
+
+    def __init__(self, record: DatasourceRecord) -> None:
+        self.engine_name, self.parameters = validate(record.engine, record.parameters)
+        self.name = record.name.lower()
+        self.dialect = ENGINES[self.engine_name].dialect
+        if self.engine_name == "sqlite":
+            self.location = self.parameters["path"]
+            self._engine = sqlite_engine(self.parameters)
+        else:
+            self.location = f"{self.parameters['host']}:{self.parameters['port']}"
+            self._engine = postgres_engine(self.parameters)
+
+    def __repr__(self) -> str:
+        return f"<Datasource {self.name!r} ({self.engine_name} at {self.location})>"
+
+    @property
+    def sa_engine(self) -> Engine:
+        """The pooled SQLAlchemy engine (for pool statistics and advanced callers)."""
+        return self._engine
+
+    def matches(self, record: DatasourceRecord) -> bool:
+        """True when ``record`` describes the same database as this datasource."""
+        try:
+            engine, params = validate(record.engine, record.parameters)
+        except InvalidOption:
+            return False
+        return (record.name.lower(), engine, params) == (
+            self.name,
+            self.engine_name,
+            self.parameters,
+        )
+
+    # -- errors (also used by writing.TableWriter)
+
+    def _reason(self, exc: BaseException) -> str:
+        raw = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        reason = str(raw).strip() or type(raw).__name__
+        password = self.parameters.get("password")
+        if password:
+            reason = reason.replace(str(password), "******")
+        return reason
+
+    def _connect_error(self, exc: BaseException) -> DatasourceError:
+        return DatasourceError(
+            f"cannot connect to datasource '{self.name}' ({self.engine_name} at "
+            f"{self.location}): {self._reason(exc)}",
+            datasource=self.name,
+        )
+
+    def _query_error(self, exc: BaseException) -> DatasourceError:
+        return DatasourceError(
+            f"query failed on datasource '{self.name}' ({self.engine_name}): {self._reason(exc)}",
+            datasource=self.name,
+        )
+
+    # -- connections
+
+    def _connect(self) -> Connection:
+        try:
+            return self._engine.connect()
+        except SQLAlchemyError as exc:
+            raise self._connect_error(exc) from exc
+
+    @staticmethod
+    def _execute(conn: Connection, sql: str, params: Mapping[str, Any] | None) -> CursorResult:
+        if params:
+            return conn.execute(text(sql), dict(params))
+        # No parameters: hand the text to the driver untouched, so a ':x' or '%' inside a
+        # string literal is not mistaken for a placeholder.
+        return conn.execution_options(no_parameters=True).exec_driver_sql(sql)
+
+    def check(self) -> None:
+        """Connect and run ``SELECT 1``; ``DatasourceError`` saying why when that fails."""
+        try:
+            with self._engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1").all()
+        except SQLAlchemyError as exc:
+            raise self._connect_error(exc) from exc
+
+    # -- reading
+
+    def stream(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    ) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
+        """Run a query and yield ``(columns, rows)`` chunks of at most ``chunk_rows`` rows.
+
+        PostgreSQL reads through a server-side cursor, so the result is never all in memory.
+        At least one chunk is yielded (possibly with no rows) so the columns are always known.
+        The connection goes back to the pool when the generator ends, fails or is closed.
+        """
+        if chunk_rows < 1:
+            raise ValueError("chunk_rows must be at least 1")
+        # The DBAPI cursor itself is read, not SQLAlchemy's Result: its rows are already
+        # plain tuples, and skipping Row objects makes the hot loop of a big JOIN several
+        # times cheaper. SQLAlchemy still pools the connection and compiles the parameters.
+        conn = self._connect()
+        dbapi_error = self._engine.dialect.loaded_dbapi.Error
+        cursor = None
+        try:
+            statement, args = self._driver_statement(sql, params)
+            raw = conn.connection.dbapi_connection
+            if self.engine_name == "postgres":
+                # A named cursor is server-side: rows are fetched chunk by chunk.
+                cursor = raw.cursor(name=f"byom_{uuid.uuid4().hex}")
+                cursor.itersize = chunk_rows
+            else:
+                cursor = raw.cursor()
+            # Tell SQLAlchemy's listeners (echo, tracing, the tests' pushdown checks) what the
+            # driver receives, as they would hear it for a statement SQLAlchemy runs itself.
+            self._engine.dispatch.before_cursor_execute(conn, cursor, statement, args, None, False)
+            try:
+                cursor.execute(statement, args) if args is not None else cursor.execute(statement)
+                rows = cursor.fetchmany(chunk_rows)
+            except dbapi_error as exc:
+                raise self._query_error(exc) from exc
+            if cursor.description is None:  # not a query: nothing to stream
+                raw.commit()
+                yield [], []
+                return
+            columns = [d[0] for d in cursor.description]
+            yield columns, rows
+            while rows:
+                try:
+                    rows = cursor.fetchmany(chunk_rows)
+                except dbapi_error as exc:
+                    raise self._query_error(exc) from exc
+                if rows:
+                    yield columns, rows
+        finally:
+            if cursor is not None:
+                try:
+                    cursor.close()
+                except dbapi_error:  # a failed transaction may refuse to close its cursor
+                    pass
+            conn.close()  # rolls back the read transaction and returns the connection
+
+    def _driver_statement(self, sql: str, params: Mapping[str, Any] | None) -> tuple[str, Any]:
+        """``sql`` with ``:name`` parameters in the driver's own paramstyle, plus its args.
+
+        Without parameters the text goes to the driver untouched (no args), so a ``%`` or
+        ``:x`` inside a string literal is never mistaken for a placeholder.
+        """
+        if not params:
+            return sql, None
+        compiled = text(sql).compile(dialect=self._engine.dialect)
+        values = compiled.construct_params(dict(params))
+        if compiled.positional:
+            return compiled.string, tuple(values[name] for name in compiled.positiontup or ())
+        return compiled.string, values
+
+    def query(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run any one statement and commit; ``([], [])`` for statements without rows."""
+        with self._connect() as conn:
+            try:
+                result = self._execute(conn, sql, params)
+                if result.returns_rows:
+                    columns = list(result.keys())
+                    rows = [tuple(row) for row in result.fetchall()]
+                else:
+                    columns, rows = [], []
+                conn.commit()
+            except SQLAlchemyError as exc:
+                raise self._query_error(exc) from exc
+        return columns, rows
+
+    def count(self, sql: str, params: Mapping[str, Any] | None = None) -> int | None:
+        """How many rows ``sql`` returns, from ``SELECT count(*) FROM (<sql>) AS q`` with the
+        same parameters; None when the database cannot count it (say, a statement that is
+        not a query, or a form it refuses as a subquery). For progress totals only, so a
+        failure is logged at debug level and never raised."""
+        inner = sql.strip().rstrip(";").rstrip()
+        # The query on lines of its own: a trailing "-- comment" must not swallow the ")".
+        wrapped = f"SELECT count(*) FROM (\n{inner}\n) AS q"
+        try:
+            with self._engine.connect() as conn:
+                row = self._execute(conn, wrapped, params).first()
+        except SQLAlchemyError as exc:
+            log.debug("datasource %r cannot count %r: %s", self.name, sql, self._reason(exc))
+            return None
+        if row is None or row[0] is None:
+            return None
+        return int(row[0])
+
+    # -- writing
+
+    def open_writer(
+        self,
+        table: str,
+        columns: Sequence[str],
+        *,
+        schema: str | None = None,
+        mode: str = "create",
+    ) -> writing.TableWriter:
+        """A ``TableWriter`` that streams rows (tuples in ``columns`` order) into
+        ``[schema.]table``.
+
+        ``mode="create"``: the table must not exist yet; it is created on the first
+        ``write`` with rows, typed from those rows (see ``infer_column_type``).
+        ``mode="append"``: the table must exist; ``columns`` are matched to its columns by
+        name (exactly, else case-insensitively), and its other columns get their default
+        (NULL unless the table defines one).
+        """
+        return writing.open_writer(self, table, columns, schema=schema, mode=mode)
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._engine.dispose()

@@ -1,0 +1,136 @@
+"""Predictions: one batch to one model, a row from literals, rows sent as JSON.
+
+Batches are lists in, same-length lists out: adapters check it, and so does this module
+(never trust blindly). A model that declared its features (``dtype_dict``) gets exactly those
+columns, in that order, whatever else the input has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
+
+from adapters.base import Predictions
+from byom.errors import EndpointError, InvalidInput, ModelNotReady, did_you_mean
+from catalog.records import PredictorRecord
+from gateway.executor.services import Services
+from gateway.plans import PredictRowPlan
+from gateway.result import Result
+
+PREDICTION_COLUMN = "prediction"  # the output column of a model registered without PREDICT
+
+
+def check_ready(record: PredictorRecord) -> PredictorRecord:
+    """``record`` if its model can predict now, else a clear ``ModelNotReady``."""
+    if record.status == "complete" and record.url_predict:
+        return record
+    detail = f": {record.error}" if record.error else ""
+    advice = (
+        "Re-create it after fixing the cause"
+        if record.status == "error"
+        else f"Wait for training to finish (DESCRIBE {record.name})"
+    )
+    raise ModelNotReady(
+        f"Model '{record.name}' cannot predict: its status is '{record.status}'{detail}. {advice}.",
+        model=record.name,
+        status=record.status,
+    )
+
+
+def output_names(record: PredictorRecord, predictions: Predictions) -> list[str]:
+    """Output column names of a model: its target (or 'prediction'), then extra keys."""
+    target = record.target or PREDICTION_COLUMN
+    return [target] + [k for k in predictions.extra if k != target]
+
+
+def row_outputs(predictions: Predictions, i: int) -> list[Any]:
+    """Row ``i``'s outputs, in ``output_names`` order."""
+    return [predictions.values[i]] + [v[i] for v in predictions.extra.values()]
+
+
+async def predict_batch(
+    services: Services,
+    record: PredictorRecord,
+    columns: list[str],
+    rows: Sequence[Sequence[Any]],
+) -> Predictions:
+    """One batch to one model: send only the model's features when it declared them."""
+    features = [c for c in record.dtype_dict if c != record.target]
+    if features:
+        missing = [c for c in features if c not in columns]
+        if missing:
+            raise InvalidInput(
+                f"Model '{record.name}' needs column(s) {', '.join(missing)} "
+                f"(from its dtype_dict) but the input has {', '.join(columns) or 'none'}.",
+                model=record.name,
+            )
+        if features != list(columns):
+            rows = _project(rows, [columns.index(c) for c in features])
+            columns = features
+    adapter, endpoint = services.adapter_for(record)
+    predictions = await adapter.predict(endpoint, columns, rows)
+    if len(predictions.values) != len(rows):  # adapters check this too; never trust blindly
+        raise EndpointError(
+            f"Model '{record.name}' returned {len(predictions.values)} predictions for "
+            f"{len(rows)} rows from {record.url_predict}",
+            model=record.name,
+            url=record.url_predict,
+        )
+    return predictions
+
+
+async def predict_row(services: Services, p: PredictRowPlan) -> Result:
+    """``SELECT ... FROM model WHERE a=1 AND b=2``: the inputs and the outputs, one row."""
+    record = check_ready(p.model)
+    columns = list(p.inputs)
+    predictions = await predict_batch(services, record, columns, [tuple(p.inputs.values())])
+    out_names = output_names(record, predictions)
+    available = {c: v for c, v in p.inputs.items() if c not in out_names}
+    available.update(zip(out_names, row_outputs(predictions, 0), strict=True))
+    labels: list[str] = []
+    row: list[Any] = []
+    for col in p.outputs:
+        if col.name == "*":
+            labels += list(available)
+            row += list(available.values())
+        elif col.name in available:
+            labels.append(col.label)
+            row.append(available[col.name])
+        else:
+            hint = did_you_mean(col.name, available)
+            raise InvalidInput(
+                f"Column '{col.name}' is neither an input nor an output of model "
+                f"'{record.name}'."
+                + (f" Did you mean {hint}?" if hint else "")
+                + f" Available: {', '.join(available)}.",
+                model=record.name,
+            )
+    return Result(columns=labels, rows=[row])
+
+
+async def predict_json_rows(services: Services, name: str, rows: list[dict[str, Any]]) -> Result:
+    """Predict JSON rows (the HTTP API's predict endpoint): inputs + outputs per row."""
+    if not rows or not all(isinstance(r, dict) for r in rows):
+        raise InvalidInput('Send rows as a non-empty list of objects: {"rows": [{...}]}')
+    record = services.catalog.find_predictor(name)
+    if record is None:
+        raise services.model_not_found(name)
+    check_ready(record)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    values = [tuple(r.get(c) for c in columns) for r in rows]
+    predictions = await predict_batch(services, record, columns, values)
+    out_names = output_names(record, predictions)
+    keep = [i for i, c in enumerate(columns) if c not in out_names]
+    result_rows = [
+        [row[i] for i in keep] + row_outputs(predictions, j) for j, row in enumerate(values)
+    ]
+    return Result(columns=[columns[i] for i in keep] + out_names, rows=result_rows)
+
+
+def _project(rows: Sequence[Sequence[Any]], index: list[int]) -> list[tuple[Any, ...]]:
+    """The columns ``index`` of every row, as tuples (itemgetter runs the loop in C)."""
+    if len(index) == 1:  # itemgetter of one index returns the bare value, not a tuple
+        i = index[0]
+        return [(r[i],) for r in rows]
+    return list(map(itemgetter(*index), rows))

@@ -1,0 +1,61 @@
+"""The planner's view of the catalog for one statement: each name is looked up once.
+
+A fresh ``CatalogResolver`` is made per statement, so the planner may ask about a name as
+often as it likes (a table reference is checked as a model, then as a datasource) for one
+catalog round trip per name, and a change made by another gateway sharing the catalog is
+seen by the very next statement - there is no cache that outlives a statement.
+"""
+
+from __future__ import annotations
+
+import datasources as dsmod
+from byom.errors import DatasourceNotFound
+from catalog.records import PredictorRecord
+from gateway.executor.services import Services
+
+_MISSING = object()
+
+
+class CatalogResolver:
+    """Implements ``gateway.plans.Resolver`` over the catalog, memoised for one statement."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self.default_datasource = services.default_datasource
+        self._models: dict[str, PredictorRecord | None] = {}
+        self._dialects: dict[str, str | None] = {}
+        self._model_names: list[str] | None = None
+        self._datasource_names: list[str] | None = None
+
+    def model(self, name: str) -> PredictorRecord | None:
+        """The predictor ``name``, or None."""
+        record = self._models.get(name, _MISSING)
+        if record is _MISSING:
+            record = self._services.catalog.find_predictor(name)
+            self._models[name] = record
+        return record  # type: ignore[return-value]
+
+    def model_names(self) -> list[str]:
+        if self._model_names is None:
+            self._model_names = self._services.model_names()
+        return self._model_names
+
+    def datasource_dialect(self, name: str) -> str | None:
+        """The sqlglot dialect of datasource ``name``, or None when there is none."""
+        if name not in self._dialects:
+            try:
+                record = self._services.datasource_record(name)
+            except DatasourceNotFound:
+                self._dialects[name] = None
+            else:
+                spec = dsmod.ENGINES.get(record.engine)
+                self._dialects[name] = spec.dialect if spec else record.engine
+        return self._dialects[name]
+
+    def datasource_names(self) -> list[str]:
+        if self._datasource_names is None:
+            catalog = self._services.catalog
+            self._datasource_names = [self.default_datasource] + [
+                d.name for d in catalog.list_datasources()
+            ]
+        return self._datasource_names

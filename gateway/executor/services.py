@@ -1,0 +1,67 @@
+"""What the executor's modules share: the catalog, the user's databases, the adapters.
+
+The executor package is the only part of the gateway that talks to the catalog, the
+datasources and the adapters; each of its modules gets this one object instead of a
+handful of arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasources as dsmod
+from adapters.base import Adapter, Endpoint
+from adapters.registry import AdapterRegistry
+from byom.errors import ModelNotFound
+from catalog.records import DatasourceRecord, PredictorRecord
+from catalog.repository import Catalog
+from datasources import DatasourcePool
+from gateway.progress import ProgressRegistry
+from gateway.settings import Settings
+
+
+@dataclass
+class Services:
+    """The gateway's resources, owned by ``gateway.core.Gateway`` and lent to the executor."""
+
+    catalog: Catalog
+    datasources: DatasourcePool
+    adapters: AdapterRegistry
+    home: Path
+    settings: Settings = field(default_factory=Settings)
+    progress: ProgressRegistry = field(default_factory=ProgressRegistry)
+    default_datasource: str = dsmod.EMBEDDED_NAME
+
+    def datasource_record(self, name: str) -> DatasourceRecord:
+        """The record of datasource ``name`` (the embedded one included), or
+        ``DatasourceNotFound`` with a did-you-mean."""
+        if name == dsmod.EMBEDDED_NAME:
+            return dsmod.embedded_record(self.home)
+        return self.catalog.get_datasource(name)
+
+    def datasource(self, name: str) -> dsmod.Datasource:
+        """An open (pooled) datasource by name."""
+        return self.datasources.get(self.datasource_record(name))
+
+    def model_names(self) -> list[str]:
+        return [p.name for p in self.catalog.list_predictors()]
+
+    def model_not_found(self, name: str) -> ModelNotFound:
+        return ModelNotFound.named(name, self.model_names())
+
+    def adapter_for(self, record: PredictorRecord) -> tuple[Adapter, Endpoint]:
+        """The adapter that reaches ``record``'s model, and the endpoint it is called with.
+
+        Every model - external or hosted by the gateway - is reached this way: one predict
+        path, whatever runs the model.
+        """
+        endpoint = Endpoint(
+            model=record.name,
+            url_predict=record.url_predict or "",
+            url_train=record.url_train,
+            target=record.target,
+            dtype_dict=dict(record.dtype_dict),
+            options=dict(record.options),
+        )
+        return self.adapters.get(record.format), endpoint

@@ -1,0 +1,125 @@
+"""The plans the planner makes and the executor runs, and the ``Resolver`` the planner uses.
+
+A plan is a frozen dataclass saying what a statement does, with every name already resolved
+(a ``PredictorRecord``, a datasource name, the SQL a datasource will run). Statements that need
+no planning (``SHOW DATABASES``, ``DROP MODEL`` ...) are their own plans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlglot import exp
+
+from catalog.records import PredictorRecord, PredictorSpec
+from gateway import statements as st
+
+# Canonical qualifiers of the columns in ``JoinPlan.post_filter``.
+TABLE_SIDE = "__table__"
+MODEL_SIDE = "__model"
+
+
+class Resolver(Protocol):
+    """Name lookups the planner needs; the executor implements it over the catalog, one
+    instance per statement so each name is looked up once."""
+
+    default_datasource: str
+
+    def model(self, name: str) -> PredictorRecord | None: ...
+
+    def model_names(self) -> list[str]: ...
+
+    def datasource_dialect(self, name: str) -> str | None:
+        """sqlglot dialect of datasource ``name``, or None when there is no such datasource."""
+        ...
+
+    def datasource_names(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class RegisterPlan:
+    """Register a predictor (and train it when ``url_train`` and a query are set)."""
+
+    spec: PredictorSpec
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """One column of a prediction result.
+
+    ``side`` is ``"table"`` or ``"model"``; ``model`` indexes ``JoinPlan.models`` (always 0
+    for a one-row prediction). ``name == "*"`` expands at run time to every column of that
+    side (table columns are known once the first chunk arrives; extra model outputs once the
+    first answer does).
+    """
+
+    side: str
+    name: str
+    label: str
+    model: int = 0
+
+
+@dataclass(frozen=True)
+class PredictRowPlan:
+    model: PredictorRecord
+    inputs: dict[str, Any]
+    outputs: list[OutputColumn]
+
+
+@dataclass(frozen=True)
+class JoinPlan:
+    datasource: str
+    source_sql: str  # run on the datasource, with :pN bound parameters
+    params: dict[str, Any]
+    models: list[PredictorRecord]
+    outputs: list[OutputColumn]
+    options: dict[str, Any] = field(default_factory=dict)
+    # WHERE conditions that read model outputs, checked after prediction; their columns are
+    # qualified TABLE_SIDE or MODEL_SIDE<i> (the index into ``models``).
+    post_filter: exp.Expression | None = None
+    limit: int | None = None  # enforced by the executor too (exactly n rows)
+
+
+@dataclass(frozen=True)
+class CatalogQueryPlan:
+    """A read-only SELECT over the catalog's tables (``mindsdb.models``, ``.jobs``, ...)."""
+
+    sql: str  # SQLite, with the namespace stripped
+
+
+@dataclass(frozen=True)
+class WriteBackPlan:
+    """``CREATE TABLE ds.t AS <JOIN>`` (mode create) or ``INSERT INTO ds.t [(cols)] <JOIN>``."""
+
+    datasource: str
+    table: str
+    schema: str | None
+    mode: str  # "create" | "append"
+    join: JoinPlan
+    columns: list[str] | None = None  # INSERT's column list, renaming the JOIN's columns
+
+
+@dataclass(frozen=True)
+class NativePlan:
+    datasource: str
+    sql: str
+    # Unqualified table names: if the datasource has no such table, the user may have
+    # misspelt a model name, and the executor says so.
+    bare_tables: tuple[str, ...] = ()
+
+
+Plan = (
+    CatalogQueryPlan
+    | WriteBackPlan
+    | RegisterPlan
+    | PredictRowPlan
+    | JoinPlan
+    | NativePlan
+    | st.CreateDatabase
+    | st.DropDatabase
+    | st.DropModel
+    | st.ShowDatabases
+    | st.ShowModels
+    | st.Describe
+)

@@ -1,0 +1,101 @@
+"""Scripts of several statements: how the failure of one of them is reported.
+
+A script runs its statements in order, one at a time. When statement ``k`` fails, the
+statements before it have taken effect and the ones after it have not run; the error says
+so in its message (``Statement k: ... (statements 1-2 took effect; 4-5 did not run)``) and
+in its details (``"statement": k, "done": [1, ..., k-1]``), the same whether it is answered
+over HTTP, raised by ``Gateway.run_script`` or printed by ``byom sql``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from byom.errors import GatewayError, ParseError
+from gateway.parser import ScriptStatement, parse_script
+from gateway.result import StreamResult
+
+__all__ = ["MarkedBatches", "parse_for_run", "script_error", "script_failure", "took_effect"]
+
+log = logging.getLogger("byom.gateway")
+
+
+def parse_for_run(text: str) -> list[ScriptStatement]:
+    """``parse_script``, with a syntax error of a script of several statements saying that
+    nothing ran (``"done": []``): the whole script is parsed before any statement runs."""
+    try:
+        return parse_script(text)
+    except ParseError as exc:
+        if "statement" in exc.details:
+            exc.details["done"] = []
+        raise
+
+
+def took_effect(done: list[int]) -> str:
+    """``statements 1-3 took effect`` (``done`` is always 1..k-1)."""
+    if not done:
+        return "no statement took effect"
+    if len(done) == 1:
+        return f"statement {done[0]} took effect"
+    return f"statements {done[0]}-{done[-1]} took effect"
+
+
+def script_failure(exc: GatewayError, index: int, total: int) -> GatewayError:
+    """``exc`` (the failure of statement ``index`` of ``total``), marked as such in place:
+    its message starts with ``Statement k:`` and says what took effect and what did not run.
+    Marking an error twice changes nothing."""
+    if exc.details.get("statement") is not None:
+        return exc
+    done = list(range(1, index))
+    note = took_effect(done)
+    if index < total:
+        later = f"statement {total}" if index + 1 == total else f"statements {index + 1}-{total}"
+        note += f"; {later} did not run"
+    exc.message = f"Statement {index}: {exc.message} ({note})"
+    exc.args = (exc.message,)
+    exc.details["statement"] = index
+    exc.details["done"] = done
+    return exc
+
+
+def script_error(exc: Exception, index: int, total: int) -> GatewayError:
+    """The error to raise for ``exc`` failing statement ``index`` of ``total``: marked with
+    ``script_failure`` (an unexpected exception first becomes an INTERNAL_ERROR, logged)."""
+    if not isinstance(exc, GatewayError):
+        log.error("statement %d of a script failed", index, exc_info=exc)
+        exc = GatewayError(
+            f"internal gateway error: {type(exc).__name__}: {exc}; see the gateway log",
+            code="INTERNAL_ERROR",
+        )
+    return script_failure(exc, index, total)
+
+
+class MarkedBatches:
+    """The batches of statement ``index``'s stream, with a failure marked by
+    ``script_error``. ``aclose`` always closes the statement's stream, even before the
+    first batch was asked for."""
+
+    def __init__(self, stream: StreamResult, index: int, total: int) -> None:
+        self._stream = stream
+        self._batches = aiter(stream.batches)
+        self._index = index
+        self._total = total
+
+    def __aiter__(self) -> MarkedBatches:
+        return self
+
+    async def __anext__(self) -> list[Sequence[Any]]:
+        try:
+            return await anext(self._batches)
+        except StopAsyncIteration:
+            raise
+        except Exception as exc:
+            error = script_error(exc, self._index, self._total)
+            if error is exc:
+                raise
+            raise error from exc
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()

@@ -1,0 +1,113 @@
+"""The gateway's global knobs: one ``Settings`` object, read once, passed down explicitly.
+
+Each knob has an environment variable and a ``byom serve`` flag (the flag wins). Values are
+checked when they are read, so a typo fails at start-up with a message that names the
+variable (or the flag), never later in the middle of a JOIN. A statement can still override
+the JOIN knobs for itself with ``USING batch_size=..., concurrency=..., timeout=...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.http import HttpSettings
+from byom.errors import InvalidOption
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One setting: its field, environment variable, ``byom serve`` flag and type."""
+
+    field: str
+    env: str
+    flag: str
+    kind: type  # int or float
+    zero_ok: bool  # 0 is allowed (else the value must be positive)
+    help: str
+
+    def parse(self, raw: Any, source: str) -> int | float:
+        """``raw`` (a string from the environment, or a flag's value) as a checked number."""
+        what = "an integer" if self.kind is int else "a number"
+        bound = "0 or more" if self.zero_ok else "positive"
+        try:
+            value = self.kind(raw)
+        except (TypeError, ValueError):
+            raise InvalidOption(
+                f"{source} must be {what} ({bound}), got {raw!r}.", option=source, value=raw
+            ) from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not self.zero_ok):
+            raise InvalidOption(f"{source} must be {bound}, got {raw!r}.", option=source, value=raw)
+        return value
+
+
+KNOBS: tuple[Knob, ...] = (
+    Knob("batch_size", "BYOM_BATCH_SIZE", "--batch-size", int, False,
+         "rows per JOIN batch sent to a model (default 1000)"),
+    Knob("concurrency", "BYOM_CONCURRENCY", "--concurrency", int, False,
+         "JOIN batches in flight at once (default 4)"),
+    Knob("batch_timeout", "BYOM_BATCH_TIMEOUT", "--batch-timeout", float, False,
+         "seconds one JOIN batch may take, all models together (default: no limit)"),
+    Knob("predict_timeout", "BYOM_PREDICT_TIMEOUT", "--predict-timeout", float, False,
+         "seconds one predict HTTP call may take (default 60)"),
+    Knob("connect_timeout", "BYOM_CONNECT_TIMEOUT", "--connect-timeout", float, False,
+         "seconds to connect to a model endpoint (default 5)"),
+    Knob("train_timeout", "BYOM_TRAIN_TIMEOUT", "--train-timeout", float, False,
+         "seconds one train HTTP call may take (default 3600)"),
+    Knob("predict_retries", "BYOM_PREDICT_RETRIES", "--predict-retries", int, True,
+         "extra attempts of a failed predict call (default 2; train is never retried)"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Global defaults of the gateway (see ``KNOBS`` for their variables and flags)."""
+
+    batch_size: int = 1000
+    concurrency: int = 4
+    batch_timeout: float | None = None  # None: only the per-call HTTP timeouts apply
+    predict_timeout: float = 60.0
+    connect_timeout: float = 5.0
+    train_timeout: float = 3600.0
+    predict_retries: int = 2
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str] | None = None, flags: argparse.Namespace | None = None
+    ) -> Settings:
+        """Defaults, overridden by the environment, overridden by ``byom serve`` flags.
+
+        Raises ``InvalidOption`` naming the variable or flag of the first bad value.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for knob in KNOBS:
+            if env.get(knob.env, "").strip():
+                values[knob.field] = knob.parse(env[knob.env].strip(), knob.env)
+            flag_value = getattr(flags, knob.field, None) if flags is not None else None
+            if flag_value is not None:
+                values[knob.field] = knob.parse(flag_value, knob.flag)
+        return cls(**values)
+
+    def http(self) -> HttpSettings:
+        """The adapters' share of the settings."""
+        return HttpSettings(
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.predict_timeout,
+            train_timeout=self.train_timeout,
+            retries=self.predict_retries,
+        )
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per knob to ``parser`` (``byom serve``); unset flags stay None."""
+    group = parser.add_argument_group("tuning (each flag overrides its environment variable)")
+    for knob in KNOBS:
+        # Parsed as text here and checked by Knob.parse, so both sources give one message.
+        group.add_argument(
+            knob.flag, dest=knob.field, default=None, metavar="N", help=f"{knob.help}; ${knob.env}"
+        )

@@ -1,0 +1,294 @@
+"""Upgrading real older catalogs in place, on SQLite and on PostgreSQL.
+
+Each test builds a catalog the way an older gateway left it (the frozen version-1 tables of
+``catalog.migrations``, with rows in them) and opens it with today's ``Catalog``.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import Inspector
+
+from byom.errors import GatewayError
+from catalog import migrations
+from catalog.records import PredictorSpec
+from catalog.repository import Catalog
+
+CREATED = datetime(2025, 6, 1, 12, 30, tzinfo=UTC)
+FINISHED = datetime(2025, 6, 1, 12, 31, tzinfo=UTC)
+
+V1_PREDICTOR: dict[str, Any] = {
+    "name": "home_rentals",
+    "namespace": "mindsdb",
+    "format": "ray_serve",
+    "url_predict": "http://127.0.0.1:8000/predict",
+    "url_train": "http://127.0.0.1:8000/train",
+    "dtype_dict": {"number_of_rooms": "integer", "initial_price": "float"},
+    "target": "rental_price",
+    "training_datasource": "mydb",
+    "training_query": "SELECT * FROM test_data.home_rentals",
+    "options": {"batch_size": 100, "nested": {"a": [1, 2]}},
+    "status": "complete",
+    "error": None,
+    "created_at": CREATED,
+    "updated_at": FINISHED,
+}
+V1_JOB: dict[str, Any] = {
+    "predictor": "home_rentals",
+    "status": "complete",
+    "error": None,
+    "rows": 25,
+    "started_at": CREATED,
+    "finished_at": FINISHED,
+    "extra": {"loss": 0.5},
+}
+V1_DATASOURCE: dict[str, Any] = {
+    "name": "mydb",
+    "engine": "sqlite",
+    "parameters": {"path": "/data/my.db"},
+    "created_at": CREATED,
+}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A catalog URL with nothing in it yet."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    return request.getfixturevalue("pg_catalog_clean_url")
+
+
+def _make_old_catalog(
+    url: str, *, version: int | None = 1, tables: tuple[str, ...] | None = None
+) -> None:
+    """A catalog as a version-1 gateway left it: one datasource, predictor and training
+    job. ``version=None`` leaves out the schema_version table (a pre-versioning catalog);
+    ``tables`` limits which version-1 tables exist."""
+    metadata = migrations.V1_METADATA
+    wanted = [metadata.tables[n] for n in (tables or tuple(metadata.tables))]
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            metadata.create_all(conn, tables=wanted)
+            rows = {"datasources": V1_DATASOURCE, "predictors": V1_PREDICTOR}
+            rows["training_jobs"] = V1_JOB
+            for table in wanted:
+                conn.execute(table.insert().values(**rows[table.name]))
+            if version is not None:
+                conn.execute(
+                    text(
+                        "CREATE TABLE schema_version "
+                        "(id INTEGER NOT NULL PRIMARY KEY, version INTEGER NOT NULL)"
+                    )
+                )
+                conn.execute(text("INSERT INTO schema_version VALUES (1, :v)"), {"v": version})
+    finally:
+        engine.dispose()
+
+
+def _columns(insp: Inspector, table: str) -> dict[str, tuple[str, bool, str | None]]:
+    """``table``'s columns by name: (type, nullable, server default)."""
+    cols = insp.get_columns(table)
+    return {c["name"]: (str(c["type"]), c["nullable"], c["default"]) for c in cols}
+
+
+def _predictor_columns(url: str) -> dict[str, tuple[str, bool, str | None]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return _columns(inspect(conn), "predictors")
+    finally:
+        engine.dispose()
+
+
+def _schema(url: str) -> dict[str, Any]:
+    """Everything about the catalog's tables that an upgrade must get right."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            insp = inspect(conn)
+            return {
+                name: {
+                    "columns": _columns(insp, name),
+                    "pk": insp.get_pk_constraint(name)["constrained_columns"],
+                    "unique": sorted(
+                        tuple(u["column_names"]) for u in insp.get_unique_constraints(name)
+                    ),
+                    "indexes": sorted(
+                        (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                        for i in insp.get_indexes(name)
+                        # PostgreSQL reports a unique constraint's index here too.
+                        if not i.get("duplicates_constraint")
+                    ),
+                }
+                for name in sorted(insp.get_table_names())
+            }
+    finally:
+        engine.dispose()
+
+
+def _assert_v1_rows_survived(cat: Catalog) -> None:
+    rec = cat.get_predictor("home_rentals")
+    for field, value in V1_PREDICTOR.items():
+        assert getattr(rec, field) == value, field
+    assert rec.kind == "external"
+    assert (rec.task, rec.version, rec.deployment) == (None, None, None)
+
+    [job] = cat.list_jobs("home_rentals")
+    for field, value in V1_JOB.items():
+        assert getattr(job, field) == value, field
+
+    [ds] = cat.list_datasources()
+    assert (ds.name, ds.engine, ds.parameters, ds.created_at) == tuple(V1_DATASOURCE.values())
+
+
+def _assert_builtin_models_fit(cat: Catalog) -> None:
+    builtin = PredictorSpec(name="sentiment", kind="builtin", task="text_classification")
+    rec = cat.add_predictor(builtin, status="generating")
+    assert rec.url_predict is None and cat.get_predictor("sentiment").url_predict is None
+    deployed = cat.set_predictor_deployment(
+        "sentiment", url_predict="http://serve/sentiment", deployment="sentiment_v1", version=1
+    )
+    assert (deployed.deployment, deployed.version) == ("sentiment_v1", 1)
+
+
+def test_v1_catalog_upgrades_in_place(url: str) -> None:
+    _make_old_catalog(url)
+    assert _predictor_columns(url)["url_predict"][1] is False  # NOT NULL in version 1
+
+    cat = Catalog(url)
+    try:
+        assert cat.schema_version == migrations.SCHEMA_VERSION == 2
+        _assert_v1_rows_survived(cat)
+        _assert_builtin_models_fit(cat)
+        # The name is still unique after the upgrade (SQLite rebuilt the table).
+        with pytest.raises(GatewayError, match="already exists"):
+            cat.add_predictor(
+                PredictorSpec(name="HOME_RENTALS", url_predict="http://x"), status="complete"
+            )
+    finally:
+        cat.close()
+
+    columns = _predictor_columns(url)
+    assert columns["url_predict"][1] is True
+    assert {"kind", "task", "version", "deployment"} <= set(columns)
+    assert columns["kind"][1] is False and "external" in (columns["kind"][2] or "")
+
+    # Reopening does nothing more.
+    again = Catalog(url)
+    try:
+        assert again.schema_version == 2
+        assert [p.name for p in again.list_predictors()] == ["home_rentals", "sentiment"]
+    finally:
+        again.close()
+
+
+def test_upgraded_schema_matches_fresh_catalog(url: str, tmp_path: Path) -> None:
+    _make_old_catalog(url)
+    Catalog(url).close()
+    upgraded = _schema(url)
+
+    # A fresh catalog of the same kind of database, for comparison.
+    if url.startswith("sqlite"):
+        fresh_url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    else:
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+        fresh_url = url
+    Catalog(fresh_url).close()
+    assert upgraded == _schema(fresh_url)
+
+
+def test_unversioned_catalog_upgrades_to_current(url: str) -> None:
+    # Before versioning, and from before training jobs were kept: step 0 -> 1 adds the
+    # table, step 1 -> 2 upgrades predictors.
+    _make_old_catalog(url, version=None, tables=("datasources", "predictors"))
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert migrations.read_version(conn) == 0
+    engine.dispose()
+
+    cat = Catalog(url)
+    try:
+        assert cat.schema_version == 2
+        rec = cat.get_predictor("home_rentals")
+        assert rec.kind == "external" and rec.url_predict == V1_PREDICTOR["url_predict"]
+        assert cat.list_jobs() == []
+        assert cat.start_job("home_rentals").status == "running"  # training_jobs exists
+        _assert_builtin_models_fit(cat)
+    finally:
+        cat.close()
+
+
+def test_replicas_starting_together_upgrade_once(url: str) -> None:
+    _make_old_catalog(url)
+    errors: list[BaseException] = []
+    versions: list[int] = []
+
+    def start() -> None:
+        try:
+            cat = Catalog(url)
+            try:
+                versions.append(cat.schema_version)
+            finally:
+                cat.close()
+        except BaseException as exc:  # surfaced below; a thread would swallow it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and versions == [2] * 4
+
+    cat = Catalog(url)
+    try:
+        _assert_v1_rows_survived(cat)
+    finally:
+        cat.close()
+
+
+def test_sqlite_upgrade_refuses_to_drop_unknown_columns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    _make_old_catalog(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE predictors ADD COLUMN owner VARCHAR(64)"))
+        conn.execute(text("UPDATE predictors SET owner = 'me'"))
+    engine.dispose()
+
+    with pytest.raises(GatewayError, match=r"predictors: it has columns .* \(owner\)"):
+        Catalog(url)
+
+    # Nothing changed: still version 1, the row and its extra column intact.
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert migrations.read_version(conn) == 1
+            row = conn.execute(text("SELECT name, owner FROM predictors")).one()
+            assert tuple(row) == ("home_rentals", "me")
+            assert "kind" not in {c["name"] for c in inspect(conn).get_columns("predictors")}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_step_is_idempotent(url: str) -> None:
+    Catalog(url).close()
+    before = _schema(url)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            migrations.UPGRADES[1](conn)  # already applied: changes nothing
+    finally:
+        engine.dispose()
+    assert _schema(url) == before

@@ -1,0 +1,66 @@
+"""Settings: one object read once from the environment and ``byom serve`` flags, checked."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from byom.errors import InvalidOption
+from gateway.settings import KNOBS, Settings, add_flags
+
+
+def test_defaults_without_environment() -> None:
+    settings = Settings.load({})
+    assert settings == Settings()
+    assert (settings.batch_size, settings.concurrency, settings.batch_timeout) == (1000, 4, None)
+
+
+def test_every_knob_is_read_from_its_variable() -> None:
+    env = {
+        "BYOM_BATCH_SIZE": "7", "BYOM_CONCURRENCY": "2", "BYOM_BATCH_TIMEOUT": "1.5",
+        "BYOM_PREDICT_TIMEOUT": "9", "BYOM_CONNECT_TIMEOUT": "0.5", "BYOM_TRAIN_TIMEOUT": "60",
+        "BYOM_PREDICT_RETRIES": "0",
+    }  # fmt: skip
+    settings = Settings.load(env)
+    assert settings == Settings(7, 2, 1.5, 9.0, 0.5, 60.0, 0)
+    http = settings.http()
+    assert (http.read_timeout, http.connect_timeout, http.train_timeout, http.retries) == (
+        9.0,
+        0.5,
+        60.0,
+        0,
+    )
+    assert {k.env for k in KNOBS} == set(env)  # the table and the test name the same knobs
+
+
+def test_flags_override_the_environment() -> None:
+    parser = argparse.ArgumentParser()
+    add_flags(parser)
+    args = parser.parse_args(["--batch-size", "5", "--batch-timeout", "2"])
+    settings = Settings.load({"BYOM_BATCH_SIZE": "9", "BYOM_CONCURRENCY": "3"}, flags=args)
+    assert (settings.batch_size, settings.concurrency, settings.batch_timeout) == (5, 3, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"BYOM_BATCH_SIZE": "0"}, "BYOM_BATCH_SIZE must be positive, got '0'."),
+        ({"BYOM_BATCH_SIZE": "1.5"}, "BYOM_BATCH_SIZE must be an integer (positive), got '1.5'."),
+        ({"BYOM_CONCURRENCY": "-2"}, "BYOM_CONCURRENCY must be positive, got '-2'."),
+        ({"BYOM_PREDICT_TIMEOUT": "nan"}, "BYOM_PREDICT_TIMEOUT must be positive, got 'nan'."),
+        ({"BYOM_TRAIN_TIMEOUT": "soon"}, "BYOM_TRAIN_TIMEOUT must be a number (positive)"),
+        ({"BYOM_PREDICT_RETRIES": "-1"}, "BYOM_PREDICT_RETRIES must be 0 or more, got '-1'."),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidOption) as caught:
+        Settings.load(env)
+    assert caught.value.message.startswith(message)
+    assert caught.value.code == "INVALID_OPTION"
+    assert caught.value.details["option"] == next(iter(env))
+
+
+def test_zero_retries_and_blank_variables_are_fine() -> None:
+    settings = Settings.load({"BYOM_PREDICT_RETRIES": "0", "BYOM_BATCH_SIZE": "  "})
+    assert (settings.predict_retries, settings.batch_size) == (0, 1000)
