@@ -19,33 +19,35 @@ import contextlib
 import logging
 import os
 import sys
-import threading
 import uuid
-from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from byom.errors import GatewayError
+from gateway.cli_progress import (
+    ProgressBar,
+    embedded_progress,
+    stream_remote,
+    write_batches,
+)
 from gateway.formatting import (
     CsvWriter,
     JsonWriter,
     ResultWriter,
     TableWriter,
-    format_progress,
 )
 from gateway.result import Result, StreamResult
 from gateway.settings import Settings, add_flags
 
 if TYPE_CHECKING:
-    from gateway.core import Gateway
+    pass
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 47334
 DEFAULT_MAX_ROWS = 1000
 # How often the progress bar asks for the statement's progress (a module constant so tests
 # can make it quick).
-PROGRESS_INTERVAL_S = 0.5
 
 
 def _version() -> str:
@@ -149,75 +151,6 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-class ProgressBar:
-    """One line on ``out`` redrawn in place; ``clear`` erases it and ends all drawing (a
-    poll that answers after the statement finished must not leave a stale bar)."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self._lock = threading.Lock()
-        self._width = 0
-        self._closed = False
-
-    def draw(self, progress: dict[str, Any]) -> None:
-        """Draw a ``QueryProgress.to_dict()``."""
-        text = format_progress(int(progress.get("rows_done") or 0), progress.get("rows_total"))
-        with self._lock:
-            if self._closed:
-                return
-            # Pad with spaces so a shorter line fully covers the previous one.
-            self.out.write("\r" + text.ljust(self._width))
-            self.out.flush()
-            self._width = max(self._width, len(text))
-
-    def clear(self) -> None:
-        with self._lock:
-            if self._width and not self._closed:
-                self.out.write("\r" + " " * self._width + "\r")
-                self.out.flush()
-            self._closed = True
-
-
-@contextlib.contextmanager
-def _remote_progress(url: str, query_id: str, bar: ProgressBar | None) -> Iterator[None]:
-    """Poll ``GET /api/queries/{query_id}`` from a thread and draw it while the body runs."""
-    if bar is None:
-        yield
-        return
-    from gateway.client import Client
-
-    stop = threading.Event()
-
-    def poll() -> None:
-        # Its own client: the main thread's connection is busy reading the answer.
-        with Client(url, timeout=10) as client:
-            while not stop.wait(PROGRESS_INTERVAL_S):
-                try:
-                    bar.draw(client.query_progress(query_id))
-                except GatewayError:
-                    continue  # not registered yet (or a plain statement): nothing to draw
-
-    thread = threading.Thread(target=poll, name="byom-progress", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        bar.clear()
-        # Bounded: a poll stuck on a dead gateway must not hold up the exit (the bar is
-        # closed, so a late answer draws nothing).
-        thread.join(timeout=2)
-
-
-async def _poll_embedded(gateway: Gateway, query_id: str, bar: ProgressBar) -> None:
-    while True:
-        await asyncio.sleep(PROGRESS_INTERVAL_S)
-        try:
-            bar.draw(gateway.query_progress(query_id).to_dict())
-        except GatewayError:
-            continue
-
-
 def _write_result(result: Result, writer: ResultWriter) -> None:
     writer.start(result.columns, result.message)
     writer.write(result.rows)
@@ -233,18 +166,10 @@ async def _sql_embedded(
     gateway = await Gateway.start(home)
     try:
         query_id = uuid.uuid4().hex
-        poller = asyncio.create_task(_poll_embedded(gateway, query_id, bar)) if bar else None
-        try:
+        async with embedded_progress(gateway, query_id, bar):
             result = await gateway.sql_stream(statement, query_id=query_id)
             if isinstance(result, StreamResult):
-                await _write_batches(result, writer)
-        finally:
-            if poller is not None:
-                poller.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await poller
-            if bar is not None:
-                bar.clear()  # before a table is printed on the same terminal
+                await write_batches(result, writer)
         if isinstance(result, StreamResult):
             writer.finish()
             return
@@ -259,32 +184,11 @@ async def _sql_embedded(
         await gateway.close()
 
 
-async def _write_batches(result: StreamResult, writer: ResultWriter) -> None:
-    writer.start(result.columns)
-    try:
-        async for batch in result.batches:
-            writer.write(batch)
-    except GatewayError as exc:
-        writer.fail(exc.to_dict()["error"])
-        raise
-    finally:
-        await result.aclose()
-
-
 def _sql_remote(statement: str, url: str, writer: ResultWriter, bar: ProgressBar | None) -> None:
     from gateway.client import Client
 
-    query_id = uuid.uuid4().hex if bar is not None else None
-    with Client(url) as client, _remote_progress(url, query_id or "", bar):
-        with client.iter_sql(statement, query_id=query_id) as stream:
-            writer.start(stream.columns, stream.message)
-            try:
-                for batch in stream:
-                    writer.write(batch)
-            except GatewayError as exc:
-                writer.fail(exc.to_dict()["error"])
-                raise
-    writer.finish()  # after the bar is cleared: a table goes to the same terminal
+    with Client(url) as client:
+        stream_remote(client, url, statement, writer, bar)
 
 
 def _output_format(args: argparse.Namespace) -> str:
@@ -334,19 +238,12 @@ def _sql(args: argparse.Namespace) -> int:
         else:
             asyncio.run(_sql_embedded(statement, args.home, writer, bar))
     except GatewayError as exc:
-        sys.stdout.flush()
         if isinstance(writer, CsvWriter | JsonWriter) and writer.rows:
+            sys.stdout.flush()
             print(f"(stopped after {writer.rows:,} rows)", file=sys.stderr)
-        print(f"ERROR [{exc.code}]: {exc.message}", file=sys.stderr)
-        # An unreachable --url is a setup problem, not an answer to the statement.
-        return 2 if exc.code == "GATEWAY_UNREACHABLE" else 1
+        return _failed(exc)
     except BrokenPipeError:
-        # The reader has all it wants (`byom sql ... --format csv | head`); leaving the
-        # stream above already cancelled the statement. Point stdout at /dev/null so the
-        # interpreter's final flush does not fail again (Python docs, "Note on SIGPIPE").
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return _reader_left()
     if isinstance(writer, CsvWriter) and writer.message:
         print(writer.message, file=sys.stderr)  # keep stdout pure CSV
     return 0
@@ -369,14 +266,27 @@ def _sql_script(args: argparse.Namespace, text: str) -> int:
         else:
             asyncio.run(run_embedded(script, args.home, output, bars))
     except GatewayError as exc:
-        sys.stdout.flush()
-        print(f"ERROR [{exc.code}]: {exc.message}", file=sys.stderr)
-        return 2 if exc.code == "GATEWAY_UNREACHABLE" else 1
+        return _failed(exc)
     except BrokenPipeError:
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return _reader_left()
     return 0
+
+
+def _failed(exc: GatewayError) -> int:
+    """Print a statement's error on stderr; the exit status of ``byom sql``."""
+    sys.stdout.flush()
+    print(f"ERROR [{exc.code}]: {exc.message}", file=sys.stderr)
+    # An unreachable --url is a setup problem, not an answer to the statement.
+    return 2 if exc.code == "GATEWAY_UNREACHABLE" else 1
+
+
+def _reader_left() -> int:
+    """The reader has all it wants (`byom sql ... --format csv | head`); leaving the stream
+    already cancelled the statement. Point stdout at /dev/null so the interpreter's final
+    flush does not fail again (Python docs, "Note on SIGPIPE")."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1
 
 
 def _demo(args: argparse.Namespace) -> int:

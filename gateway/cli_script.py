@@ -21,8 +21,6 @@ for the training the one before started: embedded, ``Gateway.wait_idle()``; agai
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 import sys
 import uuid
@@ -32,7 +30,7 @@ from typing import Any, TextIO
 
 from byom.errors import GatewayError
 from gateway import statements as st
-from gateway.cli import ProgressBar, _poll_embedded, _remote_progress, _write_batches
+from gateway.cli_progress import ProgressBar, embedded_progress, stream_remote, write_batches
 from gateway.formatting import CsvWriter, JsonWriter, ResultWriter, TableWriter, dumps_json
 from gateway.parser import ScriptStatement
 from gateway.result import Result, StreamResult
@@ -183,18 +181,8 @@ async def run_embedded(
 async def _stream_embedded(
     gateway: Any, result: StreamResult, writer: ResultWriter, bar: ProgressBar | None
 ) -> None:
-    poller = None
-    if bar is not None and result.query_id:
-        poller = asyncio.create_task(_poll_embedded(gateway, result.query_id, bar))
-    try:
-        await _write_batches(result, writer)
-    finally:
-        if poller is not None:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
-        if bar is not None:
-            bar.clear()  # before a table is printed on the same terminal
+    async with embedded_progress(gateway, result.query_id, bar):
+        await write_batches(result, writer)
 
 
 def run_remote(
@@ -231,17 +219,7 @@ def _run_remote_one(
         name = _sql_name(statement.namespace, statement.name)
         _write_result(client.wait_for_training(name), writer)
         return
-    query_id = uuid.uuid4().hex if bar is not None else None
-    with _remote_progress(url, query_id or "", bar):
-        with client.iter_sql(item.sql, query_id=query_id) as stream:
-            writer.start(stream.columns, stream.message)
-            try:
-                for batch in stream:
-                    writer.write(batch)
-            except GatewayError as exc:
-                writer.fail(exc.to_dict()["error"])
-                raise
-    writer.finish()  # after the bar is cleared: a table goes to the same terminal
+    stream_remote(client, url, item.sql, writer, bar)
 
 
 def _sql_name(namespace: str | None, name: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from gateway.parser import ScriptStatement
 from gateway.planner import plan
 from gateway.progress import QueryProgress
 from gateway.result import Result, StreamResult
-from gateway.scripts import MarkedBatches, parse_for_run, script_error
+from gateway.scripts import parse_for_run, run_statements
 from gateway.settings import Settings
 
 log = logging.getLogger("byom.gateway")
@@ -144,24 +144,12 @@ class Gateway:
         streaming statement in turn.
         """
         items = parse_for_run(script) if isinstance(script, str) else script
-        total = len(items)
-        for item in items:
-            try:
-                result = await self._execute(item.statement, query_id=query_id)
-            except Exception as exc:
-                if total == 1:
-                    raise
-                error = script_error(exc, item.index, total)
-                if error is exc:
-                    raise
-                raise error from exc
-            if isinstance(result, StreamResult) and total > 1:
-                marked = MarkedBatches(result, item.index, total)
-                result = StreamResult(result.columns, marked, query_id=result.query_id)
+
+        def execute(item: ScriptStatement) -> Awaitable[Result | StreamResult]:
+            return self._execute(item.statement, query_id=query_id)
+
+        async for item, result in run_statements(items, execute):
             yield item, result
-            if isinstance(result, StreamResult):
-                async for _ in result.batches:  # whatever the caller left unread
-                    pass
 
     async def _execute(
         self, statement: st.Statement, query_id: str | None = None

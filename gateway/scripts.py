@@ -10,14 +10,21 @@ over HTTP, raised by ``Gateway.run_script`` or printed by ``byom sql``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from byom.errors import GatewayError, ParseError
 from gateway.parser import ScriptStatement, parse_script
-from gateway.result import StreamResult
+from gateway.result import Result, StreamResult
 
-__all__ = ["MarkedBatches", "parse_for_run", "script_error", "script_failure", "took_effect"]
+__all__ = [
+    "MarkedBatches",
+    "parse_for_run",
+    "run_statements",
+    "script_error",
+    "script_failure",
+    "took_effect",
+]
 
 log = logging.getLogger("byom.gateway")
 
@@ -99,3 +106,33 @@ class MarkedBatches:
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+async def run_statements(
+    items: list[ScriptStatement],
+    execute: Callable[[ScriptStatement], Awaitable[Result | StreamResult]],
+) -> AsyncIterator[tuple[ScriptStatement, Result | StreamResult]]:
+    """Run ``items`` in order with ``execute``, yielding each with its result.
+
+    One statement runs at a time: what the caller left unread of a stream is read and
+    dropped before the next statement starts. In a script of several statements every
+    error, raised by ``execute`` or by a stream's batches, is marked by ``script_error``.
+    """
+    total = len(items)
+    for item in items:
+        try:
+            result = await execute(item)
+        except Exception as exc:
+            if total == 1:
+                raise
+            error = script_error(exc, item.index, total)
+            if error is exc:
+                raise
+            raise error from exc
+        if isinstance(result, StreamResult) and total > 1:
+            marked = MarkedBatches(result, item.index, total)
+            result = StreamResult(result.columns, marked, query_id=result.query_id)
+        yield item, result
+        if isinstance(result, StreamResult):
+            async for _ in result.batches:  # whatever the caller left unread
+                pass

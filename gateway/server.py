@@ -16,19 +16,21 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import fields as dataclass_fields
 from http import HTTPStatus
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, get_type_hints, runtime_checkable
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from byom.errors import GatewayError, ModelNotFound
+from catalog.records import PredictorSpec as CatalogSpec
 from gateway.formatting import dumps_json
 from gateway.parser import ScriptStatement
 from gateway.progress import QueryProgress
@@ -114,28 +116,64 @@ class PredictorURLs(BaseModel):
     train: str | None = None
 
 
-class PredictorSpec(BaseModel):
-    """The JSON twin of ``CREATE PREDICTOR ... USING url.predict=..., format=...``."""
+# OpenAPI help for the fields of ``catalog.records.PredictorSpec``; the fields themselves (names,
+# types) come from that dataclass, so the JSON body cannot drift from what the catalog stores.
+_SPEC_HELP: dict[str, dict[str, Any]] = {
+    "name": {"examples": ["byom"]},
+    "format": {"description": "ray_serve (alias ray_server) or mlflow", "examples": ["mlflow"]},
+    "url_predict": {"examples": ["http://127.0.0.1:5000/invocations"]},
+    "dtype_dict": {
+        "description": "column -> dtype (integer, float, categorical, binary, text, date, ...)",
+        "validation_alias": AliasChoices("dtype_dict", "data_dtype"),
+    },
+    "target": {"description": "the predicted column"},
+    "training_datasource": {
+        "description": "where training rows come from",
+        "validation_alias": AliasChoices("training_datasource", "datasource"),
+    },
+    "training_query": {
+        "description": "SELECT giving the training rows",
+        "validation_alias": AliasChoices("training_query", "query"),
+    },
+    "options": {"description": "other USING options"},
+    "task": {"description": "a built-in model's task (not available yet)"},
+}
+# Set by the gateway, not by the request.
+_SPEC_SERVER_SIDE = ("kind",)
+_SPEC_REQUIRED = ("name", "format")
 
+
+def _spec_fields() -> dict[str, Any]:
+    """pydantic field definitions for the fields of ``catalog.records.PredictorSpec``."""
+    hints = get_type_hints(CatalogSpec)
+    defined: dict[str, Any] = {}
+    for spec_field in dataclass_fields(CatalogSpec):
+        name = spec_field.name
+        if name in _SPEC_SERVER_SIDE:
+            continue
+        required = name in _SPEC_REQUIRED
+        kind = hints[name] if required else hints[name] | None
+        help_ = _SPEC_HELP.get(name, {})
+        info = Field(... if required else None, min_length=1 if name == "name" else None, **help_)
+        defined[name] = (kind, info)
+    return defined
+
+
+_SpecFields: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "_SpecFields",
     # Unknown keys are rejected: a misspelt "dtypes" silently ignored would surface much
     # later as a confusing prediction error.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    __config__=ConfigDict(extra="forbid", populate_by_name=True),
+    **_spec_fields(),
+)
 
-    name: str = Field(min_length=1, examples=["byom"])
-    format: str = Field(description="ray_serve (alias ray_server) or mlflow", examples=["mlflow"])
-    url_predict: str | None = Field(default=None, examples=["http://127.0.0.1:5000/invocations"])
-    url_train: str | None = None
+
+class PredictorSpec(_SpecFields):
+    """The JSON twin of ``CREATE PREDICTOR ... USING url.predict=..., format=...``: the
+    fields of ``catalog.records.PredictorSpec`` (``datasource``/``query``/``data_dtype`` are
+    accepted for ``training_datasource``/``training_query``/``dtype_dict``), plus ``url``."""
+
     url: PredictorURLs | None = Field(default=None, description="alternative to url_predict/train")
-    dtype_dict: dict[str, str] | None = Field(
-        default=None,
-        validation_alias=AliasChoices("dtype_dict", "data_dtype"),
-        description="column -> dtype (integer, float, categorical, binary, text, date, ...)",
-    )
-    target: str | None = Field(default=None, description="the predicted column")
-    datasource: str | None = Field(default=None, description="where training rows come from")
-    query: str | None = Field(default=None, description="SELECT giving the training rows")
-    namespace: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict, description="other USING options")
 
     @model_validator(mode="after")
     def _merge_urls(self) -> PredictorSpec:
@@ -151,8 +189,9 @@ class PredictorSpec(BaseModel):
         return self
 
     def to_spec(self) -> dict[str, Any]:
-        """The dict ``Gateway.register_predictor`` takes (``url`` folded into url_*)."""
-        return self.model_dump(exclude={"url"})
+        """The dict ``Gateway.register_predictor`` takes (``url`` folded into url_*; fields
+        not given left out, so the gateway's defaults apply)."""
+        return self.model_dump(exclude={"url"}, exclude_none=True)
 
 
 class PredictRequest(BaseModel):

@@ -10,7 +10,7 @@ import re
 import sys
 import types
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from byom.errors import (
 from gateway.parser import ScriptStatement
 from gateway.progress import ProgressRegistry, QueryProgress
 from gateway.result import Result, StreamResult
-from gateway.scripts import MarkedBatches, parse_for_run, script_error
+from gateway.scripts import parse_for_run, run_statements
 from gateway.server import GatewayAPI, create_app
 
 with warnings.catch_warnings():
@@ -118,24 +118,12 @@ class FakeGateway:
         """Gateway.run_script over the canned answers: each statement is answered by
         ``sql_stream(its text)``, with the real error marking and draining."""
         items = parse_for_run(script) if isinstance(script, str) else script
-        total = len(items)
-        for item in items:
-            try:
-                result = await self.sql_stream(item.sql, query_id)
-            except Exception as exc:
-                if total == 1:
-                    raise
-                error = script_error(exc, item.index, total)
-                if error is exc:
-                    raise
-                raise error from exc
-            if isinstance(result, StreamResult) and total > 1:
-                marked = MarkedBatches(result, item.index, total)
-                result = StreamResult(result.columns, marked, query_id=result.query_id)
+
+        def execute(item: ScriptStatement) -> Awaitable[Result | StreamResult]:
+            return self.sql_stream(item.sql, query_id)
+
+        async for item, result in run_statements(items, execute):
             yield item, result
-            if isinstance(result, StreamResult):
-                async for _ in result.batches:  # whatever the caller left unread
-                    pass
 
     async def sql(self, text: str) -> Result:
         result = await self.sql_stream(text)
@@ -370,18 +358,24 @@ def test_register_predictor_returns_201_and_the_row(client: TestClient, fake: Fa
     }
     kind, spec = fake.calls[-1]
     assert kind == "register_predictor"
-    assert spec == {
+    assert spec == {  # the PredictorSpec fields given (the gateway fills in the rest)
         "name": "byom2",
         "format": "mlflow",
         "url_predict": SPEC["url_predict"],
-        "url_train": None,
         "dtype_dict": {"0": "integer", "1": "integer"},  # data_dtype is an alias
         "target": "1",
-        "datasource": None,
-        "query": None,
-        "namespace": None,
-        "options": {},
     }
+
+
+def test_predictor_body_is_derived_from_the_catalog_spec() -> None:
+    """The JSON body has exactly the PredictorSpec fields (but kind), plus the nested url."""
+    from dataclasses import fields
+
+    from catalog.records import PredictorSpec as CatalogSpec
+    from gateway.server import PredictorSpec
+
+    expected = {f.name for f in fields(CatalogSpec)} - {"kind"} | {"url"}
+    assert set(PredictorSpec.model_fields) == expected
 
 
 def test_register_predictor_accepts_nested_url(client: TestClient, fake: FakeGateway) -> None:
@@ -399,7 +393,7 @@ def test_register_predictor_accepts_nested_url(client: TestClient, fake: FakeGat
     assert spec["url_predict"] == "http://h/predict"
     assert spec["url_train"] == "http://h/train"
     assert "url" not in spec
-    assert spec["datasource"] == "mydb" and spec["query"] == "SELECT x, y FROM t"
+    assert (spec["training_datasource"], spec["training_query"]) == ("mydb", "SELECT x, y FROM t")
 
 
 @pytest.mark.parametrize(

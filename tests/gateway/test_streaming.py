@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from byom.errors import EndpointTimeout, GatewayError, ModelNotFound, NotFound
-from gateway import cli
+from gateway import cli_progress
 from gateway.cli import main
 from gateway.client import Client
 from gateway.formatting import format_progress
@@ -446,7 +446,7 @@ def slow_join(gateway: FakeGateway, polls: int = 2) -> Batches:
 
 @pytest.fixture
 def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "PROGRESS_INTERVAL_S", 0.01)
+    monkeypatch.setattr(cli_progress, "PROGRESS_INTERVAL_S", 0.01)
 
 
 def check_progress_output(out: str, err: str, stream: Batches) -> None:
