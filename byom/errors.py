@@ -38,11 +38,21 @@ class GatewayError(Exception):
     status: int = 500
 
     def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        message = finish_sentence(message)
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.details: dict[str, Any] = {k: v for k, v in details.items() if v is not None}
+
+    def amend(self, *, before: str = "", after: str = "") -> None:
+        """Add context to the message in place (``before`` it, ``after`` it), keeping one
+        final period: ``Statement 3: <message> (statements 1-2 took effect).``"""
+        core = self.message.rstrip()
+        if after:
+            core = core.rstrip(".")
+        self.message = finish_sentence(f"{before}{core}{after}")
+        self.args = (self.message,)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON body of this error: ``{"error": {"code", "message", ...details}}``."""
@@ -169,6 +179,16 @@ class EndpointHTTPError(EndpointError):
 
 class EndpointBadResponse(EndpointError):
     code = "ENDPOINT_BAD_RESPONSE"
+
+
+def finish_sentence(message: str) -> str:
+    """``message`` ending with exactly one period (a question keeps its question mark, a
+    truncated snippet its ellipsis):
+    every message a user sees reads the same, however it was put together."""
+    text = message.rstrip()
+    if text.endswith(("?", "...")):  # a question, or a snippet cut short
+        return text
+    return text.rstrip(".").rstrip() + "."
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:

@@ -13,6 +13,9 @@ versions): it uses the definitions frozen here for the version it produces.
     1  datasources, predictors, training_jobs, schema_version
     2  predictors: kind, task, version, deployment added; url_predict nullable (built-in
        models hosted on Ray Serve have no URL until deployed)
+    3  projects (namespaces of models) added, holding ``mindsdb`` and every namespace a
+       predictor already had; predictors' namespaces ``model``/``models``/'' become
+       ``mindsdb`` (they were other names of it)
 """
 
 from __future__ import annotations
@@ -30,16 +33,19 @@ from sqlalchemy import (
     Table,
     Text,
     column,
+    func,
     inspect,
     select,
     table,
+    update,
 )
 from sqlalchemy.schema import CreateColumn, CreateTable
 
 from byom.errors import GatewayError
-from catalog.tables import Base, SchemaVersionRow, UTCDateTime
+from catalog.records import DEFAULT_PROJECT, PROJECT_ALIASES
+from catalog.tables import Base, SchemaVersionRow, UTCDateTime, utcnow
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 Step = Callable[[Connection], None]
 
@@ -122,6 +128,15 @@ _V2_PREDICTORS = Table(
 )
 
 
+_V3_PROJECTS = Table(
+    "projects",
+    MetaData(),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), unique=True, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+
 # -- upgrade steps --------------------------------------------------------------------------
 
 
@@ -134,6 +149,32 @@ def _v1_to_v2(conn: Connection) -> None:
     """Predictors get a kind (existing ones are ``external``), a task, the active version
     and Serve deployment of a built-in model; ``url_predict`` may be NULL."""
     _widen_table(conn, _V2_PREDICTORS)
+
+
+def _v2_to_v3(conn: Connection) -> None:
+    """Projects: the table, ``mindsdb`` in it, and a project for every other namespace a
+    predictor was registered with (``POST /api/predictors`` took any); the other names of
+    ``mindsdb`` (``model``, ``models``, none) are rewritten to it."""
+    _V3_PROJECTS.create(conn, checkfirst=True)
+    predictors = table("predictors", column("namespace"))
+    aliases = ("", *PROJECT_ALIASES)
+    namespace = func.lower(predictors.c.namespace)  # names are stored lower-case anyway
+    conn.execute(update(predictors).values(namespace=namespace))
+    conn.execute(
+        update(predictors)
+        .where(predictors.c.namespace.in_(aliases))
+        .values(namespace=DEFAULT_PROJECT)
+    )
+    namespaces = set(conn.execute(select(predictors.c.namespace).distinct()).scalars())
+    _add_projects(conn, {DEFAULT_PROJECT} | namespaces)
+
+
+def _add_projects(conn: Connection, names: set[str]) -> None:
+    """Insert the projects ``names`` the table does not hold yet."""
+    existing = set(conn.execute(select(_V3_PROJECTS.c.name)).scalars())
+    now = utcnow()
+    for name in sorted(names - existing):
+        conn.execute(_V3_PROJECTS.insert().values(name=name, created_at=now))
 
 
 def _widen_table(conn: Connection, target: Table) -> None:
@@ -188,7 +229,7 @@ def _rebuild_sqlite_table(conn: Connection, target: Table, existing: list[str]) 
 
 
 # UPGRADES[n] takes a catalog from version n to n + 1.
-UPGRADES: list[Step] = [_v0_to_v1, _v1_to_v2]
+UPGRADES: list[Step] = [_v0_to_v1, _v1_to_v2, _v2_to_v3]
 
 
 def read_version(conn: Connection) -> int | None:
@@ -231,6 +272,7 @@ def migrate(
                 version = read_version(conn)
                 if version is None:
                     Base.metadata.create_all(conn)
+                    _add_projects(conn, {DEFAULT_PROJECT})  # the project that always exists
                     _write_version(conn, target)
                     return target
             while True:

@@ -17,6 +17,18 @@ JOB_STATUSES = ("running", "complete", "error")
 # An external model is an endpoint the user runs; a built-in one the gateway hosts itself.
 MODEL_KINDS = ("external", "builtin")
 
+# Projects are the namespaces of models (``proj.m``). ``mindsdb`` always exists and cannot be
+# dropped; ``model`` and ``models`` are other names of it (as in MindsDB's SQL).
+DEFAULT_PROJECT = "mindsdb"
+PROJECT_ALIASES = ("model", "models")
+
+
+def project_key(name: str | None) -> str:
+    """The stored name of project ``name``: lower-case, the aliases (and no name) resolved
+    to ``mindsdb``."""
+    key = (name or "").strip().lower()
+    return DEFAULT_PROJECT if not key or key in PROJECT_ALIASES else key
+
 
 @dataclass(frozen=True)
 class DatasourceRecord:
@@ -67,6 +79,14 @@ class PredictorRecord(PredictorSpec):
     def spec(self) -> PredictorSpec:
         """The declared part of this record, as a plain ``PredictorSpec``."""
         return PredictorSpec(**{f.name: getattr(self, f.name) for f in fields(PredictorSpec)})
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    """A project: a namespace for models (``CREATE PROJECT p``; ``p.m`` names model m)."""
+
+    name: str
+    created_at: datetime
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,17 @@ class PredictorRow(Base):
     updated_at: Mapped[datetime] = mapped_column(nullable=False)
 
 
+class ProjectRow(Base):
+    """A project: a namespace for models. The predictors of project p have namespace p; a
+    predictor's name is still unique across all projects."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(nullable=False)
+
+
 class TrainingJobRow(Base):
     """One training run of a predictor (running, then complete or error)."""
 

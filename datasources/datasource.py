@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Engine, text
+from sqlalchemy import Connection, CursorResult, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from byom.errors import DatasourceError, InvalidOption
@@ -215,6 +215,36 @@ class Datasource:
         if row is None or row[0] is None:
             return None
         return int(row[0])
+
+    def tables(self) -> list[tuple[str, str]]:
+        """``(name, type)`` of every table and view a query can name, sorted; type is
+        ``BASE TABLE`` or ``VIEW``.
+
+        SQLite: the main database's tables by name, an attached schema's as
+        ``schema.table``. PostgreSQL: the tables of the schemas on the search_path (the
+        datasource's ``schema`` when it has one), the first schema's by name, the others'
+        as ``schema.table``.
+        """
+        with self._connect() as conn:
+            try:
+                insp = inspect(conn)
+                if self.engine_name == "sqlite":
+                    schemas = [s for s in insp.get_schema_names() if s != "temp"]
+                    schemas.sort(key=lambda s: (s != "main", s))
+                else:
+                    found = conn.exec_driver_sql("SELECT unnest(current_schemas(false))")
+                    schemas = [row[0] for row in found]
+                out: list[tuple[str, str]] = []
+                for i, schema in enumerate(schemas):
+                    prefix = f"{schema}." if i else ""
+                    for kind, names in (
+                        ("BASE TABLE", insp.get_table_names(schema=schema)),
+                        ("VIEW", insp.get_view_names(schema=schema)),
+                    ):
+                        out.extend((prefix + name, kind) for name in names)
+            except SQLAlchemyError as exc:
+                raise self._query_error(exc) from exc
+        return sorted(out)
 
     # -- writing
 

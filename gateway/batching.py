@@ -62,8 +62,7 @@ async def ordered_map(
         except StopAsyncIteration:
             return None
         except GatewayError as exc:  # the datasource failed: say where in the stream
-            exc.message = f"JOIN reading rows after row {next_row}: {exc.message}"
-            exc.args = (exc.message,)
+            exc.amend(before=f"JOIN reading rows after row {next_row}: ")
             exc.details.update(rows_read=next_row)
             raise
 
@@ -87,8 +86,7 @@ async def ordered_map(
 
 
 def _annotate(exc: GatewayError, first: int, count: int) -> GatewayError:
-    exc.message = f"JOIN rows {first + 1}-{first + count}: {exc.message}"
-    exc.args = (exc.message,)
+    exc.amend(before=f"JOIN rows {first + 1}-{first + count}: ")
     exc.details.update(rows_from=first + 1, rows_to=first + count)
     return exc
 

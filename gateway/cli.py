@@ -162,12 +162,14 @@ async def _sql_embedded(
 ) -> None:
     # Imported here so `byom --version` and remote `byom sql` stay quick.
     from gateway.core import Gateway
+    from gateway.session import Session
 
     gateway = await Gateway.start(home)
     try:
         query_id = uuid.uuid4().hex
         async with embedded_progress(gateway, query_id, bar):
-            result = await gateway.sql_stream(statement, query_id=query_id)
+            # The process is the session: USE holds for the statements of this run.
+            result = await gateway.sql_stream(statement, query_id=query_id, session=Session())
             if isinstance(result, StreamResult):
                 await write_batches(result, writer)
         if isinstance(result, StreamResult):

@@ -11,6 +11,9 @@ runs and its result is printed, in order:
   "sql", "columns", "rows", "message"?}, ...]}``, written as the rows come; a failure ends it
   with an ``"error"`` member.
 
+The script is one session: a ``USE`` holds for the statements after it (against ``--url``,
+each statement is its own request, all in the ``Client``'s one session).
+
 Training runs in the background, so a statement that predicts right after the ``CREATE
 PREDICTOR`` that trains its model would fail (MODEL_NOT_READY). Here each statement waits
 for the training the one before started: embedded, ``Gateway.wait_idle()``; against
@@ -152,10 +155,12 @@ async def run_embedded(
 ) -> None:
     """Run ``script`` on an embedded gateway over ``home``, printing each result."""
     from gateway.core import Gateway
+    from gateway.session import Session
 
     gateway = await Gateway.start(home)
     try:
-        results = gateway.run_script(script, query_id=uuid.uuid4().hex)
+        # One session for the process: a USE holds for the statements after it.
+        results = gateway.run_script(script, query_id=uuid.uuid4().hex, session=Session())
         try:
             async for item, result in results:
                 writer = output.writer(item)

@@ -10,12 +10,16 @@
 
 Error answers come back as the same ``GatewayError`` subclass the server raised (chosen by
 the stable ``code``), so ``except ModelNotFound`` works the same embedded or remote.
+
+A ``Client`` is one session: it sends the header ``X-Byom-Session`` with a random id (or
+the ``session`` given) on every request, so a ``USE`` holds for its later calls.
 """
 
 from __future__ import annotations
 
 import inspect
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -28,6 +32,7 @@ import orjson
 from byom.errors import AlreadyExists, EndpointError, GatewayError, NotFound, UserError
 from gateway.formatting import dumps_json
 from gateway.result import Result
+from gateway.session import HEADER as SESSION_HEADER
 
 DEFAULT_URL = "http://127.0.0.1:47334"
 # A model's status while it trains in the background (DESCRIBE, SHOW MODELS).
@@ -86,12 +91,16 @@ def error_from_body(body: Any, status: int | None) -> GatewayError | None:
 class Client:
     """Talks to the gateway's HTTP API; every method raises ``GatewayError`` on failure."""
 
-    def __init__(self, url: str = DEFAULT_URL, timeout: float = 300.0) -> None:
+    def __init__(
+        self, url: str = DEFAULT_URL, timeout: float = 300.0, session: str | None = None
+    ) -> None:
+        """``session``: the id of the gateway session this client's requests belong to
+        (1-128 of ``A-Z a-z 0-9 _ . -``); default, a new random one."""
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self._http = httpx.Client(
-            base_url=self.url, timeout=timeout, headers={"Accept": "application/json"}
-        )
+        self.session = session or uuid.uuid4().hex
+        headers = {"Accept": "application/json", SESSION_HEADER: self.session}
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     # -- plumbing ---------------------------------------------------------------------
 

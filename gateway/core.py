@@ -4,6 +4,9 @@
 ``plan`` (gateway.planner, names resolved once per statement) -> ``Executor.run``
 (gateway.executor, the only part that talks to the catalog, datasources and adapters). The
 HTTP server, the CLI (embedded mode) and the demo all go through this class and nothing else.
+
+The methods that run SQL take a ``gateway.session.Session`` (what ``USE`` sets); without
+one, each call is a session of its own, so ``USE`` holds for the rest of that script.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from gateway.planner import plan
 from gateway.progress import QueryProgress
 from gateway.result import Result, StreamResult
 from gateway.scripts import parse_for_run, run_statements
+from gateway.session import Session
 from gateway.settings import Settings
 
 log = logging.getLogger("byom.gateway")
@@ -104,22 +108,24 @@ class Gateway:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def sql(self, text: str) -> Result:
+    async def sql(self, text: str, session: Session | None = None) -> Result:
         """Run a script of one or more statements; return the last statement's result."""
-        result = await self.sql_stream(text)
+        result = await self.sql_stream(text, session=session)
         return await result.collect() if isinstance(result, StreamResult) else result
 
-    async def sql_stream(self, text: str, query_id: str | None = None) -> Result | StreamResult:
+    async def sql_stream(
+        self, text: str, query_id: str | None = None, session: Session | None = None
+    ) -> Result | StreamResult:
         """Like ``sql``, but a JOIN's rows come as a ``StreamResult`` (flat memory).
 
         ``query_id`` names the progress entry of a streaming statement so a client can poll
         ``query_progress(query_id)`` while it runs. Earlier statements of a script run to
         their end (streamed rows read and dropped) before the next one starts; use
-        ``run_script`` for the answer of each.
+        ``run_script`` for the answer of each. ``session``: see ``run_script``.
         """
         script = parse_for_run(text)
         last: Result | StreamResult = Result()
-        results = self.run_script(script, query_id=query_id)
+        results = self.run_script(script, query_id=query_id, session=session)
         try:
             async for item, result in results:
                 if item.index == len(script):
@@ -130,7 +136,10 @@ class Gateway:
         return last
 
     async def run_script(
-        self, script: str | list[ScriptStatement], query_id: str | None = None
+        self,
+        script: str | list[ScriptStatement],
+        query_id: str | None = None,
+        session: Session | None = None,
     ) -> AsyncIterator[tuple[ScriptStatement, Result | StreamResult]]:
         """Run the statements of a script in order, yielding each with its result.
 
@@ -141,23 +150,31 @@ class Gateway:
         before the next statement starts. In a script of several statements every error,
         raised here or by a stream's batches, names the failing statement and the ones that
         took effect (``gateway.scripts``). ``query_id`` names the progress entry of each
-        streaming statement in turn.
+        streaming statement in turn. ``session`` is what ``USE`` changes and the later
+        statements see (and, given, the caller's to keep for its next call); without one the
+        script is a session of its own.
         """
         items = parse_for_run(script) if isinstance(script, str) else script
+        session = session if session is not None else Session()
 
         def execute(item: ScriptStatement) -> Awaitable[Result | StreamResult]:
-            return self._execute(item.statement, query_id=query_id)
+            return self._execute(item.statement, query_id=query_id, session=session)
 
         async for item, result in run_statements(items, execute):
             yield item, result
 
     async def _execute(
-        self, statement: st.Statement, query_id: str | None = None
+        self,
+        statement: st.Statement,
+        query_id: str | None = None,
+        session: Session | None = None,
     ) -> Result | StreamResult:
-        """One parsed statement: plan it (each name looked up once), then run the plan."""
-        planned = plan(statement, self.executor.resolver())
+        """One parsed statement of ``session``: plan it (each name looked up once, the
+        session's defaults applied), then run the plan."""
+        session = session if session is not None else Session()
+        planned = plan(statement, self.executor.resolver(session))
         label = statement.sql if isinstance(statement, st.Query) else type(statement).__name__
-        return await self.executor.run(planned, label=label, query_id=query_id)
+        return await self.executor.run(planned, label=label, query_id=query_id, session=session)
 
     def queries(self) -> list[QueryProgress]:
         """Running and recently finished streaming statements, oldest first."""

@@ -24,6 +24,7 @@ from gateway.sql_tree import (
     datasource_of,
     literal_value,
     strip_datasource,
+    strip_datasource_columns,
 )
 
 # Per-statement tuning knobs of a JOIN (``... JOIN m USING batch_size=5000``).
@@ -111,6 +112,8 @@ def plan_join(
                 post_table_columns.append(column.name)
             canonical = TABLE_SIDE if side == "table" else f"{MODEL_SIDE}{index}"
             column.set("table", exp.to_identifier(canonical))
+            column.set("db", None)  # mydb.schema.t.c -> __table__.c
+            column.set("catalog", None)
     for ordered in (tree.args.get("order") or exp.Order()).expressions:
         if any(side_of(c)[0] == "model" for c in ordered.find_all(exp.Column)):
             raise UnsupportedStatement(
@@ -137,7 +140,7 @@ def plan_join(
         source,
         table_alias,
         needed,
-        dialect,
+        (datasource, dialect),
         where=exp.and_(*pushed) if pushed else None,
         push_limit=post_filter is None,  # a post-filter drops rows: the source can't limit
     )
@@ -206,12 +209,17 @@ def _source_sql(
     source: exp.Expression,
     alias: str,
     needed: list[str] | None,
-    dialect: str,
+    target: tuple[str, str],
     *,
     where: exp.Expression | None,
     push_limit: bool,
 ) -> tuple[str, dict[str, Any]]:
-    """SELECT needed columns FROM source [WHERE] [ORDER BY] [LIMIT], literals bound."""
+    """SELECT needed columns FROM source [WHERE] [ORDER BY] [LIMIT], literals bound.
+
+    ``target`` is (datasource, dialect): columns written with the datasource's name
+    (``mydb.schema.t.c``, in the WHERE, ORDER BY or a subquery) lose it, as tables do.
+    """
+    datasource, dialect = target
     if needed is None:
         columns: list[exp.Expression] = [
             exp.Column(this=exp.Star(), table=exp.to_identifier(alias))
@@ -230,6 +238,7 @@ def _source_sql(
     limit = tree.args.get("limit")
     if limit is not None and push_limit:
         query.set("limit", limit.copy())
+    strip_datasource_columns(query, datasource)
     params: dict[str, Any] = {}
     for node in list(query.find_all(exp.Literal, exp.Boolean)):
         if node.find_ancestor(exp.Limit) is not None:

@@ -88,13 +88,13 @@ def _from_sqlglot(sql: str, toks: list[Token], e: SqlglotParseError) -> ParseErr
         suggestion = did_you_mean(found, near)
         if suggestion:
             return c.error(f"Unexpected '{toks[j].text}'.", toks[j], suggestion)
-    description = _tidy(info.get("description") or str(e))
+    description = tidy(info.get("description") or str(e))
     tok = toks[index] if toks else None
     near_text = f" near '{tok.text}'" if tok is not None else ""
     return c.error(f"{description}{near_text}.", tok)
 
 
-def _tidy(message: str) -> str:
+def tidy(message: str) -> str:
     """sqlglot's messages without Python reprs (``<class '...Where'>``, ``<Token ...>``)."""
     message = re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", message)
     message = re.sub(r"<Token [^>]*SENTINEL[^>]*>", "the end of the statement", message)

@@ -42,6 +42,17 @@ DIALECT = Byom()
 
 # The clauses of CREATE PREDICTOR; unquoted, they are not names.
 CLAUSES = ("FROM", "PREDICT", "USING", "WHERE")
+
+# The words that name a kind of thing after CREATE, DROP or SHOW in some statement (the
+# gateway's or plain SQL's). Did-you-mean never turns one of them into a different word:
+# ``CREATE PROJECT`` is not a misspelt ``CREATE PREDICTOR`` (see ``near_miss``).
+KNOWN_WORDS = frozenset(
+    {
+        "PREDICTOR", "PREDICTORS", "MODEL", "MODELS", "DATABASE", "DATABASES", "PROJECT",
+        "PROJECTS", "TABLE", "TABLES", "ENGINE", "ENGINES", "HANDLER", "HANDLERS", "FULL",
+        "VIEW", "VIEWS", "INDEX", "INDEXES", "SCHEMA", "SCHEMAS", "COLUMNS", "VARIABLES",
+    }
+)  # fmt: skip
 OPENERS = {TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE}
 CLOSERS = {TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE}
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
@@ -79,6 +90,17 @@ def word(tok: Token | None) -> str | None:
     if tok is None or tok.token_type in (TokenType.STRING, TokenType.IDENTIFIER):
         return None
     return tok.text.upper() if _WORD.fullmatch(tok.text) else None
+
+
+def near_miss(found: str, kinds: tuple[str, ...] | list[str]) -> str | None:
+    """The suggestion for ``found``, a word that is none of ``kinds`` (the words that may
+    stand where it stands): for a keyword of another statement (``KNOWN_WORDS``) only its
+    own singular or plural (``SHOW DATABASE`` -> DATABASES), for any other word the
+    closest of ``kinds`` (``CREATE PREDICTR`` -> PREDICTOR)."""
+    if found in KNOWN_WORDS:
+        variants = (found[:-1], found[:-2]) if found.endswith("S") else (found + "S", found + "ES")
+        return next((v for v in variants if v in kinds), None)
+    return did_you_mean(found, kinds)
 
 
 def or_words(words: tuple[str, ...] | list[str]) -> str:
@@ -181,3 +203,14 @@ def name(c: Cursor, what: str, reserved: tuple[str, ...] = CLAUSES) -> Token:
     if found is None or found in reserved:
         raise c.unexpected(what)
     return c.next(what)
+
+
+def if_exists(c: Cursor, with_not: bool) -> bool:
+    """Consume ``IF [NOT] EXISTS`` when present."""
+    if not (c.at_word("IF") and c.at_word("NOT" if with_not else "EXISTS", ahead=1)):
+        return False
+    c.pos += 1
+    if with_not:
+        c.expect_word("NOT")
+    c.expect_word("EXISTS")
+    return True

@@ -8,7 +8,8 @@ of three plans:
 - ``JoinPlan``: ``SELECT ... FROM ds.table AS t JOIN model AS p ...`` (batch prediction);
 - ``NativePlan``: plain SQL for one datasource, passed through.
 
-The plans are in ``gateway.plans``; planning a JOIN is ``gateway.join_planner``'s job.
+The plans are in ``gateway.plans``; planning a JOIN is ``gateway.join_planner``'s job, and
+planning the statements about names (USE, SHOW, DESCRIBE, projects) ``gateway.plan_catalog``'s.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from byom.errors import (
     did_you_mean,
 )
 from catalog.records import PredictorRecord, PredictorSpec
+from gateway import plan_catalog as names
 from gateway import statements as st
 from gateway.join_planner import join_options, plan_join
 from gateway.plans import (
@@ -47,21 +49,51 @@ from gateway.sql_tree import (
     literal_value,
     select_sources,
     strip_datasource,
+    strip_datasource_columns,
 )
 
 DTYPES = ("integer", "float", "categorical", "binary", "text", "date", "datetime")
 # USING options of CREATE PREDICTOR that the gateway itself understands.
 KNOWN_OPTIONS = ("url.train", "url.predict", "format", "dtype_dict")
+# Formats whose endpoints only predict (an MLflow scoring server has no training route).
+PREDICT_ONLY_FORMATS = ("mlflow",)
+# First words of a training query: it must read rows, never change them (it is committed).
+QUERY_WORDS = ("SELECT", "WITH", "VALUES", "(")
 # Catalog tables a SELECT can read as ``mindsdb.<table>`` (or ``model.``/``models.``).
-CATALOG_TABLES = ("models", "databases", "jobs", "queries")
+CATALOG_TABLES = ("models", "databases", "jobs", "queries", "projects")
 
 
 def plan(statement: st.Statement, resolver: Resolver) -> Plan:
     """Turn one parsed statement into a plan; raises ``UserError`` subclasses."""
-    if isinstance(statement, st.CreatePredictor):
-        return plan_register(statement)
-    if isinstance(statement, st.Query):
-        return _plan_query(statement, resolver)
+    match statement:
+        case st.CreatePredictor():
+            target = names.plan_model_target(statement, resolver)
+            return replace(
+                plan_register(target),
+                or_replace=statement.or_replace,
+                if_not_exists=statement.if_not_exists,
+            )
+        case st.Query():
+            names.refuse_show_command(statement, resolver)
+            return _plan_query(statement, resolver)
+        case st.Use():
+            return names.plan_use(statement, resolver)
+        case st.Describe():
+            return names.plan_describe(statement, resolver)
+        case st.DropModel():
+            return names.plan_drop_model(statement, resolver)
+        case st.ShowModels():
+            return names.plan_show_models(statement, resolver)
+        case st.ShowTables():
+            return names.plan_show_tables(statement, resolver)
+        case st.CreateProject():
+            return names.plan_create_project(statement, resolver)
+        case st.DropProject():
+            return names.plan_drop_project(statement, resolver)
+        case st.CreateDatabase():
+            return names.plan_create_database(statement, resolver)
+        case st.DropDatabase():
+            return names.plan_drop_database(statement, resolver)
     return statement
 
 
@@ -69,7 +101,9 @@ def plan(statement: st.Statement, resolver: Resolver) -> Plan:
 
 
 def plan_register(stmt: st.CreatePredictor) -> RegisterPlan:
-    """Validate the USING options of an external predictor."""
+    """Validate the USING options of an external predictor: everything that can be checked
+    without a call to the model or the datasource (the executor runs the training query's
+    probe)."""
     options = dict(stmt.options)
     if "model_name" in options or "task" in options:
         raise UnsupportedStatement(
@@ -93,6 +127,16 @@ def plan_register(stmt: st.CreatePredictor) -> RegisterPlan:
         raise InvalidOption(
             f"Model '{stmt.name}' needs a format: add USING format='ray_serve' or format='mlflow'"
         )
+    fmt = normalize_format(str(fmt))
+    if url_train and fmt in PREDICT_ONLY_FORMATS:
+        raise InvalidOption(
+            f"Model '{stmt.name}': format '{fmt}' is predict-only (its server has no training "
+            "route), so it cannot take url.train: train the model outside and register it "
+            "with url.predict only (no url.train, no FROM clause).",
+            model=stmt.name,
+            option="url.train",
+            format=fmt,
+        )
     if not isinstance(dtype_dict, dict):
         raise InvalidOption(
             'dtype_dict must be a JSON object of column -> type, e.g. {"x": "integer"}'
@@ -105,7 +149,14 @@ def plan_register(stmt: st.CreatePredictor) -> RegisterPlan:
                 + (f"; did you mean {hint}?" if hint else "")
                 + f" Known types: {', '.join(DTYPES)}."
             )
-    if url_train and not stmt.query:
+        if not str(column).strip():
+            raise InvalidOption(
+                f"Model '{stmt.name}': dtype_dict has an empty column name; every key must "
+                'name a column, e.g. {"x": "integer"}.',
+                model=stmt.name,
+                option="dtype_dict",
+            )
+    if url_train and not (stmt.query or "").strip():
         raise InvalidOption(
             f"Model '{stmt.name}' has url.train but no training data: add "
             "FROM <datasource> (SELECT ...) before PREDICT, or drop url.train for a "
@@ -120,7 +171,23 @@ def plan_register(stmt: st.CreatePredictor) -> RegisterPlan:
         raise InvalidOption(
             f"Model '{stmt.name}' is trained, so it needs a target: add PREDICT <column>."
         )
-    fmt = normalize_format(str(fmt))
+    if url_train and dtype_dict and stmt.target not in dtype_dict:
+        hint = did_you_mean(str(stmt.target), [str(k) for k in dtype_dict])
+        raise InvalidOption(
+            f"Model '{stmt.name}': the target '{stmt.target}' (PREDICT) is not in dtype_dict"
+            + (f"; did you mean {hint}?" if hint else ".")
+            + f' Add its type, e.g. "{stmt.target}": "categorical" (dtype_dict has '
+            + ", ".join(str(k) for k in dtype_dict)
+            + ").",
+            model=stmt.name,
+            option="dtype_dict",
+        )
+    if stmt.query and not _reads_rows(stmt.query):
+        raise InvalidInput(
+            f"Model '{stmt.name}': the training query must be a SELECT (it only reads rows); "
+            f"got: {stmt.query.strip()[:80]}",
+            model=stmt.name,
+        )
     options = validate_options(fmt, options, model=stmt.name)  # e.g. payload='parquet'
     spec = PredictorSpec(
         name=stmt.name,
@@ -136,6 +203,21 @@ def plan_register(stmt: st.CreatePredictor) -> RegisterPlan:
         options=options,
     )
     return RegisterPlan(spec=spec)
+
+
+def _reads_rows(query: str) -> bool:
+    """True when ``query`` starts like a query (SELECT, WITH, VALUES or a parenthesis),
+    comments skipped."""
+    text = query
+    while True:
+        text = text.lstrip()
+        if text.startswith("--"):
+            text = text.partition("\n")[2]
+        elif text.startswith("/*"):
+            text = text.partition("*/")[2]
+        else:
+            break
+    return text.upper().startswith(QUERY_WORDS)
 
 
 # ---------------------------------------------------------------------------- SELECT & co
@@ -246,23 +328,32 @@ def _plan_catalog_query(tree: exp.Select, resolver: Resolver) -> CatalogQueryPla
 def _as_model(source: exp.Expression, resolver: Resolver) -> PredictorRecord | None:
     """The predictor a FROM/JOIN item names, or None when it is a table or subquery.
 
-    ``byom``, ``mindsdb.byom``, ``model.byom`` and ``models.byom`` all name model ``byom``;
-    ``ds.byom`` where ``ds`` is a datasource names a table.
+    ``byom``, ``mindsdb.byom``, ``model.byom`` and ``models.byom`` all name model ``byom``
+    (in project mindsdb), ``proj.byom`` model ``byom`` of project ``proj`` (ModelNotFound
+    when it lives in another project); ``ds.byom`` where ``ds`` is a datasource names a table.
     """
     if not isinstance(source, exp.Table) or source.catalog:
         return None
     qualifier = source.db.lower() if source.db else ""
-    if qualifier and qualifier not in st.MODEL_NAMESPACES:
-        return None
-    return resolver.model(source.name.lower())
+    if not qualifier:
+        return resolver.model(source.name.lower())
+    if qualifier not in st.MODEL_NAMESPACES and (
+        resolver.datasource_dialect(qualifier) is not None
+        or not names.is_project(qualifier, resolver)
+    ):
+        return None  # a datasource's table, or a schema's of the default datasource
+    return names.model_in(source.name.lower(), names.canonical(qualifier), resolver)
 
 
 def _check_unknown_model(sources: Sequence[exp.Expression], resolver: Resolver) -> None:
-    """``FROM mindsdb.byomm``: a namespace was given but no such model; say so clearly."""
+    """``FROM mindsdb.byomm`` or ``FROM proj.byomm``: a project was given but no such model;
+    say so clearly."""
     for source in sources:
-        if isinstance(source, exp.Table) and not source.catalog:
-            qualifier = (source.db or "").lower()
-            if qualifier in st.MODEL_NAMESPACES and resolver.datasource_dialect(qualifier) is None:
+        if isinstance(source, exp.Table) and not source.catalog and source.db:
+            qualifier = source.db.lower()
+            if resolver.datasource_dialect(qualifier) is None and names.is_project(
+                qualifier, resolver
+            ):
                 raise ModelNotFound.named(source.name.lower(), resolver.model_names())
 
 
@@ -318,7 +409,8 @@ def _plain_select_items(tree: exp.Select, model: str) -> list[tuple[str, str]]:
 
 
 def _plan_native(stmt: st.Query, resolver: Resolver) -> NativePlan:
-    """Plain SQL: find the one datasource it addresses and strip that prefix."""
+    """Plain SQL: find the one datasource it addresses and strip that prefix from its tables
+    and columns."""
     tables = list(stmt.tree.find_all(exp.Table))
     named = {}
     for t in tables:
@@ -341,6 +433,7 @@ def _plan_native(stmt: st.Query, resolver: Resolver) -> NativePlan:
     tree = stmt.tree.copy()
     for t in tree.find_all(exp.Table):
         strip_datasource(t, resolver)
+    strip_datasource_columns(tree, datasource)  # mydb.t.c -> t.c, as the table lost mydb.
     dialect = resolver.datasource_dialect(datasource) or "sqlite"
     return NativePlan(datasource=datasource, sql=tree.sql(dialect=dialect))
 

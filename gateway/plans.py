@@ -2,7 +2,7 @@
 
 A plan is a frozen dataclass saying what a statement does, with every name already resolved
 (a ``PredictorRecord``, a datasource name, the SQL a datasource will run). Statements that need
-no planning (``SHOW DATABASES``, ``DROP MODEL`` ...) are their own plans.
+no more than checking (``SHOW DATABASES``, ``DROP MODEL`` ...) are their own plans.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from sqlglot import exp
 
-from catalog.records import PredictorRecord, PredictorSpec
+from catalog.records import PredictorRecord, PredictorSpec, ProjectRecord
 from gateway import statements as st
 
 # Canonical qualifiers of the columns in ``JoinPlan.post_filter``.
@@ -22,9 +22,14 @@ MODEL_SIDE = "__model"
 
 class Resolver(Protocol):
     """Name lookups the planner needs; the executor implements it over the catalog, one
-    instance per statement so each name is looked up once."""
+    instance per statement so each name is looked up once.
+
+    ``default_datasource`` (unqualified table names) and ``default_project`` (where an
+    unqualified ``CREATE MODEL`` puts the model) are the session's (``USE``).
+    """
 
     default_datasource: str
+    default_project: str
 
     def model(self, name: str) -> PredictorRecord | None: ...
 
@@ -36,12 +41,51 @@ class Resolver(Protocol):
 
     def datasource_names(self) -> list[str]: ...
 
+    def project(self, name: str) -> ProjectRecord | None:
+        """Project ``name`` (``model``/``models`` are ``mindsdb``), or None when there is none."""
+        ...
+
+    def project_names(self) -> list[str]: ...
+
 
 @dataclass(frozen=True)
 class RegisterPlan:
-    """Register a predictor (and train it when ``url_train`` and a query are set)."""
+    """Register a predictor (and train it when ``url_train`` and a query are set).
+
+    ``or_replace``: drop the model of that name first (stopping its training);
+    ``if_not_exists``: keep an existing one and change nothing.
+    """
 
     spec: PredictorSpec
+    or_replace: bool = False
+    if_not_exists: bool = False
+
+
+@dataclass(frozen=True)
+class UsePlan:
+    """``USE name``: the session's default datasource, or its default project."""
+
+    datasource: str | None = None
+    project: str | None = None
+
+
+@dataclass(frozen=True)
+class DescribePlan:
+    """``DESCRIBE [project.]m[.attribute]``: ``attribute`` is None, ``features`` or ``model``."""
+
+    model: PredictorRecord
+    attribute: str | None = None
+
+
+@dataclass(frozen=True)
+class ShowTablesPlan:
+    """``SHOW [FULL] TABLES``: of ``datasource``, or the models of ``project``."""
+
+    datasource: str | None
+    project: str | None
+    full: bool = False
+    like: str | None = None
+    where: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,10 +160,16 @@ Plan = (
     | PredictRowPlan
     | JoinPlan
     | NativePlan
+    | UsePlan
+    | DescribePlan
+    | ShowTablesPlan
     | st.CreateDatabase
     | st.DropDatabase
     | st.DropModel
+    | st.CreateProject
+    | st.DropProject
     | st.ShowDatabases
     | st.ShowModels
-    | st.Describe
+    | st.ShowProjects
+    | st.ShowEngines
 )

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from byom.errors import GatewayError
@@ -44,7 +45,10 @@ class QueryProgress:
         return min(1.0, self.rows_done / self.rows_total)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: timestamps as ISO-8601 UTC strings, plus ``fraction``."""
         body = asdict(self)
+        body["started_at"] = _iso(self.started_at)
+        body["finished_at"] = _iso(self.finished_at)
         body["fraction"] = self.fraction
         return body
 
@@ -102,9 +106,13 @@ class ProgressRegistry:
 
     def rows(self) -> list[list[Any]]:
         """All entries as rows in ``COLUMNS`` order (for ``mindsdb.queries``)."""
-        return [[getattr(e, c) for c in self.COLUMNS] for e in self.list()]
+        return [[e.to_dict()[c] for c in self.COLUMNS] for e in self.list()]
 
     def _trim(self) -> None:
         finished = [k for k, e in self._entries.items() if e.status != "running"]
         for key in finished[: max(0, len(finished) - self._keep)]:
             del self._entries[key]
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()

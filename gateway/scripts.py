@@ -60,8 +60,7 @@ def script_failure(exc: GatewayError, index: int, total: int) -> GatewayError:
     if index < total:
         later = f"statement {total}" if index + 1 == total else f"statements {index + 1}-{total}"
         note += f"; {later} did not run"
-    exc.message = f"Statement {index}: {exc.message} ({note})"
-    exc.args = (exc.message,)
+    exc.amend(before=f"Statement {index}: ", after=f" ({note})")
     exc.details["statement"] = index
     exc.details["done"] = done
     return exc

@@ -16,26 +16,27 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import fields as dataclass_fields
 from http import HTTPStatus
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, get_type_hints, runtime_checkable
+from typing import Annotated, Any, Protocol, runtime_checkable
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from byom.errors import GatewayError, ModelNotFound
-from catalog.records import PredictorSpec as CatalogSpec
+from gateway.api_bodies import PredictorSpec, PredictRequest, SqlRequest
 from gateway.formatting import dumps_json
 from gateway.parser import ScriptStatement
 from gateway.progress import QueryProgress
 from gateway.result import Result, StreamResult
 from gateway.scripts import parse_for_run
+from gateway.session import HEADER as SESSION_HEADER
+from gateway.session import ID_PATTERN as SESSION_ID_PATTERN
+from gateway.session import Session, SessionStore
 from gateway.settings import Settings
 from gateway.sql_answers import ScriptAnswer, stream_response
 
@@ -54,11 +55,16 @@ class GatewayAPI(Protocol):
     method here first.
     """
 
-    async def sql_stream(self, text: str, query_id: str | None = None) -> Result | StreamResult: ...
+    async def sql_stream(
+        self, text: str, query_id: str | None = None, session: Session | None = None
+    ) -> Result | StreamResult: ...
 
     # An async generator in Gateway; a Protocol declares that as a plain ``def``.
     def run_script(
-        self, script: str | list[ScriptStatement], query_id: str | None = None
+        self,
+        script: str | list[ScriptStatement],
+        query_id: str | None = None,
+        session: Session | None = None,
     ) -> AsyncIterator[tuple[ScriptStatement, Result | StreamResult]]: ...
 
     def queries(self) -> list[QueryProgress]: ...
@@ -85,126 +91,6 @@ class JSONBody(Response):
 
     def render(self, content: Any) -> bytes:
         return dumps_json(content)
-
-
-# --- request bodies -------------------------------------------------------------------
-
-
-class SqlRequest(BaseModel):
-    """``POST /api/sql``: one statement or a script of several (the last one answers)."""
-
-    query: str = Field(description="SQL statement(s)", examples=["SHOW MODELS"])
-    query_id: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9_.-]{1,128}$",
-        description="names the statement's progress entry (GET /api/queries/{query_id}) "
-        "so a client can poll it while the answer streams",
-    )
-    format: Literal["json", "ndjson"] = Field(
-        default="json",
-        description="json: one document {columns, rows}; ndjson: a columns line, one line "
-        "per batch of rows, then a done (or error) line",
-    )
-
-
-class PredictorURLs(BaseModel):
-    """The nested form ``"url": {"predict": ..., "train": ...}`` (as in ``url.predict=``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    predict: str | None = None
-    train: str | None = None
-
-
-# OpenAPI help for the fields of ``catalog.records.PredictorSpec``; the fields themselves (names,
-# types) come from that dataclass, so the JSON body cannot drift from what the catalog stores.
-_SPEC_HELP: dict[str, dict[str, Any]] = {
-    "name": {"examples": ["byom"]},
-    "format": {"description": "ray_serve (alias ray_server) or mlflow", "examples": ["mlflow"]},
-    "url_predict": {"examples": ["http://127.0.0.1:5000/invocations"]},
-    "dtype_dict": {
-        "description": "column -> dtype (integer, float, categorical, binary, text, date, ...)",
-        "validation_alias": AliasChoices("dtype_dict", "data_dtype"),
-    },
-    "target": {"description": "the predicted column"},
-    "training_datasource": {
-        "description": "where training rows come from",
-        "validation_alias": AliasChoices("training_datasource", "datasource"),
-    },
-    "training_query": {
-        "description": "SELECT giving the training rows",
-        "validation_alias": AliasChoices("training_query", "query"),
-    },
-    "options": {"description": "other USING options"},
-    "task": {"description": "a built-in model's task (not available yet)"},
-}
-# Set by the gateway, not by the request.
-_SPEC_SERVER_SIDE = ("kind",)
-_SPEC_REQUIRED = ("name", "format")
-
-
-def _spec_fields() -> dict[str, Any]:
-    """pydantic field definitions for the fields of ``catalog.records.PredictorSpec``."""
-    hints = get_type_hints(CatalogSpec)
-    defined: dict[str, Any] = {}
-    for spec_field in dataclass_fields(CatalogSpec):
-        name = spec_field.name
-        if name in _SPEC_SERVER_SIDE:
-            continue
-        required = name in _SPEC_REQUIRED
-        kind = hints[name] if required else hints[name] | None
-        help_ = _SPEC_HELP.get(name, {})
-        info = Field(... if required else None, min_length=1 if name == "name" else None, **help_)
-        defined[name] = (kind, info)
-    return defined
-
-
-_SpecFields: type[BaseModel] = create_model(  # type: ignore[call-overload]
-    "_SpecFields",
-    # Unknown keys are rejected: a misspelt "dtypes" silently ignored would surface much
-    # later as a confusing prediction error.
-    __config__=ConfigDict(extra="forbid", populate_by_name=True),
-    **_spec_fields(),
-)
-
-
-class PredictorSpec(_SpecFields):
-    """The JSON twin of ``CREATE PREDICTOR ... USING url.predict=..., format=...``: the
-    fields of ``catalog.records.PredictorSpec`` (``datasource``/``query``/``data_dtype`` are
-    accepted for ``training_datasource``/``training_query``/``dtype_dict``), plus ``url``."""
-
-    url: PredictorURLs | None = Field(default=None, description="alternative to url_predict/train")
-
-    @model_validator(mode="after")
-    def _merge_urls(self) -> PredictorSpec:
-        if self.url is None:
-            return self
-        for kind in ("predict", "train"):
-            nested = getattr(self.url, kind)
-            flat = getattr(self, f"url_{kind}")
-            if nested is not None and flat is not None and nested != flat:
-                raise ValueError(f"url_{kind} and url.{kind} disagree; give the URL once")
-            if nested is not None:
-                setattr(self, f"url_{kind}", nested)
-        return self
-
-    def to_spec(self) -> dict[str, Any]:
-        """The dict ``Gateway.register_predictor`` takes (``url`` folded into url_*; fields
-        not given left out, so the gateway's defaults apply)."""
-        return self.model_dump(exclude={"url"}, exclude_none=True)
-
-
-class PredictRequest(BaseModel):
-    """``POST /api/predictors/{name}/predict``: ``{"rows": [...]}`` or a bare list of rows."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rows: list[dict[str, Any]] = Field(examples=[[{"initial_price": 3000, "rental_price": 3000}]])
-
-    @model_validator(mode="before")
-    @classmethod
-    def _accept_bare_list(cls, data: Any) -> Any:
-        return {"rows": data} if isinstance(data, list) else data
 
 
 # --- errors: the one place that turns exceptions into responses -----------------------
@@ -345,6 +231,24 @@ def get_gateway(request: Request) -> GatewayAPI:
 
 GatewayDep = Annotated[GatewayAPI, Depends(get_gateway)]
 
+SessionHeader = Annotated[
+    str | None,
+    Header(
+        alias=SESSION_HEADER,
+        pattern=SESSION_ID_PATTERN,
+        description="names the client's session, so that USE holds across its requests "
+        "(1-128 of A-Z a-z 0-9 _ . -); without it each request is a session of its own",
+    ),
+]
+
+
+def _session(request: Request, session_id: str | None) -> Session:
+    """The session a request names (kept by the app), or a fresh one for this request."""
+    if session_id is None:
+        return Session()
+    store: SessionStore = request.app.state.sessions
+    return store.get(session_id)
+
 
 def _one_record(result: Result, name: str) -> dict[str, Any]:
     records = result.records()
@@ -390,12 +294,18 @@ def create_app(
         default_response_class=JSONBody,
     )
     app.state.gateway = gateway
+    # USE's defaults per X-Byom-Session id, in this process's memory: bounded (1000 most
+    # recent sessions), idle ones expire after an hour (gateway.session.SessionStore).
+    # Sharing sessions between replicas comes later.
+    app.state.sessions = SessionStore()
     app.add_middleware(_InternalErrorMiddleware)
     for exc_type in (GatewayError, RequestValidationError, StarletteHTTPException):
         app.add_exception_handler(exc_type, _handle)
 
     @app.post("/api/sql", tags=["sql"])
-    async def run_sql(body: SqlRequest, gw: GatewayDep) -> Response:
+    async def run_sql(
+        body: SqlRequest, gw: GatewayDep, request: Request, session_id: SessionHeader = None
+    ) -> Response:
         """Run SQL; answers ``{"columns": [...], "rows": [[...]]}`` (plus ``message``).
 
         A prediction JOIN's rows are written as they are predicted, so the gateway holds
@@ -417,19 +327,33 @@ def create_app(
         parsed first: a syntax error anywhere runs nothing. When statement k fails, the error
         carries ``"statement": k`` and ``"done"`` (the statements that took effect), as an
         ordinary error answer if nothing was sent yet, else as the answer's last member.
+
+        The header ``X-Byom-Session: <id>`` makes the request part of session ``<id>``: a
+        ``USE`` in one request holds for the session's later requests (the answer carries
+        the header back). Without it the request is a session of its own: ``USE`` holds for
+        the rest of its script.
         """
+        session = _session(request, session_id)
         script = _several_statements(body.query)
         ndjson = body.format == "ndjson"
+        response: Response
         if script is not None:
-            answer = ScriptAnswer(gw.run_script(script, query_id=body.query_id), _stream_error)
+            results = gw.run_script(script, query_id=body.query_id, session=session)
+            answer = ScriptAnswer(results, _stream_error)
             await answer.start()
             if answer.streams or ndjson:
-                return answer.response(ndjson, body.query_id)
-            return JSONBody(answer.document())
-        result = await gw.sql_stream(body.query, query_id=body.query_id)
-        if ndjson or isinstance(result, StreamResult):
-            return stream_response(result, ndjson, _stream_error)
-        return JSONBody(result.to_dict())
+                response = answer.response(ndjson, body.query_id)
+            else:
+                response = JSONBody(answer.document())
+        else:
+            result = await gw.sql_stream(body.query, query_id=body.query_id, session=session)
+            if ndjson or isinstance(result, StreamResult):
+                response = stream_response(result, ndjson, _stream_error)
+            else:
+                response = JSONBody(result.to_dict())
+        if session_id is not None:
+            response.headers[SESSION_HEADER] = session_id
+        return response
 
     @app.get("/api/queries", tags=["sql"])
     async def list_queries(gw: GatewayDep) -> JSONBody:

@@ -5,8 +5,11 @@ Nothing here knows the catalog: names are checked through the planner's ``Resolv
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+import sqlglot
+import sqlglot.errors
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
@@ -77,6 +80,62 @@ def strip_datasource(table: exp.Table, resolver: Resolver) -> None:
         table.set("catalog", None)
     elif table.db and resolver.datasource_dialect(table.db.lower()) is not None:
         table.set("db", None)
+
+
+def strip_datasource_columns(tree: exp.Expression, datasource: str) -> bool:
+    """``ds.t.c`` -> ``t.c`` and ``ds.schema.t.c`` -> ``schema.t.c`` in every column of ``tree``.
+
+    The column counterpart of ``strip_datasource``, for a statement sent to ``datasource``:
+    only a leading part that names that datasource (case-insensitive) is removed, so
+    ``schema.t.c`` - legal on PostgreSQL - reaches the database as written. The select list,
+    ``WHERE``, ``ORDER BY``, ``GROUP BY``, ``ON`` and subqueries are all columns of the tree.
+    True when a name was changed.
+    """
+    return _strip_leading(tree.find_all(exp.Column), datasource.lower())
+
+
+def strip_own_datasource(tree: exp.Expression, datasource: str) -> bool:
+    """Remove ``datasource``'s own name from every table and column of ``tree``.
+
+    For SQL already addressed to ``datasource`` (the training query of ``CREATE PREDICTOR
+    ... FROM ds (SELECT ... FROM ds.t)``): other qualifiers are kept. True when a name was
+    changed.
+    """
+    ds = datasource.lower()
+    tables = _strip_leading(tree.find_all(exp.Table), ds)
+    return strip_datasource_columns(tree, ds) or tables
+
+
+def _strip_leading(nodes: Iterable[exp.Expression], ds: str) -> bool:
+    """Drop the leading part (``catalog``, else ``db`` when there is no catalog) of each
+    table or column whose leading part is ``ds``."""
+    changed = False
+    for node in nodes:
+        key = "catalog" if node.args.get("catalog") is not None else "db"
+        part = node.args.get(key)
+        if part is not None and part.name.lower() == ds:
+            node.set(key, None)
+            changed = True
+    return changed
+
+
+def sql_for_datasource(sql: str, datasource: str, dialect: str) -> str:
+    """``sql`` (written for ``datasource``) with that datasource's own name removed from its
+    tables and columns, in ``dialect``; the text exactly as written when it does not name
+    the datasource (or when sqlglot cannot read it: the database will say what is wrong).
+    """
+    if datasource.lower() not in sql.lower():
+        return sql
+    try:
+        trees = sqlglot.parse(sql, read=dialect)
+    except sqlglot.errors.SqlglotError:
+        return sql
+    if len(trees) != 1 or trees[0] is None:
+        return sql
+    tree = trees[0]
+    if not strip_own_datasource(tree, datasource):
+        return sql
+    return tree.sql(dialect=dialect)
 
 
 _BOUND_DIALECTS: dict[str, type[Dialect]] = {}

@@ -24,11 +24,13 @@ class CreatePredictor:
     """
 
     name: str
-    namespace: str | None = None
+    namespace: str | None = None  # the project (None: the session's default project)
     datasource: str | None = None
     query: str | None = None  # the SQL inside FROM ds ( ... ), verbatim
     target: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    or_replace: bool = False  # CREATE OR REPLACE MODEL: drop the one that exists first
+    if_not_exists: bool = False  # CREATE MODEL IF NOT EXISTS: an existing one is kept
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class DropDatabase:
 
 @dataclass(frozen=True)
 class DropModel:
-    """``DROP MODEL|PREDICTOR [IF EXISTS] [ns.]name``."""
+    """``DROP MODEL|PREDICTOR [IF EXISTS] [project.]name``."""
 
     name: str
     namespace: str | None = None
@@ -57,21 +59,91 @@ class DropModel:
 
 
 @dataclass(frozen=True)
+class CreateProject:
+    """``CREATE PROJECT [IF NOT EXISTS] name``."""
+
+    name: str
+    if_not_exists: bool = False
+
+
+@dataclass(frozen=True)
+class DropProject:
+    """``DROP PROJECT [IF EXISTS] name``."""
+
+    name: str
+    if_exists: bool = False
+
+
+@dataclass(frozen=True)
+class Use:
+    """``USE name``: a datasource (for unqualified table names) or a project (for new
+    models), for the rest of the session."""
+
+    name: str
+
+
+# The SHOW statements take ``[LIKE 'pattern'] [WHERE condition]``: ``like`` filters the
+# answer's first column (SQL LIKE, case-insensitive); ``where`` is a condition over the
+# answer's columns, kept as SQLite SQL (the answer is filtered in an in-memory SQLite).
+
+
+@dataclass(frozen=True)
 class ShowDatabases:
-    pass
+    """``SHOW [FULL] DATABASES``: datasources; FULL adds the projects and a ``type``."""
+
+    full: bool = False
+    like: str | None = None
+    where: str | None = None
 
 
 @dataclass(frozen=True)
 class ShowModels:
-    pass
+    """``SHOW MODELS|PREDICTORS [FROM project]``."""
+
+    project: str | None = None
+    like: str | None = None
+    where: str | None = None
+
+
+@dataclass(frozen=True)
+class ShowTables:
+    """``SHOW [FULL] TABLES [FROM name]``: a datasource's tables (or a project's models);
+    FULL adds ``table_type``. No FROM: the session's default datasource."""
+
+    source: str | None = None
+    full: bool = False
+    like: str | None = None
+    where: str | None = None
+
+
+@dataclass(frozen=True)
+class ShowProjects:
+    """``SHOW PROJECTS``."""
+
+    like: str | None = None
+    where: str | None = None
+
+
+@dataclass(frozen=True)
+class ShowEngines:
+    """``SHOW ENGINES|HANDLERS``: datasource engines and model formats."""
+
+    like: str | None = None
+    where: str | None = None
 
 
 @dataclass(frozen=True)
 class Describe:
-    """``DESCRIBE [MODEL|PREDICTOR] [ns.]name``."""
+    """``DESCRIBE [MODEL|PREDICTOR] [project.]name[.attribute]``.
+
+    Three parts are project, model and attribute. Two parts are read as ``namespace.name``
+    here, but they may also be ``model.attribute`` (``DESCRIBE m.features``): the parser
+    knows no catalog, so the planner decides.
+    """
 
     name: str
     namespace: str | None = None
+    attribute: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,11 +163,18 @@ Statement = (
     | CreateDatabase
     | DropDatabase
     | DropModel
+    | CreateProject
+    | DropProject
+    | Use
     | ShowDatabases
     | ShowModels
+    | ShowTables
+    | ShowProjects
+    | ShowEngines
     | Describe
     | Query
 )
 
-# Namespaces a model name may be qualified with; all three name the same model space.
+# The names of the default project ``mindsdb`` (``model``/``models`` are other names of it);
+# any project made with CREATE PROJECT qualifies model names too.
 MODEL_NAMESPACES = ("mindsdb", "model", "models")

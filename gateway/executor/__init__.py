@@ -3,14 +3,18 @@ the adapters.
 
 ``Executor.run`` is a dispatcher; each kind of plan is one module's job:
 
-    models.py          CREATE PREDICTOR (register), DROP MODEL
+    models.py          CREATE [OR REPLACE] PREDICTOR [IF NOT EXISTS], DROP MODEL
     training.py        background training tasks (Trainer)
+    training_query.py  the training query, rewritten for its datasource and probed at CREATE
     predict.py         one batch to one model; a row from literals; JSON rows
+    inputs.py          inputs checked against the model's dtype_dict before any call
     join.py            the streaming prediction JOIN
     write_back.py      a JOIN's rows into a datasource table
     datasource_ddl.py  CREATE/DROP DATABASE, plain SQL passed through
-    catalog_tables.py  SHOW MODELS/DATABASES, DESCRIBE, SELECT ... FROM mindsdb.*
-    resolver.py        the planner's per-statement view of the catalog
+    projects.py        CREATE/DROP PROJECT, USE (the session's defaults)
+    show.py            SHOW MODELS/DATABASES/TABLES/PROJECTS/ENGINES
+    catalog_tables.py  DESCRIBE, SELECT ... FROM mindsdb.*, LIKE/WHERE of the SHOWs
+    resolver.py        the planner's per-statement view of the catalog (and the session)
     services.py        what they share (catalog, datasources, adapters, settings)
 """
 
@@ -20,7 +24,7 @@ from typing import Any
 
 from byom.errors import GatewayError
 from gateway import statements as st
-from gateway.executor import catalog_tables, datasource_ddl, models, predict
+from gateway.executor import catalog_tables, datasource_ddl, models, predict, projects, show
 from gateway.executor.join import run_join
 from gateway.executor.resolver import CatalogResolver
 from gateway.executor.services import Services
@@ -28,14 +32,18 @@ from gateway.executor.training import Trainer
 from gateway.executor.write_back import write_back
 from gateway.plans import (
     CatalogQueryPlan,
+    DescribePlan,
     JoinPlan,
     NativePlan,
     Plan,
     PredictRowPlan,
     RegisterPlan,
+    ShowTablesPlan,
+    UsePlan,
     WriteBackPlan,
 )
 from gateway.result import Result, StreamResult
+from gateway.session import Session
 
 __all__ = ["CatalogResolver", "Executor", "Services"]
 
@@ -47,22 +55,27 @@ class Executor:
         self.services = services
         self.trainer = Trainer(services)
 
-    def resolver(self) -> CatalogResolver:
-        """A fresh name resolver for planning one statement."""
-        return CatalogResolver(self.services)
+    def resolver(self, session: Session | None = None) -> CatalogResolver:
+        """A fresh name resolver for planning one statement of ``session``."""
+        return CatalogResolver(self.services, session)
 
     async def run(
-        self, p: Plan, *, label: str = "", query_id: str | None = None
+        self,
+        p: Plan,
+        *,
+        label: str = "",
+        query_id: str | None = None,
+        session: Session | None = None,
     ) -> Result | StreamResult:
         """Run one plan; a prediction JOIN answers a ``StreamResult``.
 
         ``label`` (the statement text) and ``query_id`` name the progress entry of a
-        streaming statement.
+        streaming statement; ``session`` is the one ``USE`` changes.
         """
         s = self.services
         match p:
             case RegisterPlan():
-                return models.register(s, self.trainer, p)
+                return await models.create(s, self.trainer, p)
             case PredictRowPlan():
                 return await predict.predict_row(s, p)
             case JoinPlan():
@@ -78,13 +91,25 @@ class Executor:
             case st.DropDatabase():
                 return datasource_ddl.drop_database(s, p)
             case st.DropModel():
-                return models.drop(s, self.trainer, p)
+                return await models.drop(s, self.trainer, p)
+            case st.CreateProject():
+                return projects.create(s, p)
+            case st.DropProject():
+                return projects.drop(s, p)
+            case UsePlan():
+                return projects.use(session if session is not None else Session(), p)
             case st.ShowDatabases():
-                return catalog_tables.show_databases(s)
+                return show.databases(s, p)
             case st.ShowModels():
-                return catalog_tables.show_models(s)
-            case st.Describe():
-                return catalog_tables.describe(s, p.name)
+                return show.models(s, p)
+            case st.ShowProjects():
+                return show.projects(s, p)
+            case st.ShowEngines():
+                return show.engines(s, p)
+            case ShowTablesPlan():
+                return await show.tables(s, p)
+            case DescribePlan():
+                return catalog_tables.describe_plan(p)
         raise GatewayError(f"no executor for plan {type(p).__name__}")  # a bug, not user input
 
     def describe(self, name: str) -> Result:

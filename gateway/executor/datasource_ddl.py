@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -53,7 +52,7 @@ async def create_database(services: Services, p: st.CreateDatabase) -> Result:
     record = services.catalog.add_datasource(p.name, engine, parameters)
     return Result(
         columns=["name", "engine", "parameters"],
-        rows=[[record.name, record.engine, json.dumps(record.public_parameters())]],
+        rows=[[record.name, record.engine, record.public_parameters()]],
     )
 
 

@@ -1,17 +1,25 @@
-"""Model statements: CREATE PREDICTOR (register, then train in the background), DROP MODEL."""
+"""Model statements: CREATE PREDICTOR (register, then train in the background), its OR
+REPLACE and IF NOT EXISTS forms, DROP MODEL."""
 
 from __future__ import annotations
 
+import asyncio
+
 from byom.errors import ModelExists
+from catalog.records import project_key
 from gateway import statements as st
 from gateway.executor.catalog_tables import models_table
 from gateway.executor.services import Services
 from gateway.executor.training import Trainer
+from gateway.executor.training_query import checked_training_spec
 from gateway.plans import RegisterPlan
 from gateway.result import Result
 
+# How long DROP MODEL / CREATE OR REPLACE wait for a cancelled training task to end.
+STOP_TIMEOUT_S = 10.0
 
-def register(services: Services, trainer: Trainer, p: RegisterPlan) -> Result:
+
+async def register(services: Services, trainer: Trainer, p: RegisterPlan) -> Result:
     """Store the predictor; start its training when it has a train URL and a query."""
     spec = p.spec
     if services.catalog.find_predictor(spec.name) is not None:
@@ -22,6 +30,10 @@ def register(services: Services, trainer: Trainer, p: RegisterPlan) -> Result:
         )
     if spec.training_datasource is not None:
         services.datasource_record(spec.training_datasource)  # fail now, not in the background
+    # The training query runs (wrapped, no rows) and has the target and dtype_dict columns:
+    # a mistake there fails CREATE, not the background training. In a thread: a datasource
+    # that does not answer must not hold up the other statements.
+    spec = await asyncio.to_thread(checked_training_spec, services, spec)
     trains = spec.url_train is not None
     record = services.catalog.add_predictor(spec, status="generating" if trains else "complete")
     if trains:
@@ -29,12 +41,58 @@ def register(services: Services, trainer: Trainer, p: RegisterPlan) -> Result:
     return models_table([record])
 
 
-def drop(services: Services, trainer: Trainer, p: st.DropModel) -> Result:
-    """Forget a predictor, stopping its training if it runs here."""
+async def create(services: Services, trainer: Trainer, p: RegisterPlan) -> Result:
+    """CREATE [OR REPLACE] MODEL [IF NOT EXISTS]: ``register``, after deciding what to do
+    with a model of the same name.
+
+    Model names are unique across projects: a model of that name in another project is
+    MODEL_EXISTS naming that project, whatever the form. In the same project, IF NOT EXISTS
+    changes nothing and says so; OR REPLACE drops it (stopping its training) and registers
+    the new one.
+    """
+    spec = p.spec
+    existing = services.catalog.find_predictor(spec.name)
+    if existing is not None:
+        home, project = project_key(existing.namespace), project_key(spec.namespace)
+        if home != project:
+            raise ModelExists(
+                f"Model '{spec.name}' already exists in project '{home}'; model names are "
+                f"unique across projects: DROP MODEL {home}.{spec.name} first or pick "
+                "another name.",
+                model=spec.name,
+                project=home,
+            )
+        if p.if_not_exists:
+            return Result(message=f"Model '{home}.{spec.name}' already exists; nothing changed.")
+        if p.or_replace:
+            # What register checks of the new model is checked before the old one goes, so
+            # a mistake in the new definition leaves the old model in place.
+            if spec.training_datasource is not None:
+                services.datasource_record(spec.training_datasource)
+            await asyncio.to_thread(checked_training_spec, services, spec)
+            await stop_training(trainer, spec.name)
+            services.catalog.drop_predictor(spec.name)
+    return await register(services, trainer, p)
+
+
+async def drop(services: Services, trainer: Trainer, p: st.DropModel) -> Result:
+    """Forget a predictor, stopping its training if it runs here (and waiting for that
+    training to end, so it records its end before the model goes)."""
     if services.catalog.find_predictor(p.name) is None:
         if p.if_exists:
             return Result(message=f"Model '{p.name}' does not exist; nothing dropped.")
         raise services.model_not_found(p.name)
-    trainer.cancel(p.name)
+    await stop_training(trainer, p.name)
     services.catalog.drop_predictor(p.name)
     return Result(message=f"Model '{p.name}' dropped.")
+
+
+async def stop_training(trainer: Trainer, name: str) -> None:
+    """Cancel the training of ``name`` and wait (at most ``STOP_TIMEOUT_S``) until its task
+    has ended: it marks its job interrupted, which must happen before a model of the same
+    name is dropped or created again."""
+    trainer.cancel(name)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STOP_TIMEOUT_S
+    while name in trainer.in_flight() and loop.time() < deadline:
+        await asyncio.sleep(0.01)

@@ -2,7 +2,9 @@
 
 Batches are lists in, same-length lists out: adapters check it, and so does this module
 (never trust blindly). A model that declared its features (``dtype_dict``) gets exactly those
-columns, in that order, whatever else the input has.
+columns, in that order, whatever else the input has, and their values are checked against
+the declared types first (``gateway.executor.inputs``): every value a user typed (one row,
+JSON rows), a cheap per-column look at a JOIN's batches.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from adapters.base import Predictions
 from byom.errors import EndpointError, InvalidInput, ModelNotReady, did_you_mean
 from catalog.records import PredictorRecord
+from gateway.executor import inputs
 from gateway.executor.services import Services
 from gateway.plans import PredictRowPlan
 from gateway.result import Result
@@ -54,8 +57,14 @@ async def predict_batch(
     record: PredictorRecord,
     columns: list[str],
     rows: Sequence[Sequence[Any]],
+    *,
+    checked: bool = False,
 ) -> Predictions:
-    """One batch to one model: send only the model's features when it declared them."""
+    """One batch to one model: send only the model's features when it declared them.
+
+    Their values are checked against ``dtype_dict`` the cheap way of a JOIN batch
+    (``inputs.check_batch``) unless the caller ``checked`` them all already.
+    """
     features = [c for c in record.dtype_dict if c != record.target]
     if features:
         missing = [c for c in features if c not in columns]
@@ -68,6 +77,8 @@ async def predict_batch(
         if features != list(columns):
             rows = _project(rows, [columns.index(c) for c in features])
             columns = features
+        if not checked:
+            rows = inputs.check_batch(record.name, record.dtype_dict, record.target, columns, rows)
     adapter, endpoint = services.adapter_for(record)
     predictions = await adapter.predict(endpoint, columns, rows)
     if len(predictions.values) != len(rows):  # adapters check this too; never trust blindly
@@ -84,19 +95,22 @@ async def predict_row(services: Services, p: PredictRowPlan) -> Result:
     """``SELECT ... FROM model WHERE a=1 AND b=2``: the inputs and the outputs, one row."""
     record = check_ready(p.model)
     columns = list(p.inputs)
-    predictions = await predict_batch(services, record, columns, [tuple(p.inputs.values())])
+    (row,) = inputs.check_rows(
+        record.name, record.dtype_dict, record.target, columns, [tuple(p.inputs.values())]
+    )
+    predictions = await predict_batch(services, record, columns, [row], checked=True)
     out_names = output_names(record, predictions)
-    available = {c: v for c, v in p.inputs.items() if c not in out_names}
+    available = {c: v for c, v in zip(columns, row, strict=True) if c not in out_names}
     available.update(zip(out_names, row_outputs(predictions, 0), strict=True))
     labels: list[str] = []
-    row: list[Any] = []
+    out: list[Any] = []
     for col in p.outputs:
         if col.name == "*":
             labels += list(available)
-            row += list(available.values())
+            out += list(available.values())
         elif col.name in available:
             labels.append(col.label)
-            row.append(available[col.name])
+            out.append(available[col.name])
         else:
             hint = did_you_mean(col.name, available)
             raise InvalidInput(
@@ -106,7 +120,7 @@ async def predict_row(services: Services, p: PredictRowPlan) -> Result:
                 + f" Available: {', '.join(available)}.",
                 model=record.name,
             )
-    return Result(columns=labels, rows=[row])
+    return Result(columns=labels, rows=[out])
 
 
 async def predict_json_rows(services: Services, name: str, rows: list[dict[str, Any]]) -> Result:
@@ -118,8 +132,14 @@ async def predict_json_rows(services: Services, name: str, rows: list[dict[str, 
         raise services.model_not_found(name)
     check_ready(record)
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    values = [tuple(r.get(c) for c in columns) for r in rows]
-    predictions = await predict_batch(services, record, columns, values)
+    values = inputs.check_rows(
+        record.name,
+        record.dtype_dict,
+        record.target,
+        columns,
+        [tuple(r.get(c) for c in columns) for r in rows],
+    )
+    predictions = await predict_batch(services, record, columns, values, checked=True)
     out_names = output_names(record, predictions)
     keep = [i for i, c in enumerate(columns) if c not in out_names]
     result_rows = [

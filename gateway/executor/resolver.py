@@ -3,15 +3,17 @@
 A fresh ``CatalogResolver`` is made per statement, so the planner may ask about a name as
 often as it likes (a table reference is checked as a model, then as a datasource) for one
 catalog round trip per name, and a change made by another gateway sharing the catalog is
-seen by the very next statement - there is no cache that outlives a statement.
+seen by the very next statement - there is no cache that outlives a statement. The
+session's defaults (``USE``) are the resolver's ``default_datasource``/``default_project``.
 """
 
 from __future__ import annotations
 
 import datasources as dsmod
 from byom.errors import DatasourceNotFound
-from catalog.records import PredictorRecord
+from catalog.records import DEFAULT_PROJECT, PredictorRecord, ProjectRecord, project_key
 from gateway.executor.services import Services
+from gateway.session import Session
 
 _MISSING = object()
 
@@ -19,13 +21,17 @@ _MISSING = object()
 class CatalogResolver:
     """Implements ``gateway.plans.Resolver`` over the catalog, memoised for one statement."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, session: Session | None = None) -> None:
         self._services = services
-        self.default_datasource = services.default_datasource
+        session = session or Session()
+        self.default_datasource = session.datasource or services.default_datasource
+        self.default_project = session.project or DEFAULT_PROJECT
         self._models: dict[str, PredictorRecord | None] = {}
         self._dialects: dict[str, str | None] = {}
+        self._projects: dict[str, ProjectRecord | None] = {}
         self._model_names: list[str] | None = None
         self._datasource_names: list[str] | None = None
+        self._project_names: list[str] | None = None
 
     def model(self, name: str) -> PredictorRecord | None:
         """The predictor ``name``, or None."""
@@ -55,7 +61,19 @@ class CatalogResolver:
     def datasource_names(self) -> list[str]:
         if self._datasource_names is None:
             catalog = self._services.catalog
-            self._datasource_names = [self.default_datasource] + [
+            self._datasource_names = [self._services.default_datasource] + [
                 d.name for d in catalog.list_datasources()
             ]
         return self._datasource_names
+
+    def project(self, name: str) -> ProjectRecord | None:
+        """Project ``name`` (``model``/``models`` are ``mindsdb``), or None."""
+        key = project_key(name)
+        if key not in self._projects:
+            self._projects[key] = self._services.catalog.find_project(key)
+        return self._projects[key]
+
+    def project_names(self) -> list[str]:
+        if self._project_names is None:
+            self._project_names = [p.name for p in self._services.catalog.list_projects()]
+        return self._project_names

@@ -40,11 +40,10 @@ async def write_back(
                     await asyncio.to_thread(writer.finish)
             except GatewayError as exc:
                 if written and "rows_written" not in exc.details:  # the writer says so itself
-                    exc.message += (
-                        f" ({written} rows were already written to {p.table} and stay there: "
-                        "each batch is its own transaction)"
+                    exc.amend(
+                        after=f" ({written} rows were already written to {p.table} and stay "
+                        "there: each batch is its own transaction)"
                     )
-                    exc.args = (exc.message,)
                 raise
     finally:
         await stream.aclose()

@@ -45,7 +45,7 @@ def test_unknown_format_suggests_the_closest() -> None:
         normalize_format("rayserve")
     err = info.value
     assert err.message == (
-        "Unknown format 'rayserve'. Did you mean ray_serve? Known formats: mlflow, ray_serve"
+        "Unknown format 'rayserve'. Did you mean ray_serve? Known formats: mlflow, ray_serve."
     )
     assert err.code == "INVALID_OPTION" and err.status == 400
     assert err.details["suggestion"] == "ray_serve"
@@ -54,7 +54,7 @@ def test_unknown_format_suggests_the_closest() -> None:
 def test_unknown_format_without_a_close_match() -> None:
     with pytest.raises(InvalidOption) as info:
         normalize_format("onnx")
-    assert info.value.message == "Unknown format 'onnx'. Known formats: mlflow, ray_serve"
+    assert info.value.message == "Unknown format 'onnx'. Known formats: mlflow, ray_serve."
 
 
 def test_registry_caches_one_adapter_per_format() -> None:

@@ -164,7 +164,7 @@ def test_v1_catalog_upgrades_in_place(url: str) -> None:
 
     cat = Catalog(url)
     try:
-        assert cat.schema_version == migrations.SCHEMA_VERSION == 2
+        assert cat.schema_version == migrations.SCHEMA_VERSION == 3
         _assert_v1_rows_survived(cat)
         _assert_builtin_models_fit(cat)
         # The name is still unique after the upgrade (SQLite rebuilt the table).
@@ -183,7 +183,7 @@ def test_v1_catalog_upgrades_in_place(url: str) -> None:
     # Reopening does nothing more.
     again = Catalog(url)
     try:
-        assert again.schema_version == 2
+        assert again.schema_version == 3
         assert [p.name for p in again.list_predictors()] == ["home_rentals", "sentiment"]
     finally:
         again.close()
@@ -219,7 +219,7 @@ def test_unversioned_catalog_upgrades_to_current(url: str) -> None:
 
     cat = Catalog(url)
     try:
-        assert cat.schema_version == 2
+        assert cat.schema_version == 3
         rec = cat.get_predictor("home_rentals")
         assert rec.kind == "external" and rec.url_predict == V1_PREDICTOR["url_predict"]
         assert cat.list_jobs() == []
@@ -249,7 +249,7 @@ def test_replicas_starting_together_upgrade_once(url: str) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert errors == [] and versions == [2] * 4
+    assert errors == [] and versions == [3] * 4
 
     cat = Catalog(url)
     try:
@@ -282,13 +282,69 @@ def test_sqlite_upgrade_refuses_to_drop_unknown_columns(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_upgrade_step_is_idempotent(url: str) -> None:
+@pytest.mark.parametrize("step", [1, 2])
+def test_upgrade_step_is_idempotent(url: str, step: int) -> None:
     Catalog(url).close()
     before = _schema(url)
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            migrations.UPGRADES[1](conn)  # already applied: changes nothing
+            migrations.UPGRADES[step](conn)  # already applied: changes nothing
     finally:
         engine.dispose()
     assert _schema(url) == before
+    cat = Catalog(url)
+    try:
+        assert [p.name for p in cat.list_projects()] == ["mindsdb"]
+    finally:
+        cat.close()
+
+
+# -- version 2 -> 3: projects ----------------------------------------------------------------
+
+
+def _make_v2_catalog(url: str, namespaces: dict[str, str]) -> None:
+    """A version-2 catalog (the version-1 one upgraded by the steps of that time) with one
+    more predictor per ``name: namespace``: what ``POST /api/predictors`` could store."""
+    _make_old_catalog(url)
+    engine = create_engine(url)
+    try:
+        assert migrations.migrate(engine, target=2) == 2
+        predictors = migrations._V2_PREDICTORS
+        with engine.begin() as conn:
+            for name, namespace in namespaces.items():
+                row = {**V1_PREDICTOR, "name": name, "namespace": namespace, "kind": "external"}
+                conn.execute(predictors.insert().values(**row))
+            assert "projects" not in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_v2_catalog_gets_projects(url: str) -> None:
+    _make_v2_catalog(url, {"a": "model", "b": "MODELS", "c": "", "d": "Sales", "e": "sales"})
+
+    cat = Catalog(url)
+    try:
+        assert cat.schema_version == 3
+        _assert_v1_rows_survived(cat)
+        # mindsdb's other names became mindsdb; any other namespace became a project
+        namespaces = {p.name: p.namespace for p in cat.list_predictors()}
+        assert namespaces == {
+            "home_rentals": "mindsdb", "a": "mindsdb", "b": "mindsdb", "c": "mindsdb",
+            "d": "sales", "e": "sales",
+        }  # fmt: skip
+        projects = cat.list_projects()
+        assert [p.name for p in projects] == ["mindsdb", "sales"]
+        assert all(p.created_at.tzinfo is not None for p in projects)
+    finally:
+        cat.close()
+
+
+def test_fresh_catalog_has_the_default_project(url: str) -> None:
+    cat = Catalog(url)
+    try:
+        [project] = cat.list_projects()
+        assert project.name == "mindsdb"
+        assert cat.find_project("MODELS") == project  # another name of mindsdb
+    finally:
+        cat.close()

@@ -537,3 +537,38 @@ def test_in_memory_catalog(tmp_path: Path) -> None:
         assert cat.get_predictor("m").created_at.tzinfo == UTC
     finally:
         cat.close()
+
+
+# -- projects -----------------------------------------------------------------------------
+
+
+def test_projects_round_trip(catalog: Catalog) -> None:
+    assert [p.name for p in catalog.list_projects()] == ["mindsdb"]
+    made = catalog.add_project("  Sales ")
+    assert made.name == "sales" and made.created_at.tzinfo is not None
+    assert catalog.find_project("SALES") == made
+    assert catalog.find_project("model") == catalog.find_project("mindsdb") is not None
+    assert catalog.find_project("nope") is None
+    for taken in ("sales", "mindsdb", "Models"):
+        with pytest.raises(GatewayError) as info:
+            catalog.add_project(taken)
+        assert info.value.code == "PROJECT_EXISTS" and info.value.status == 409
+    assert [p.name for p in catalog.list_projects()] == ["mindsdb", "sales"]
+
+
+def test_drop_project_refuses_the_default_and_one_with_models(catalog: Catalog) -> None:
+    catalog.add_project("sales")
+    _predictor(catalog, "b", namespace="sales")
+    _predictor(catalog, "a", namespace="sales")
+    with pytest.raises(UserError) as info:
+        catalog.drop_project("Sales")
+    assert info.value.code == "PROJECT_NOT_EMPTY"
+    assert "sales.a, sales.b" in info.value.message and info.value.details["models"] == ["a", "b"]
+    with pytest.raises(UserError, match="default project") as default:
+        catalog.drop_project("models")
+    assert default.value.code == "INVALID_INPUT"
+    catalog.drop_predictor("a")
+    catalog.drop_predictor("b")
+    assert catalog.drop_project("sales") is True
+    assert catalog.drop_project("sales") is False
+    assert [p.name for p in catalog.list_projects()] == ["mindsdb"]

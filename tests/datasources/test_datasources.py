@@ -171,7 +171,7 @@ def test_sqlite_errors_name_the_datasource(sqlite_ds: Datasource, tmp_path: Path
     with pytest.raises(DatasourceError) as info:
         sqlite_ds.query("SELECT * FROM missing_table")
     assert info.value.message == (
-        "query failed on datasource 'mydb' (sqlite): no such table: missing_table"
+        "query failed on datasource 'mydb' (sqlite): no such table: missing_table."
     )
     assert info.value.details == {"datasource": "mydb"}
     assert isinstance(info.value.__cause__, Exception)

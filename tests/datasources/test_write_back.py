@@ -190,7 +190,7 @@ def test_create_refuses_an_existing_table(ds: Datasource, table: str) -> None:
     with pytest.raises(DatasourceError) as info:
         ds.open_writer(table, ["x"])
     assert info.value.message == (
-        f"table '{table}' already exists in datasource 'wb'; use INSERT INTO ... SELECT to append"
+        f"table '{table}' already exists in datasource 'wb'; use INSERT INTO ... SELECT to append."
     )
     assert info.value.details == {"datasource": "wb", "table": table}
 
@@ -242,13 +242,13 @@ def test_append_errors_name_what_is_missing(ds: Datasource, table: str) -> None:
     with pytest.raises(DatasourceError) as info:
         ds.open_writer(table, ["id", "score", "rank"], mode="append")
     assert info.value.message == (
-        f"table '{table}' in datasource 'wb' has no column 'score', 'rank'; its columns: id, label"
+        f"table '{table}' in datasource 'wb' has no column 'score', 'rank'; its columns: id, label."
     )
     with pytest.raises(DatasourceError) as info:
         ds.open_writer(f"{table}_nope", ["id"], mode="append")
     assert info.value.message == (
         f"table '{table}_nope' does not exist in datasource 'wb'; "
-        "use CREATE TABLE ... AS SELECT to create it"
+        "use CREATE TABLE ... AS SELECT to create it."
     )
 
 

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pandas as pd
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from gateway.processes import free_port
+from tests.threaded_server import serving
 
 
 async def _rows(request: Request) -> int:
@@ -80,20 +77,5 @@ ROUTES = [
 @contextmanager
 def running() -> Iterator[str]:
     """Serve the routes; yields the base URL ``http://127.0.0.1:<port>``."""
-    port = free_port()
-    config = uvicorn.Config(
-        Starlette(routes=ROUTES), host="127.0.0.1", port=port, log_level="error"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("bad endpoint server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(Starlette(routes=ROUTES), "bad endpoint server") as url:
+        yield url

@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,6 +29,7 @@ from starlette.routing import Route
 from byom.errors import EndpointHTTPError, EndpointTimeout
 from gateway.client import Client
 from gateway.processes import Service, free_port, start_gateway
+from tests.threaded_server import serving
 
 pytestmark = pytest.mark.slow
 
@@ -79,19 +78,8 @@ def recording_endpoint() -> Iterator[tuple[str, Recorder]]:
             Route("/unavailable", unavailable, methods=["POST"]),
         ]
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "recording endpoint did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", rec
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(app, "recording endpoint") as url:
+        yield url, rec
 
 
 @contextmanager

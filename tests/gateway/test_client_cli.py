@@ -8,11 +8,8 @@ import io
 import json
 import socket
 import sys
-import threading
-import time
 import types
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,28 +34,7 @@ from gateway.formatting import dumps_json, format_table, format_value
 from gateway.result import Result
 from gateway.server import create_app
 from tests.gateway.test_server import FakeGateway, install_fake_core
-
-
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """``app`` on a real HTTP server on a free port; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("test server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+from tests.threaded_server import serving
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +99,7 @@ def test_client_error_keeps_message_and_details(url: str) -> None:
         with pytest.raises(ModelNotFound) as missing:
             client.sql("SELECT * FROM missing")
     # The server formatted the message already; the client must not append line/col again.
-    assert parse.value.message == "Unknown statement 'SELEC'. Did you mean SELECT? (line 1, col 1)"
+    assert parse.value.message == "Unknown statement 'SELEC'. Did you mean SELECT? (line 1, col 1)."
     assert str(parse.value) == parse.value.message
     assert (parse.value.line, parse.value.col, parse.value.suggestion) == (1, 1, "SELECT")
     assert missing.value.details == {"model": "missing"}
@@ -150,7 +126,7 @@ def test_client_unreachable_gateway(closed_url: str) -> None:
         client.sql("SELECT 1")
     assert info.value.code == "GATEWAY_UNREACHABLE"
     assert info.value.message == (
-        f"cannot reach the gateway at {closed_url}; start it with `byom serve`"
+        f"cannot reach the gateway at {closed_url}; start it with `byom serve`."
     )
     assert isinstance(info.value.__cause__, httpx.ConnectError)
 
@@ -287,7 +263,7 @@ def test_cli_sql_error_exit_code(url: str, capsys: pytest.CaptureFixture[str]) -
     assert main(["sql", "SELECT * FROM missing", "--url", url]) == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == "ERROR [MODEL_NOT_FOUND]: model 'missing' does not exist\n"
+    assert err == "ERROR [MODEL_NOT_FOUND]: model 'missing' does not exist.\n"
 
 
 def test_cli_unreachable_url_exits_2(closed_url: str, capsys: pytest.CaptureFixture[str]) -> None:

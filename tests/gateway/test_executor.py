@@ -19,7 +19,15 @@ from typing import Any
 import httpx
 import pytest
 
-from byom.errors import EndpointBadResponse, EndpointHTTPError, ModelNotFound, ModelNotReady
+from byom.errors import (
+    DatasourceError,
+    EndpointBadResponse,
+    EndpointHTTPError,
+    InvalidInput,
+    InvalidOption,
+    ModelNotFound,
+    ModelNotReady,
+)
 from gateway.core import Gateway
 from gateway.settings import Settings
 
@@ -54,7 +62,8 @@ class FakeModel:
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
-            await asyncio.sleep(self.slow_first if call == 1 else 0.001)
+            # every call takes a while, so the allowed batches really overlap
+            await asyncio.sleep(self.slow_first if call == 1 else 0.05)
         finally:
             self.in_flight -= 1
         values = [2 * r["a"] for r in rows] + ([0] if self.wrong_count else [])
@@ -236,3 +245,143 @@ def test_each_model_is_looked_up_once_per_statement(
                 await gw.sql("SELECT * FROM mindsdb.m WHERE a = 1")
 
     asyncio.run(go())
+
+
+# ---------------------------------------------------------------- inputs vs dtype_dict (issue 7)
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("a = 'abc'", "Model 'm': input 'a' is 'abc', which does not fit its dtype integer"),
+        ("a = 30.5", "Model 'm': input 'a' is 30.5, which does not fit its dtype integer"),
+        ("a = TRUE", "Model 'm': input 'a' is True, which does not fit its dtype integer"),
+        ("a = NULL", "Model 'm': input 'a' is NULL or missing, but the model needs it"),
+    ],
+)
+def test_one_row_input_that_does_not_fit_is_refused_before_any_call(
+    tmp_path: Path, where: str, message: str
+) -> None:
+    model = FakeModel()
+
+    async def go() -> None:
+        async with gateway(tmp_path, model) as gw:
+            with pytest.raises(InvalidInput) as caught:
+                await gw.sql(f"SELECT * FROM m WHERE {where}")
+            assert caught.value.message.startswith(message)
+            assert caught.value.status == 400 and caught.value.code == "INVALID_INPUT"
+
+    asyncio.run(go())
+    assert model.batches == []  # nothing reached the endpoint
+
+
+def test_one_row_integer_given_as_text_or_whole_float_is_sent_as_an_integer(
+    tmp_path: Path,
+) -> None:
+    model = FakeModel()
+
+    async def go() -> None:
+        async with gateway(tmp_path, model) as gw:
+            text = await gw.sql("SELECT * FROM m WHERE a = '21'")
+            assert text.records() == [{"a": 21, "y": 42, "half": 10.5}]
+            whole = await gw.sql("SELECT a, y FROM m WHERE a = 4.0")
+            assert whole.rows == [[4, 8]]
+
+    asyncio.run(go())
+    assert model.batches == [[{"a": 21}], [{"a": 4}]]
+
+
+def test_json_rows_are_checked_row_by_row_before_any_call(tmp_path: Path) -> None:
+    model = FakeModel()
+
+    async def go() -> None:
+        async with gateway(tmp_path, model) as gw:
+            with pytest.raises(InvalidInput, match=r"input 'a' in rows\[1\] is 'x', which"):
+                await gw.predict("m", [{"a": 1}, {"a": "x"}])
+            with pytest.raises(InvalidInput, match=r"input 'a' in rows\[0\] is NULL or missing"):
+                await gw.predict("m", [{"b": 1}, {"a": 2}])
+            assert model.batches == []
+            ok = await gw.predict("m", [{"a": "3"}, {"a": 4}])
+            assert ok.records() == [{"a": 3, "y": 6, "half": 1.5}, {"a": 4, "y": 8, "half": 2.0}]
+
+    asyncio.run(go())
+    assert model.batches == [[{"a": 3}, {"a": 4}]]
+
+
+def test_join_batch_of_a_text_column_is_converted_or_refused(tmp_path: Path) -> None:
+    model = FakeModel()
+
+    async def go() -> None:
+        async with gateway(tmp_path, model, batch_size=2) as gw:
+            await gw.sql("CREATE TABLE s (id INTEGER, a TEXT)")
+            await gw.sql("INSERT INTO s VALUES (1, '5'), (2, ' 6'), (3, 7), (4, 'eight')")
+            result = await gw.sql("SELECT s.id, p.y FROM local.s AS s JOIN m AS p WHERE s.id < 4")
+            assert model.batches == [[{"a": 5}, {"a": 6}], [{"a": 7}]]
+            assert result.rows == [(1, 10), (2, 12), (3, 14)]
+            model.batches.clear()
+            with pytest.raises(InvalidInput) as caught:
+                await gw.sql("SELECT s.id, p.y FROM local.s AS s JOIN m AS p WHERE s.id > 2")
+            assert caught.value.message.startswith(  # the JOIN names the rows of the batch
+                "JOIN rows 1-2: Model 'm': the table's column 'a' is 'eight', which does not "
+                "fit its dtype integer"
+            )
+            assert caught.value.message.endswith("This batch was not sent.")
+            assert model.batches == []
+
+    asyncio.run(go())
+
+
+# ---------------------------------------------------------------- CREATE-time checks (issue 7)
+
+
+def test_create_probes_the_training_query_before_storing_anything(tmp_path: Path) -> None:
+    model = FakeModel()
+    using = f"USING url.train='{URL}/train', url.predict='{URL}/predict', format='ray_serve'"
+
+    async def go() -> None:
+        async with gateway(tmp_path, model) as gw:
+            with pytest.raises(DatasourceError) as caught:
+                await gw.sql(
+                    f"CREATE PREDICTOR tr FROM local (SELECT a, y FROM nope) PREDICT y {using}"
+                )
+            assert caught.value.message.startswith("Model 'tr': the training query cannot run:")
+            assert "no such table: nope" in caught.value.message
+            with pytest.raises(InvalidInput) as missing:
+                await gw.sql(
+                    f"CREATE PREDICTOR tr FROM local (SELECT a, id AS Y FROM t) PREDICT y {using}, "
+                    'dtype_dict={"a": "integer", "b2": "text", "y": "integer"}'
+                )
+            assert missing.value.message.startswith(
+                "Model 'tr': the training query returns a, Y but not y (did you mean Y?), b2,"
+            )
+            with pytest.raises(InvalidOption, match="format 'mlflow' is predict-only"):
+                await gw.sql(
+                    f"CREATE PREDICTOR tr FROM local (SELECT a, id AS y FROM t) PREDICT y "
+                    f"USING url.train='{URL}/train', url.predict='{URL}/p', format='mlflow'"
+                )
+            assert gw.catalog.find_predictor("tr") is None
+            assert (await gw.sql("SELECT count(*) FROM mindsdb.jobs")).rows == [[0]]
+
+    asyncio.run(go())
+    assert model.trained == [] and model.batches == []
+
+
+def test_training_query_naming_its_own_datasource_is_rewritten_and_trains(
+    tmp_path: Path,
+) -> None:
+    model = FakeModel()
+
+    async def go() -> None:
+        async with gateway(tmp_path, model) as gw:
+            await gw.sql(
+                "CREATE PREDICTOR tr FROM local (SELECT local.t.a, local.t.id AS y FROM local.t "
+                "WHERE local.t.id <= 2) PREDICT y "
+                f"USING url.train='{URL}/train', url.predict='{URL}/predict', format='ray_serve'"
+            )
+            await gw.wait_idle()
+            row = (await gw.describe_predictor("tr")).records()[0]
+            assert (row["status"], row["error"]) == ("complete", None)
+            assert row["training_query"] == "SELECT t.a, t.id AS y FROM t WHERE t.id <= 2"
+
+    asyncio.run(go())
+    assert model.trained == [{"rows": [{"a": 10, "y": 1}, {"a": 20, "y": 2}], "target": "y"}]

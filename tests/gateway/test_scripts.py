@@ -24,7 +24,7 @@ from gateway.client import Client
 from gateway.core import Gateway
 from gateway.result import Result, StreamResult
 from gateway.server import create_app
-from tests.gateway.test_client_cli import serving
+from tests.threaded_server import serving
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette's TestClient deprecation notice
@@ -122,7 +122,7 @@ def test_a_failure_names_the_statement_and_what_took_effect(tmp_path: Path) -> N
 
     error, rows = on_gateway(tmp_path, go)
     assert error.message.startswith("Statement 3: ")
-    assert error.message.endswith("(statements 1-2 took effect; statements 4-5 did not run)")
+    assert error.message.endswith("(statements 1-2 took effect; statements 4-5 did not run).")
     assert error.to_dict()["error"]["statement"] == 3
     assert error.to_dict()["error"]["done"] == [1, 2]
     assert rows == [[1]]
@@ -162,12 +162,14 @@ class Streams:
     def install(self, gw: Gateway) -> None:
         real = gw._execute
 
-        async def execute(statement: st.Statement, query_id: str | None = None) -> Any:
+        async def execute(
+            statement: st.Statement, query_id: str | None = None, session: Any = None
+        ) -> Any:
             sql = statement.sql if isinstance(statement, st.Query) else type(statement).__name__
             self.events.append(f"run {sql}")
             if sql == STREAMED:
                 return StreamResult(columns=["s"], batches=self._rows(), query_id=query_id)
-            return await real(statement, query_id=query_id)
+            return await real(statement, query_id=query_id, session=session)
 
         gw._execute = execute  # type: ignore[method-assign]
 
@@ -231,7 +233,7 @@ def test_a_stream_failing_part_way_names_its_statement(tmp_path: Path) -> None:
     rows, error = on_gateway(tmp_path, go)
     assert rows == [["a"]]
     assert error.code == "BROKE"
-    assert error.message == f"Statement 2: the model broke ({ONE_DONE})"
+    assert error.message == f"Statement 2: the model broke ({ONE_DONE})."
     assert (error.details["statement"], error.details["done"]) == (2, [1])
     assert "run SELECT 3" not in streams.events
 
@@ -383,7 +385,7 @@ def test_http_stream_failing_part_way_ends_the_document(api: TestClient) -> None
     }
     assert body["error"] == {
         "code": "BROKE",
-        "message": f"Statement 2: the model broke ({ONE_DONE})",
+        "message": f"Statement 2: the model broke ({ONE_DONE}).",
         "statement": 2,
         "done": [1],
     }
@@ -639,7 +641,7 @@ def test_cli_file_remote(served: str, tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["sql", "-f", path, "--url", served]) == 1
     err = capsys.readouterr().err
     assert err.startswith("ERROR [DATASOURCE_ERROR]: Statement 2: ")
-    assert err.rstrip().endswith("(statement 1 took effect; statement 3 did not run)")
+    assert err.rstrip().endswith("(statement 1 took effect; statement 3 did not run).")
 
 
 def test_cli_file_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -31,6 +31,7 @@ from gateway.progress import ProgressRegistry, QueryProgress
 from gateway.result import Result, StreamResult
 from gateway.scripts import parse_for_run, run_statements
 from gateway.server import GatewayAPI, create_app
+from gateway.session import Session
 
 with warnings.catch_warnings():
     # Starlette warns at import that its TestClient will move off httpx; not our concern.
@@ -89,6 +90,7 @@ class FakeGateway:
         self.predictors: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, Any]] = []
         self.query_ids: list[str | None] = []
+        self.sessions: list[Session | None] = []  # the session of each sql_stream call
         self.progress = ProgressRegistry()
         self.polls = 0
         self.closed = False
@@ -100,9 +102,12 @@ class FakeGateway:
     async def close(self) -> None:
         self.closed = True
 
-    async def sql_stream(self, text: str, query_id: str | None = None) -> Result | StreamResult:
+    async def sql_stream(
+        self, text: str, query_id: str | None = None, session: Session | None = None
+    ) -> Result | StreamResult:
         self.calls.append(("sql", text))
         self.query_ids.append(query_id)
+        self.sessions.append(session)
         answer = self.answers.get(text)
         if answer is None:
             raise ParseError(f"fake gateway has no answer for {text!r}")
@@ -113,20 +118,23 @@ class FakeGateway:
         return answer(query_id)
 
     async def run_script(
-        self, script: str | list[ScriptStatement], query_id: str | None = None
+        self,
+        script: str | list[ScriptStatement],
+        query_id: str | None = None,
+        session: Session | None = None,
     ) -> AsyncIterator[tuple[ScriptStatement, Result | StreamResult]]:
         """Gateway.run_script over the canned answers: each statement is answered by
         ``sql_stream(its text)``, with the real error marking and draining."""
         items = parse_for_run(script) if isinstance(script, str) else script
 
         def execute(item: ScriptStatement) -> Awaitable[Result | StreamResult]:
-            return self.sql_stream(item.sql, query_id)
+            return self.sql_stream(item.sql, query_id, session)
 
         async for item, result in run_statements(items, execute):
             yield item, result
 
-    async def sql(self, text: str) -> Result:
-        result = await self.sql_stream(text)
+    async def sql(self, text: str, session: Session | None = None) -> Result:
+        result = await self.sql_stream(text, session=session)
         return await result.collect() if isinstance(result, StreamResult) else result
 
     def queries(self) -> list[QueryProgress]:

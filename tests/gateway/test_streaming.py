@@ -28,8 +28,8 @@ from gateway.client import Client
 from gateway.formatting import format_progress
 from gateway.result import Result, StreamResult
 from gateway.server import create_app
-from tests.gateway.test_client_cli import serving
 from tests.gateway.test_server import FakeGateway, install_fake_core
+from tests.threaded_server import serving
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -156,14 +156,14 @@ def test_empty_stream_and_empty_batches(api: TestClient, gw: FakeGateway) -> Non
 
 
 def test_error_mid_stream_ends_the_document_with_error(api: TestClient, gw: FakeGateway) -> None:
-    stream = Batches(batches=5, fail_at=2, error=EndpointTimeout("model 'm': no answer in 30 s"))
+    stream = Batches(batches=5, fail_at=2, error=EndpointTimeout("model 'm': no answer in 30 s."))
     gw.answers["JOIN"] = stream
     response = api.post("/api/sql", json={"query": "JOIN"})
     assert response.status_code == 200  # the status line was sent before the failure
     assert response.json() == {
         "columns": COLUMNS,
         "rows": stream.rows(2),
-        "error": {"code": "ENDPOINT_TIMEOUT", "message": "model 'm': no answer in 30 s"},
+        "error": {"code": "ENDPOINT_TIMEOUT", "message": "model 'm': no answer in 30 s."},
     }
     assert stream.closed
 
@@ -231,13 +231,13 @@ def test_ndjson_of_plain_results(api: TestClient) -> None:
 
 
 def test_ndjson_error_mid_stream_is_the_last_line(api: TestClient, gw: FakeGateway) -> None:
-    stream = Batches(batches=4, fail_at=1, error=EndpointTimeout("slow"))
+    stream = Batches(batches=4, fail_at=1, error=EndpointTimeout("slow."))
     gw.answers["JOIN"] = stream
     lines = ndjson(api.post("/api/sql", json={"query": "JOIN", "format": "ndjson"}).text)
     assert lines == [
         {"columns": COLUMNS},
         {"rows": stream.batch(0)},
-        {"error": {"code": "ENDPOINT_TIMEOUT", "message": "slow"}},
+        {"error": {"code": "ENDPOINT_TIMEOUT", "message": "slow."}},
     ]
 
 
@@ -341,10 +341,10 @@ def test_client_sql_reads_a_streamed_answer(url: str, fake: FakeGateway) -> None
 
 
 def test_client_sql_raises_an_error_from_mid_stream(url: str, fake: FakeGateway) -> None:
-    fake.answers["JOIN"] = Batches(fail_at=1, error=EndpointTimeout("model 'm': timed out"))
+    fake.answers["JOIN"] = Batches(fail_at=1, error=EndpointTimeout("model 'm': timed out."))
     with Client(url) as client, pytest.raises(EndpointTimeout) as info:
         client.sql("JOIN")
-    assert info.value.message == "model 'm': timed out"
+    assert info.value.message == "model 'm': timed out."
     assert info.value.status == 504  # the class's own: the HTTP status said 200
 
 
@@ -364,7 +364,7 @@ def test_iter_sql_yields_batches(url: str, fake: FakeGateway) -> None:
 
 
 def test_iter_sql_errors_before_and_during_the_stream(url: str, fake: FakeGateway) -> None:
-    stream = Batches(batches=4, fail_at=2, error=EndpointTimeout("model 'm': timed out"))
+    stream = Batches(batches=4, fail_at=2, error=EndpointTimeout("model 'm': timed out."))
     fake.answers["JOIN"] = stream
     with Client(url) as client:
         with pytest.raises(ModelNotFound):
@@ -526,16 +526,16 @@ def test_cli_json_of_a_stream_and_a_failure(
     assert main(["sql", "JOIN", "--url", url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"columns": COLUMNS, "rows": stream.rows()}
 
-    failing = Batches(batches=3, fail_at=1, error=EndpointTimeout("model 'm': timed out"))
+    failing = Batches(batches=3, fail_at=1, error=EndpointTimeout("model 'm': timed out."))
     fake.answers["JOIN"] = failing
     assert main(["sql", "JOIN", "--url", url, "--format", "json"]) == 1
     out, err = capsys.readouterr()
     assert json.loads(out) == {
         "columns": COLUMNS,
         "rows": failing.rows(1),
-        "error": {"code": "ENDPOINT_TIMEOUT", "message": "model 'm': timed out"},
+        "error": {"code": "ENDPOINT_TIMEOUT", "message": "model 'm': timed out."},
     }
-    assert err == "(stopped after 2 rows)\nERROR [ENDPOINT_TIMEOUT]: model 'm': timed out\n"
+    assert err == "(stopped after 2 rows)\nERROR [ENDPOINT_TIMEOUT]: model 'm': timed out.\n"
 
 
 def test_cli_csv_failure_keeps_rows_written_and_exits_1(
@@ -544,12 +544,12 @@ def test_cli_csv_failure_keeps_rows_written_and_exits_1(
     monkeypatch.delenv("BYOM_URL", raising=False)
     embedded = FakeGateway()
     install_fake_core(monkeypatch, embedded, [])
-    failing = Batches(batches=3, fail_at=2, error=GatewayError("lost", code="DATASOURCE_ERROR"))
+    failing = Batches(batches=3, fail_at=2, error=GatewayError("lost.", code="DATASOURCE_ERROR"))
     embedded.answers["JOIN"] = failing
     assert main(["sql", "JOIN", "--format", "csv"]) == 1
     out, err = capsys.readouterr()
     assert len(list(csv.reader(io.StringIO(out)))) == 1 + 4
-    assert err.endswith("ERROR [DATASOURCE_ERROR]: lost\n")
+    assert err.endswith("ERROR [DATASOURCE_ERROR]: lost.\n")
     assert failing.closed and embedded.closed
 
 

@@ -1,0 +1,41 @@
+"""CREATE PROJECT, DROP PROJECT and USE (the session's defaults)."""
+
+from __future__ import annotations
+
+from gateway import statements as st
+from gateway.executor.catalog_tables import PROJECT_COLUMNS
+from gateway.executor.services import Services
+from gateway.plans import UsePlan
+from gateway.projects import project_not_found
+from gateway.result import Result
+from gateway.session import Session
+
+
+def create(services: Services, p: st.CreateProject) -> Result:
+    """Store the project (the planner checked no datasource has its name)."""
+    if services.catalog.find_project(p.name) is not None:
+        if p.if_not_exists:
+            return Result(message=f"Project '{p.name}' already exists; nothing changed.")
+    record = services.catalog.add_project(p.name)  # PROJECT_EXISTS when taken
+    row = [record.name, 0, record.created_at.isoformat()]
+    return Result(columns=list(PROJECT_COLUMNS), rows=[row])
+
+
+def drop(services: Services, p: st.DropProject) -> Result:
+    """Forget an empty project; one that still has models is refused, naming them."""
+    if services.catalog.find_project(p.name) is None:
+        if p.if_exists:
+            return Result(message=f"Project '{p.name}' does not exist; nothing dropped.")
+        known = [project.name for project in services.catalog.list_projects()]
+        raise project_not_found(p.name, known)
+    services.catalog.drop_project(p.name)  # PROJECT_NOT_EMPTY, atomically
+    return Result(message=f"Project '{p.name}' dropped.")
+
+
+def use(session: Session, p: UsePlan) -> Result:
+    """Set the session's default datasource or default project."""
+    if p.datasource is not None:
+        session.datasource = p.datasource
+        return Result(message=f"Using datasource '{p.datasource}' for unqualified table names.")
+    session.project = p.project
+    return Result(message=f"Using project '{p.project}' for new models.")

@@ -1,0 +1,198 @@
+"""Planning the statements about names: where ``CREATE MODEL`` puts its model, ``USE``,
+``DESCRIBE``, ``DROP MODEL``, the SHOW statements, and the checks that keep project and
+datasource names apart (``CREATE/DROP PROJECT``, ``CREATE/DROP DATABASE``).
+
+Pure, like the rest of the planner: every name is looked up through the ``Resolver``. The
+rules for projects are in ``gateway.projects``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlglot import exp
+
+from byom.errors import DatasourceNotFound, InvalidInput, ModelNotFound, UnsupportedStatement
+from catalog.records import PredictorRecord
+from gateway import statements as st
+from gateway.parse_show import SUPPORTED as SUPPORTED_SHOW
+from gateway.plans import DescribePlan, Resolver, ShowTablesPlan, UsePlan
+from gateway.projects import DEFAULT_PROJECT, canonical, not_in_project, project_not_found
+
+# What ``DESCRIBE m.<attribute>`` answers.
+ATTRIBUTES = ("features", "model")
+
+
+def is_project(name: str, resolver: Resolver) -> bool:
+    """Whether ``name`` (lower-case) names a project: ``mindsdb`` and its other names, or
+    one made with CREATE PROJECT."""
+    return name in st.MODEL_NAMESPACES or resolver.project(name) is not None
+
+
+def require_project(name: str, resolver: Resolver) -> str:
+    """The canonical name of project ``name``; PROJECT_NOT_FOUND with a did-you-mean."""
+    if is_project(name, resolver):
+        return canonical(name)
+    raise project_not_found(name, resolver.project_names())
+
+
+def model_in(name: str, project: str, resolver: Resolver) -> PredictorRecord | None:
+    """Model ``name`` when it is in ``project`` (canonical); None when there is no model of
+    that name; ModelNotFound naming its project when it lives in another one."""
+    record = resolver.model(name)
+    if record is not None and canonical(record.namespace) != project:
+        raise not_in_project(record, project)
+    return record
+
+
+def plan_model_target(stmt: st.CreatePredictor, resolver: Resolver) -> st.CreatePredictor:
+    """``stmt`` with its project resolved (no prefix: the session's default project) and,
+    for ``FROM (query)`` without a datasource, the session's default datasource."""
+    project = require_project(stmt.namespace or resolver.default_project, resolver)
+    datasource = stmt.datasource
+    if stmt.query is not None and datasource is None:
+        datasource = resolver.default_datasource
+    return replace(stmt, namespace=project, datasource=datasource)
+
+
+def plan_use(stmt: st.Use, resolver: Resolver) -> UsePlan:
+    """``USE ds`` or ``USE project``; neither is DATASOURCE_NOT_FOUND with a did-you-mean."""
+    if resolver.datasource_dialect(stmt.name) is not None:
+        return UsePlan(datasource=stmt.name)
+    if is_project(stmt.name, resolver):
+        return UsePlan(project=canonical(stmt.name))
+    known = resolver.datasource_names() + resolver.project_names()
+    raise DatasourceNotFound.named(stmt.name, known)
+
+
+def plan_describe(stmt: st.Describe, resolver: Resolver) -> DescribePlan:
+    """``DESCRIBE m``, ``DESCRIBE p.m``, ``DESCRIBE m.features|model``, ``DESCRIBE p.m.x``."""
+    if stmt.namespace is None:
+        record = resolver.model(stmt.name)
+        if record is None:
+            raise ModelNotFound.named(stmt.name, resolver.model_names())
+        return DescribePlan(record)
+    if stmt.attribute is not None:
+        project = require_project(stmt.namespace, resolver)
+        record = model_in(stmt.name, project, resolver)
+        if record is None:
+            raise ModelNotFound.named(stmt.name, resolver.model_names())
+        return DescribePlan(record, _attribute(record, stmt.attribute))
+    # Two parts: project.model, or model.attribute.
+    first, second = stmt.namespace, stmt.name
+    if is_project(first, resolver):
+        record = model_in(second, canonical(first), resolver)
+        if record is not None:
+            return DescribePlan(record)
+        owner = resolver.model(first)
+        if owner is not None:  # a model named like a project: DESCRIBE m.features
+            return DescribePlan(owner, _attribute(owner, second))
+        raise ModelNotFound.named(second, resolver.model_names())
+    owner = resolver.model(first)
+    if owner is not None:
+        return DescribePlan(owner, _attribute(owner, second))
+    if resolver.datasource_dialect(first) is not None:
+        raise UnsupportedStatement(
+            f"DESCRIBE {first}.{second}: describing a datasource's table is not supported; "
+            f"SELECT * FROM {first}.{second} LIMIT 1 shows its columns."
+        )
+    if second in ATTRIBUTES:  # DESCRIBE <misspelt model>.features
+        raise ModelNotFound.named(first, resolver.model_names())
+    raise project_not_found(first, resolver.project_names())
+
+
+def _attribute(record: PredictorRecord, attribute: str) -> str:
+    if attribute in ATTRIBUTES:
+        return attribute
+    raise InvalidInput(
+        f"DESCRIBE {record.name}.{attribute}: a model has no '{attribute}'; DESCRIBE "
+        f"{record.name}.features (its columns) or DESCRIBE {record.name}.model (its details).",
+        model=record.name,
+    )
+
+
+def plan_drop_model(stmt: st.DropModel, resolver: Resolver) -> st.DropModel:
+    """``DROP MODEL p.m``: p must be a project and m in it (when m exists)."""
+    if stmt.namespace is None:
+        return stmt
+    project = require_project(stmt.namespace, resolver)
+    model_in(stmt.name, project, resolver)
+    return replace(stmt, namespace=project)
+
+
+def plan_show_models(stmt: st.ShowModels, resolver: Resolver) -> st.ShowModels:
+    if stmt.project is None:
+        return stmt
+    return replace(stmt, project=require_project(stmt.project, resolver))
+
+
+def plan_show_tables(stmt: st.ShowTables, resolver: Resolver) -> ShowTablesPlan:
+    """``SHOW TABLES [FROM x]``: x is a datasource or a project (its models); no FROM: the
+    session's default datasource."""
+    source = stmt.source or resolver.default_datasource
+    datasource = project = None
+    if resolver.datasource_dialect(source) is not None:
+        datasource = source
+    elif is_project(source, resolver):
+        project = canonical(source)
+    else:
+        known = resolver.datasource_names() + resolver.project_names()
+        raise DatasourceNotFound.named(source, known)
+    return ShowTablesPlan(
+        datasource=datasource, project=project, full=stmt.full, like=stmt.like, where=stmt.where
+    )
+
+
+def plan_create_project(stmt: st.CreateProject, resolver: Resolver) -> st.CreateProject:
+    """A project may not take a datasource's name (``x.t`` must mean one thing)."""
+    if canonical(stmt.name) != DEFAULT_PROJECT and resolver.datasource_dialect(stmt.name):
+        raise InvalidInput(
+            f"Cannot create project '{stmt.name}': a datasource has that name, and "
+            f"'{stmt.name}.x' must name one thing. Pick another name.",
+            project=stmt.name,
+        )
+    return replace(stmt, name=canonical(stmt.name))
+
+
+def plan_drop_project(stmt: st.DropProject, resolver: Resolver) -> st.DropProject:
+    if canonical(stmt.name) == DEFAULT_PROJECT:
+        raise InvalidInput(
+            f"Project '{stmt.name}' is the default project and cannot be dropped.",
+            project=stmt.name,
+        )
+    return stmt
+
+
+def plan_create_database(stmt: st.CreateDatabase, resolver: Resolver) -> st.CreateDatabase:
+    """A datasource may not take a project's name (``x.t`` must mean one thing)."""
+    if is_project(stmt.name, resolver):
+        raise InvalidInput(
+            f"Cannot create datasource '{stmt.name}': a project has that name, and "
+            f"'{stmt.name}.x' must name one thing. Pick another name.",
+            datasource=stmt.name,
+        )
+    return stmt
+
+
+def plan_drop_database(
+    stmt: st.DropDatabase, resolver: Resolver
+) -> st.DropDatabase | st.DropProject:
+    """``DROP DATABASE p`` of a project (not a datasource) drops the project, as in MindsDB."""
+    if resolver.datasource_dialect(stmt.name) is None and is_project(stmt.name, resolver):
+        return plan_drop_project(st.DropProject(stmt.name, stmt.if_exists), resolver)
+    return stmt
+
+
+def refuse_show_command(stmt: st.Query, resolver: Resolver) -> None:
+    """A ``SHOW x`` the gateway does not know goes to the default datasource as written;
+    SQLite has no SHOW at all, so there it is refused by name instead of coming back as
+    SQLite's syntax error."""
+    tree = stmt.tree
+    if not (isinstance(tree, exp.Command) and str(tree.this).upper() == "SHOW"):
+        return
+    datasource = resolver.default_datasource
+    if resolver.datasource_dialect(datasource) in (None, "sqlite"):
+        raise UnsupportedStatement(
+            f"{stmt.sql} is not a statement of the gateway, and datasource '{datasource}' "
+            f"(SQLite) has no SHOW; the gateway answers {SUPPORTED_SHOW}."
+        )
