@@ -61,6 +61,8 @@ class Adapter(Protocol):
     # Values of the ``payload`` predictor option this format can send (``json``, the default,
     # first).
     payloads: tuple[str, ...]
+    # Whether the format has a training call (``url.train``); mlflow scoring servers do not.
+    trains: bool
 
     @classmethod
     def from_context(cls, context: AdapterContext) -> Adapter:

@@ -42,6 +42,7 @@ class MlflowAdapter(HttpAdapter):
     # MLflow's scoring server reads JSON and CSV only; CSV loses types (everything is
     # re-inferred) and is 10-30x slower to write than orjson (benchmarks/profile_payload.py).
     payloads = (JSON,)
+    trains = False  # `mlflow models serve` only scores
 
     async def train(
         self, endpoint: Endpoint, columns: Sequence[str], rows: Sequence[Sequence[Any]]

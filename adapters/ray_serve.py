@@ -96,6 +96,7 @@ class RayServeAdapter(HttpAdapter):
 
     name = "ray_serve"
     payloads = PAYLOADS
+    trains = True
 
     def _payload(self, endpoint: Endpoint) -> str:
         return payload_option(

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from adapters.registry import normalize_format, validate_options
+from adapters.registry import FORMATS, normalize_format, validate_options
 from byom.errors import (
     InvalidInput,
     InvalidOption,
@@ -55,8 +55,6 @@ from gateway.sql_tree import (
 DTYPES = ("integer", "float", "categorical", "binary", "text", "date", "datetime")
 # USING options of CREATE PREDICTOR that the gateway itself understands.
 KNOWN_OPTIONS = ("url.train", "url.predict", "format", "dtype_dict")
-# Formats whose endpoints only predict (an MLflow scoring server has no training route).
-PREDICT_ONLY_FORMATS = ("mlflow",)
 # First words of a training query: it must read rows, never change them (it is committed).
 QUERY_WORDS = ("SELECT", "WITH", "VALUES", "(")
 # Catalog tables a SELECT can read as ``mindsdb.<table>`` (or ``model.``/``models.``).
@@ -128,7 +126,7 @@ def plan_register(stmt: st.CreatePredictor) -> RegisterPlan:
             f"Model '{stmt.name}' needs a format: add USING format='ray_serve' or format='mlflow'"
         )
     fmt = normalize_format(str(fmt))
-    if url_train and fmt in PREDICT_ONLY_FORMATS:
+    if url_train and not FORMATS[fmt].trains:
         raise InvalidOption(
             f"Model '{stmt.name}': format '{fmt}' is predict-only (its server has no training "
             "route), so it cannot take url.train: train the model outside and register it "

@@ -33,7 +33,7 @@ _ENGINE_HELP = {
     "postgres": "A PostgreSQL database; 'schema' becomes the search_path.",
 }
 # What every model format takes in USING, besides the payload its adapter may offer.
-_MODEL_OPTIONS = "url.predict (required); url.train, dtype_dict (optional)"
+_MODEL_OPTIONS = "url.predict (required); {optional} (optional)"
 
 
 def models(services: Services, p: st.ShowModels) -> Result:
@@ -89,7 +89,9 @@ def engines(services: Services, p: st.ShowEngines) -> Result:
         rows.append([name, "data", ", ".join(aliases), spec.expected(), description])
     for name, adapter in FORMATS.items():
         aliases = [alias for alias, target in ALIASES.items() if target == name]
-        parameters = f"{_MODEL_OPTIONS}; payload: {' | '.join(adapter.payloads)}"
+        optional = "url.train, dtype_dict" if adapter.trains else "dtype_dict"
+        options = _MODEL_OPTIONS.format(optional=optional)
+        parameters = f"{options}; payload: {' | '.join(adapter.payloads)}"
         rows.append([name, "ml", ", ".join(aliases), parameters, _first_line(adapter.__doc__)])
     answer = Result(columns=list(ENGINE_COLUMNS), rows=rows)
     return filtered(answer, p.like, p.where, "SHOW ENGINES")

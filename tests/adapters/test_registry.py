@@ -25,6 +25,8 @@ def test_formats_table() -> None:
     assert ALIASES == {"ray_server": "ray_serve"}
     for name, cls in FORMATS.items():
         assert cls.name == name  # the adapter's own name matches its registry key
+    # mlflow scoring servers only predict; the planner refuses url.train for them
+    assert (FORMATS["ray_serve"].trains, FORMATS["mlflow"].trains) == (True, False)
 
 
 @pytest.mark.parametrize(
