@@ -83,3 +83,20 @@ def test_the_contract_would_catch_a_violation(tmp_path: Path) -> None:
         "def f():\n    from catalog.repository import Catalog\n"
     )
     assert _imports(bad) == {"gateway.core", "gateway.errors", "catalog.repository"}
+
+
+def test_the_gateway_imports_no_ml_framework() -> None:
+    """A gateway that never sees a built-in statement never imports torch, transformers,
+    Ray or MLflow: its start-up time and memory stay those of a web service."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gateway.core, gateway.server, gateway.cli\n"
+        "heavy = [m for m in ('torch', 'transformers', 'ray', 'mlflow') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == ""
