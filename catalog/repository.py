@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -83,7 +83,14 @@ def _copied(value: Any) -> Any:
     return dict(value) if isinstance(value, dict) else value
 
 
-def _predictor_record(row: PredictorRow) -> PredictorRecord:
+# One predictor by name, as a Core statement (built once).
+_FIND_PREDICTOR = select(PredictorRow.__table__).where(
+    PredictorRow.__table__.c.name == bindparam("name")
+)
+
+
+def _predictor_record(row: Any) -> PredictorRecord:
+    """A record from an ORM row or a Core row (both give the columns as attributes)."""
     return PredictorRecord(**{f: _copied(getattr(row, f)) for f in _PREDICTOR_FIELDS})
 
 
@@ -303,10 +310,15 @@ class Catalog:
             ) from exc
 
     def find_predictor(self, name: str) -> PredictorRecord | None:
-        """The predictor called ``name``, or None."""
-        with self._session() as s:
-            row = s.execute(select(PredictorRow).where(PredictorRow.name == _key(name))).scalar()
-            return _predictor_record(row) if row is not None else None
+        """The predictor called ``name``, or None.
+
+        Every prediction statement starts here, so it reads with a Core ``select`` on one
+        connection rather than an ORM session (about a third of the cost; the column types'
+        conversions - JSON, UTC timestamps - apply the same way).
+        """
+        with self._engine.connect() as conn:
+            row = conn.execute(_FIND_PREDICTOR, {"name": _key(name)}).first()
+        return _predictor_record(row) if row is not None else None
 
     def get_predictor(self, name: str) -> PredictorRecord:
         """The predictor called ``name``; ``ModelNotFound`` with a did-you-mean."""
