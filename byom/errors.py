@@ -10,7 +10,8 @@ message to branch on it) and an HTTP ``status``. ``gateway.server`` turns any of
     |   +-- UnsupportedStatement (UNSUPPORTED_STATEMENT)
     |   +-- InvalidOption (INVALID_OPTION)       a USING / PARAMETERS value is wrong
     |   +-- InvalidInput (INVALID_INPUT)         rows or columns do not fit the model
-    |   +-- NotFound (404)                       MODEL_NOT_FOUND, DATASOURCE_NOT_FOUND
+    |   +-- NotFound (404)                       MODEL_NOT_FOUND, DATASOURCE_NOT_FOUND,
+    |                                            PROJECT_NOT_FOUND
     |   +-- AlreadyExists (409)                  MODEL_EXISTS, DATASOURCE_EXISTS
     |   +-- ModelNotReady (409, MODEL_NOT_READY)
     +-- DatasourceError (DATASOURCE_ERROR, 400)  the user's database refused or failed
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Self
 
 
 class GatewayError(Exception):
@@ -103,33 +104,34 @@ class InvalidInput(UserError):
 class NotFound(UserError):
     code = "NOT_FOUND"
     status = 404
+    # What ``named`` says: the thing (``Model``), its detail key and the statement that
+    # lists the existing ones.
+    thing = "Item"
+    show = "SHOW"
+
+    @classmethod
+    def named(cls, name: str, known: Iterable[str]) -> Self:
+        """``Model 'x' not found. Did you mean y? See SHOW MODELS.`` over the ``known`` names
+        (``model``/``datasource``/``project`` and ``suggestion`` in the details)."""
+        hint = did_you_mean(name, known)
+        text = f"{cls.thing} '{name}' not found." + (f" Did you mean {hint}?" if hint else "")
+        details = {cls.thing.lower(): name, "suggestion": hint}
+        return cls(f"{text} See {cls.show}.", **details)
 
 
 class ModelNotFound(NotFound):
     code = "MODEL_NOT_FOUND"
-
-    @classmethod
-    def named(cls, name: str, known: Iterable[str]) -> ModelNotFound:
-        """``Model 'x' not found. Did you mean y? See SHOW MODELS.`` over the ``known`` names."""
-        hint = did_you_mean(name, known)
-        return cls(_not_found("Model", name, hint, "SHOW MODELS"), model=name, suggestion=hint)
+    thing, show = "Model", "SHOW MODELS"
 
 
 class DatasourceNotFound(NotFound):
     code = "DATASOURCE_NOT_FOUND"
-
-    @classmethod
-    def named(cls, name: str, known: Iterable[str]) -> DatasourceNotFound:
-        """The same for a datasource, pointing at SHOW DATABASES."""
-        hint = did_you_mean(name, known)
-        text = _not_found("Datasource", name, hint, "SHOW DATABASES")
-        return cls(text, datasource=name, suggestion=hint)
+    thing, show = "Datasource", "SHOW DATABASES"
 
 
-def _not_found(kind: str, name: str, hint: str | None, show: str) -> str:
-    return (
-        f"{kind} '{name}' not found." + (f" Did you mean {hint}?" if hint else "") + f" See {show}."
-    )
+class ProjectNotFound(NotFound):
+    code = "PROJECT_NOT_FOUND"
+    thing, show = "Project", "SHOW PROJECTS"
 
 
 class AlreadyExists(UserError):

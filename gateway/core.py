@@ -56,12 +56,17 @@ class Gateway:
 
     def __init__(self, executor: Executor, client: httpx.AsyncClient) -> None:
         self.executor = executor
-        self.services = executor.services
-        self.catalog = executor.services.catalog
-        self.home = executor.services.home
-        self.settings = executor.services.settings
         self._client = client
         self._started = time.time()
+
+    @property
+    def services(self) -> Services:
+        """The catalog, datasources, adapters and settings this gateway runs on."""
+        return self.executor.services
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.executor.services.catalog
 
     @classmethod
     async def start(

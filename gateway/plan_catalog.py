@@ -12,12 +12,18 @@ from dataclasses import replace
 
 from sqlglot import exp
 
-from byom.errors import DatasourceNotFound, InvalidInput, ModelNotFound, UnsupportedStatement
-from catalog.records import PredictorRecord
+from byom.errors import (
+    DatasourceNotFound,
+    InvalidInput,
+    ModelNotFound,
+    ProjectNotFound,
+    UnsupportedStatement,
+)
+from catalog.records import PredictorRecord, project_key
 from gateway import statements as st
 from gateway.parse_show import SUPPORTED as SUPPORTED_SHOW
 from gateway.plans import DescribePlan, Resolver, ShowTablesPlan, UsePlan
-from gateway.projects import DEFAULT_PROJECT, canonical, not_in_project, project_not_found
+from gateway.projects import DEFAULT_PROJECT, not_in_project
 
 # What ``DESCRIBE m.<attribute>`` answers.
 ATTRIBUTES = ("features", "model")
@@ -32,15 +38,15 @@ def is_project(name: str, resolver: Resolver) -> bool:
 def require_project(name: str, resolver: Resolver) -> str:
     """The canonical name of project ``name``; PROJECT_NOT_FOUND with a did-you-mean."""
     if is_project(name, resolver):
-        return canonical(name)
-    raise project_not_found(name, resolver.project_names())
+        return project_key(name)
+    raise ProjectNotFound.named(name, resolver.project_names())
 
 
 def model_in(name: str, project: str, resolver: Resolver) -> PredictorRecord | None:
     """Model ``name`` when it is in ``project`` (canonical); None when there is no model of
     that name; ModelNotFound naming its project when it lives in another one."""
     record = resolver.model(name)
-    if record is not None and canonical(record.namespace) != project:
+    if record is not None and project_key(record.namespace) != project:
         raise not_in_project(record, project)
     return record
 
@@ -60,7 +66,7 @@ def plan_use(stmt: st.Use, resolver: Resolver) -> UsePlan:
     if resolver.datasource_dialect(stmt.name) is not None:
         return UsePlan(datasource=stmt.name)
     if is_project(stmt.name, resolver):
-        return UsePlan(project=canonical(stmt.name))
+        return UsePlan(project=project_key(stmt.name))
     known = resolver.datasource_names() + resolver.project_names()
     raise DatasourceNotFound.named(stmt.name, known)
 
@@ -81,7 +87,7 @@ def plan_describe(stmt: st.Describe, resolver: Resolver) -> DescribePlan:
     # Two parts: project.model, or model.attribute.
     first, second = stmt.namespace, stmt.name
     if is_project(first, resolver):
-        record = model_in(second, canonical(first), resolver)
+        record = model_in(second, project_key(first), resolver)
         if record is not None:
             return DescribePlan(record)
         owner = resolver.model(first)
@@ -98,7 +104,7 @@ def plan_describe(stmt: st.Describe, resolver: Resolver) -> DescribePlan:
         )
     if second in ATTRIBUTES:  # DESCRIBE <misspelt model>.features
         raise ModelNotFound.named(first, resolver.model_names())
-    raise project_not_found(first, resolver.project_names())
+    raise ProjectNotFound.named(first, resolver.project_names())
 
 
 def _attribute(record: PredictorRecord, attribute: str) -> str:
@@ -134,7 +140,7 @@ def plan_show_tables(stmt: st.ShowTables, resolver: Resolver) -> ShowTablesPlan:
     if resolver.datasource_dialect(source) is not None:
         datasource = source
     elif is_project(source, resolver):
-        project = canonical(source)
+        project = project_key(source)
     else:
         known = resolver.datasource_names() + resolver.project_names()
         raise DatasourceNotFound.named(source, known)
@@ -145,17 +151,17 @@ def plan_show_tables(stmt: st.ShowTables, resolver: Resolver) -> ShowTablesPlan:
 
 def plan_create_project(stmt: st.CreateProject, resolver: Resolver) -> st.CreateProject:
     """A project may not take a datasource's name (``x.t`` must mean one thing)."""
-    if canonical(stmt.name) != DEFAULT_PROJECT and resolver.datasource_dialect(stmt.name):
+    if project_key(stmt.name) != DEFAULT_PROJECT and resolver.datasource_dialect(stmt.name):
         raise InvalidInput(
             f"Cannot create project '{stmt.name}': a datasource has that name, and "
             f"'{stmt.name}.x' must name one thing. Pick another name.",
             project=stmt.name,
         )
-    return replace(stmt, name=canonical(stmt.name))
+    return replace(stmt, name=project_key(stmt.name))
 
 
 def plan_drop_project(stmt: st.DropProject, resolver: Resolver) -> st.DropProject:
-    if canonical(stmt.name) == DEFAULT_PROJECT:
+    if project_key(stmt.name) == DEFAULT_PROJECT:
         raise InvalidInput(
             f"Project '{stmt.name}' is the default project and cannot be dropped.",
             project=stmt.name,

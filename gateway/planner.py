@@ -28,7 +28,7 @@ from byom.errors import (
     UnsupportedStatement,
     did_you_mean,
 )
-from catalog.records import PredictorRecord, PredictorSpec
+from catalog.records import PredictorRecord, PredictorSpec, project_key
 from gateway import plan_catalog as names
 from gateway import statements as st
 from gateway.join_planner import join_options, plan_join
@@ -340,7 +340,7 @@ def _as_model(source: exp.Expression, resolver: Resolver) -> PredictorRecord | N
         or not names.is_project(qualifier, resolver)
     ):
         return None  # a datasource's table, or a schema's of the default datasource
-    return names.model_in(source.name.lower(), names.canonical(qualifier), resolver)
+    return names.model_in(source.name.lower(), project_key(qualifier), resolver)
 
 
 def _check_unknown_model(sources: Sequence[exp.Expression], resolver: Resolver) -> None:

@@ -13,37 +13,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from byom.errors import ModelNotFound, NotFound, did_you_mean
+from byom.errors import ModelNotFound
 from catalog.records import DEFAULT_PROJECT, PROJECT_ALIASES, PredictorRecord, project_key
 
-__all__ = [
-    "DEFAULT_PROJECT",
-    "PROJECT_ALIASES",
-    "canonical",
-    "not_in_project",
-    "project_not_found",
-]
-
-
-def canonical(name: str | None) -> str:
-    """The project's stored name (``model``/``models`` -> ``mindsdb``)."""
-    return project_key(name)
-
-
-def project_not_found(name: str, known: Iterable[str]) -> NotFound:
-    """``Project 'x' not found. Did you mean y? See SHOW PROJECTS.`` (PROJECT_NOT_FOUND)."""
-    hint = did_you_mean(name, known)
-    text = f"Project '{name}' not found." + (f" Did you mean {hint}?" if hint else "")
-    return NotFound(
-        text + " See SHOW PROJECTS.", code="PROJECT_NOT_FOUND", project=name, suggestion=hint
-    )
+__all__ = ["DEFAULT_PROJECT", "PROJECT_ALIASES", "not_in_project"]
 
 
 def not_in_project(record: PredictorRecord, project: str) -> ModelNotFound:
     """``p2.m`` names a model m that lives in another project."""
-    home = canonical(record.namespace)
+    home = project_key(record.namespace)
     return ModelNotFound(
         f"Model '{record.name}' is not in project '{project}': it is in project '{home}'. "
         f"Did you mean {home}.{record.name}?",

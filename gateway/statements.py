@@ -13,6 +13,8 @@ from typing import Any
 
 from sqlglot import exp
 
+from catalog.records import DEFAULT_PROJECT, PROJECT_ALIASES
+
 
 @dataclass(frozen=True)
 class CreatePredictor:
@@ -177,4 +179,4 @@ Statement = (
 
 # The names of the default project ``mindsdb`` (``model``/``models`` are other names of it);
 # any project made with CREATE PROJECT qualifies model names too.
-MODEL_NAMESPACES = ("mindsdb", "model", "models")
+MODEL_NAMESPACES = (DEFAULT_PROJECT, *PROJECT_ALIASES)

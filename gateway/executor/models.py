@@ -19,36 +19,14 @@ from gateway.result import Result
 STOP_TIMEOUT_S = 10.0
 
 
-async def register(services: Services, trainer: Trainer, p: RegisterPlan) -> Result:
-    """Store the predictor; start its training when it has a train URL and a query."""
-    spec = p.spec
-    if services.catalog.find_predictor(spec.name) is not None:
-        raise ModelExists(
-            f"Model '{spec.name}' already exists; DROP MODEL {spec.name} first or pick "
-            "another name.",
-            model=spec.name,
-        )
-    if spec.training_datasource is not None:
-        services.datasource_record(spec.training_datasource)  # fail now, not in the background
-    # The training query runs (wrapped, no rows) and has the target and dtype_dict columns:
-    # a mistake there fails CREATE, not the background training. In a thread: a datasource
-    # that does not answer must not hold up the other statements.
-    spec = await asyncio.to_thread(checked_training_spec, services, spec)
-    trains = spec.url_train is not None
-    record = services.catalog.add_predictor(spec, status="generating" if trains else "complete")
-    if trains:
-        trainer.start(record)
-    return models_table([record])
-
-
 async def create(services: Services, trainer: Trainer, p: RegisterPlan) -> Result:
-    """CREATE [OR REPLACE] MODEL [IF NOT EXISTS]: ``register``, after deciding what to do
-    with a model of the same name.
+    """CREATE [OR REPLACE] MODEL [IF NOT EXISTS]: store the predictor and start its training
+    when it has a train URL and a query.
 
     Model names are unique across projects: a model of that name in another project is
     MODEL_EXISTS naming that project, whatever the form. In the same project, IF NOT EXISTS
-    changes nothing and says so; OR REPLACE drops it (stopping its training) and registers
-    the new one.
+    changes nothing and says so; OR REPLACE drops it (stopping its training) once the new
+    definition passed its checks, so a mistake in it leaves the old model in place.
     """
     spec = p.spec
     existing = services.catalog.find_predictor(spec.name)
@@ -64,15 +42,26 @@ async def create(services: Services, trainer: Trainer, p: RegisterPlan) -> Resul
             )
         if p.if_not_exists:
             return Result(message=f"Model '{home}.{spec.name}' already exists; nothing changed.")
-        if p.or_replace:
-            # What register checks of the new model is checked before the old one goes, so
-            # a mistake in the new definition leaves the old model in place.
-            if spec.training_datasource is not None:
-                services.datasource_record(spec.training_datasource)
-            await asyncio.to_thread(checked_training_spec, services, spec)
-            await stop_training(trainer, spec.name)
-            services.catalog.drop_predictor(spec.name)
-    return await register(services, trainer, p)
+        if not p.or_replace:
+            raise ModelExists(
+                f"Model '{spec.name}' already exists; DROP MODEL {spec.name} first or pick "
+                "another name.",
+                model=spec.name,
+            )
+    if spec.training_datasource is not None:
+        services.datasource_record(spec.training_datasource)  # fail now, not in the background
+    # The training query runs (wrapped, no rows) and has the target and dtype_dict columns:
+    # a mistake there fails CREATE, not the background training. In a thread: a datasource
+    # that does not answer must not hold up the other statements.
+    spec = await asyncio.to_thread(checked_training_spec, services, spec)
+    if existing is not None:  # OR REPLACE, and the new definition is sound
+        await stop_training(trainer, spec.name)
+        services.catalog.drop_predictor(spec.name)
+    trains = spec.url_train is not None
+    record = services.catalog.add_predictor(spec, status="generating" if trains else "complete")
+    if trains:
+        trainer.start(record)
+    return models_table([record])
 
 
 async def drop(services: Services, trainer: Trainer, p: st.DropModel) -> Result:

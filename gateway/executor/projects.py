@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from byom.errors import ProjectNotFound
 from gateway import statements as st
 from gateway.executor.catalog_tables import PROJECT_COLUMNS
 from gateway.executor.services import Services
 from gateway.plans import UsePlan
-from gateway.projects import project_not_found
 from gateway.result import Result
 from gateway.session import Session
 
@@ -27,7 +27,7 @@ def drop(services: Services, p: st.DropProject) -> Result:
         if p.if_exists:
             return Result(message=f"Project '{p.name}' does not exist; nothing dropped.")
         known = [project.name for project in services.catalog.list_projects()]
-        raise project_not_found(p.name, known)
+        raise ProjectNotFound.named(p.name, known)
     services.catalog.drop_project(p.name)  # PROJECT_NOT_EMPTY, atomically
     return Result(message=f"Project '{p.name}' dropped.")
 
