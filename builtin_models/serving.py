@@ -99,12 +99,15 @@ class ModelServer:
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S,
         num_threads: int | None = None,
+        outputs: dict[str, str] | None = None,
     ) -> None:
         if num_threads:
             import torch
 
             torch.set_num_threads(num_threads)
         self.model_uri = model_uri
+        # Output renames, e.g. {"probabilities": "labels_proba"}: the SQL column names.
+        self.outputs = dict(outputs or {})
         self.model = artifacts.load_model(model_uri, tracking_uri)
         self.predict_frames.set_max_batch_size(max_batch_size)
         self.predict_frames.set_batch_wait_timeout_s(batch_wait_timeout_s)
@@ -128,7 +131,7 @@ class ModelServer:
         combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         # Off the event loop, so health checks and new requests are taken meanwhile.
         output = await asyncio.to_thread(self.model.predict, combined)
-        merged = answer_lists(output, len(combined))
+        merged = {self.outputs.get(k, k): v for k, v in answer_lists(output, len(combined)).items()}
         answers, start = [], 0
         for frame in frames:
             end = start + len(frame)
@@ -165,6 +168,7 @@ def build_app(
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S,
     num_threads: int | None = None,
+    outputs: dict[str, str] | None = None,
 ) -> Application:
     """The Serve application of one model version, for ``serve.run(app, name=...,
     route_prefix=...)``. ``name`` names the deployment (unique per version)."""
@@ -181,4 +185,5 @@ def build_app(
         max_batch_size=max_batch_size,
         batch_wait_timeout_s=batch_wait_timeout_s,
         num_threads=num_threads,
+        outputs=outputs,
     )

@@ -79,6 +79,14 @@ class TaskImplementation(Protocol):
         """Write the trained model to the directory ``path`` (the MLflow artifact)."""
         ...
 
+    def load(self, pyfunc_model: Any) -> Any:
+        """The Trained model inside a loaded MLflow pyfunc model of this task."""
+        ...
+
+    def prepare_for(self, trained: Any, frame: pd.DataFrame) -> Any:
+        """Labelled rows as Examples that ``evaluate(trained, ...)`` can score."""
+        ...
+
     def labels(self, trained: Any) -> list[Any]:
         """The labels (classes) the model predicts, or [] for tasks without classes."""
         ...

@@ -51,7 +51,9 @@ __all__ = [
     "Trained",
     "evaluate",
     "labels",
+    "load",
     "prepare",
+    "prepare_for",
     "save",
     "stratify_keys",
     "subset",
@@ -191,6 +193,46 @@ def prepare(frame: pd.DataFrame, hyperparams: Mapping[str, Any]) -> Examples:
             column=LABELS,
         )
     return Examples([str(t) for t in text.tolist()], targets, label_set, bool(multi))
+
+
+def load(pyfunc_model: Any) -> Trained:
+    """The Trained model inside a loaded MLflow pyfunc model of this task (to evaluate it)."""
+    classifier: TextClassifier = pyfunc_model.unwrap_python_model().classifier
+    return Trained(
+        model=classifier.model,
+        tokenizer=classifier.tokenizer,
+        labels=list(classifier.labels),
+        multi_label=classifier.multi_label,
+        threshold=classifier.threshold,
+        max_length=classifier.max_length,
+    )
+
+
+def prepare_for(trained: Trained, frame: pd.DataFrame) -> Examples:
+    """Labelled rows to score ``trained`` on: its label set, its single/multi-label mode.
+
+    A label the model never saw is an InvalidInput naming it (it could only be wrong).
+    """
+    text, target = _column(frame, TEXT), _column(frame, LABELS)
+    _no_nulls(text, TEXT)
+    _no_nulls(target, LABELS)
+    raw = [_plain(v) for v in target.tolist()]
+    targets: list[Any] = [_split_labels(v) for v in raw] if trained.multi_label else raw
+    seen = {label for t in targets for label in (t if trained.multi_label else (t,))}
+    known = {str(label) for label in trained.labels}
+    unknown = sorted(str(label) for label in seen if str(label) not in known)
+    if unknown:
+        raise InvalidInput(
+            f"The {LABELS} column has label(s) the model never saw: {', '.join(unknown[:10])}. "
+            f"The model knows: {', '.join(sorted(known))}.",
+            column=LABELS,
+        )
+    if not trained.multi_label:  # the model's own label values (e.g. 1 and "1" alike)
+        by_text = {str(label): label for label in trained.labels}
+        targets = [by_text[str(t)] for t in targets]
+    return Examples(
+        [str(t) for t in text.tolist()], targets, list(trained.labels), trained.multi_label
+    )
 
 
 def stratify_keys(examples: Examples) -> list[Any]:

@@ -27,13 +27,17 @@ from byom.errors import GatewayError, InvalidOption
 
 __all__ = [
     "Progress",
+    "ProgressBox",
     "ProgressFn",
     "RowReader",
     "TrainingRequest",
     "TrainingResult",
     "explain_ray_failure",
+    "read_frame",
     "run_training",
+    "start_progress_box",
     "submit",
+    "task_options",
 ]
 
 #: Environment a training task needs wherever Ray starts it.
@@ -81,6 +85,8 @@ class TrainingRequest:
     run_name: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     num_threads: int | None = None  # torch threads; None keeps torch's (Ray's) choice
+    #: Query column -> task column (``PREDICT sentiment`` feeds the task's ``labels``).
+    rename: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,8 +108,14 @@ class TrainingResult:
     duration_s: float
 
 
-def _read(reader: RowReader, columns: Sequence[str], report: ProgressFn) -> pd.DataFrame:
-    """All chunks of ``reader`` as one frame (the task's columns only, if all present)."""
+def read_frame(
+    reader: RowReader,
+    columns: Sequence[str],
+    report: ProgressFn,
+    rename: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """All chunks of ``reader`` as one frame, ``rename``d (the task's columns only, if all
+    present)."""
     names: list[str] | None = None
     rows: list[Sequence[Any]] = []
     for chunk_columns, chunk_rows in reader():
@@ -111,6 +123,8 @@ def _read(reader: RowReader, columns: Sequence[str], report: ProgressFn) -> pd.D
         rows.extend(chunk_rows)
         report(Progress("reading", 2.5, message=f"{len(rows)} rows read"))
     frame = pd.DataFrame(rows, columns=names or [])
+    if rename:
+        frame = frame.rename(columns=dict(rename))
     by_lower = {str(c).lower(): c for c in frame.columns}
     if all(c in by_lower for c in columns):
         frame = frame[[by_lower[c] for c in columns]]
@@ -148,7 +162,7 @@ def run_training(
         torch.set_num_threads(int(request.num_threads))
 
     report(Progress("reading", 0.0))
-    frame = _read(reader, task.columns, report)
+    frame = read_frame(reader, task.columns, report, request.rename)
     report(Progress("preparing", 5.0, message=f"{len(frame)} rows"))
     examples = impl.prepare(frame, hyperparams)
     split = holdout.split(
@@ -237,13 +251,53 @@ def submit(
     """
     import ray
 
-    env = {k: os.environ[k] for k in _TASK_ENV if k in os.environ}
     if request.num_threads is None:
         request = dataclasses.replace(request, num_threads=max(1, int(num_cpus)))
-    remote = ray.remote(run_training).options(
-        num_cpus=num_cpus, max_retries=0, runtime_env={"env_vars": env} if env else None
-    )
+    remote = ray.remote(run_training).options(**task_options(num_cpus))
     return remote.remote(reader, request, progress)
+
+
+def task_options(num_cpus: float) -> dict[str, Any]:
+    """Ray options of a training or evaluation task: its CPUs, no retry (a failure is the
+    user's to see), and the environment it needs (offline hub, the gateway's home)."""
+    env = {k: os.environ[k] for k in _TASK_ENV if k in os.environ}
+    return {
+        "num_cpus": num_cpus,
+        "max_retries": 0,
+        "runtime_env": {"env_vars": env} if env else None,
+    }
+
+
+class ProgressBox:
+    """The latest :class:`Progress` of one run: a Ray actor the gateway polls, so progress
+    reaches the catalog through the gateway alone."""
+
+    def __init__(self) -> None:
+        self.latest: Progress | None = None
+
+    def put(self, event: Progress) -> None:
+        self.latest = event
+
+    def get(self) -> Progress | None:
+        return self.latest
+
+
+@dataclass(frozen=True)
+class _ToBox:
+    """A picklable progress callback that forwards events to a ProgressBox actor."""
+
+    box: Any
+
+    def __call__(self, event: Progress) -> None:
+        self.box.put.remote(event)  # fire and forget: training never waits on progress
+
+
+def start_progress_box() -> tuple[Any, ProgressFn]:
+    """A new ProgressBox actor (no CPU) and the callback that feeds it."""
+    import ray
+
+    box = ray.remote(num_cpus=0)(ProgressBox).remote()
+    return box, _ToBox(box)
 
 
 def explain_ray_failure(exc: BaseException) -> GatewayError:

@@ -11,7 +11,7 @@ message to branch on it) and an HTTP ``status``. ``gateway.server`` turns any of
     |   +-- InvalidOption (INVALID_OPTION)       a USING / PARAMETERS value is wrong
     |   +-- InvalidInput (INVALID_INPUT)         rows or columns do not fit the model
     |   +-- NotFound (404)                       MODEL_NOT_FOUND, DATASOURCE_NOT_FOUND,
-    |                                            PROJECT_NOT_FOUND
+    |                                            PROJECT_NOT_FOUND, MODEL_VERSION_NOT_FOUND
     |   +-- AlreadyExists (409)                  MODEL_EXISTS, DATASOURCE_EXISTS
     |   +-- ModelNotReady (409, MODEL_NOT_READY)
     +-- DatasourceError (DATASOURCE_ERROR, 400)  the user's database refused or failed
@@ -122,6 +122,27 @@ class NotFound(UserError):
 class ModelNotFound(NotFound):
     code = "MODEL_NOT_FOUND"
     thing, show = "Model", "SHOW MODELS"
+
+
+class ModelVersionNotFound(NotFound):
+    """A model that exists but has no such version; ``of`` lists the versions it has."""
+
+    code = "MODEL_VERSION_NOT_FOUND"
+    thing, show = "Model version", "SHOW MODELS"
+
+    @classmethod
+    def of(cls, model: str, version: int, versions: Iterable[int]) -> Self:
+        """``Model 'm' has no version 3. Its versions: 1, 2.`` (``model``, ``version`` and
+        ``versions`` in the details)."""
+        known = sorted(versions)
+        listed = ", ".join(str(v) for v in known)
+        text = f"Its versions: {listed}." if known else "It has no versions yet."
+        return cls(
+            f"Model '{model}' has no version {version}. {text}",
+            model=model,
+            version=version,
+            versions=known,
+        )
 
 
 class DatasourceNotFound(NotFound):

@@ -16,6 +16,8 @@ versions): it uses the definitions frozen here for the version it produces.
     3  projects (namespaces of models) added, holding ``mindsdb`` and every namespace a
        predictor already had; predictors' namespaces ``model``/``models``/'' become
        ``mindsdb`` (they were other names of it)
+    4  model_versions added: one row per training run (version) of a built-in model; the
+       predictor's ``version`` names the active one
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     column,
     func,
     inspect,
@@ -45,7 +48,7 @@ from byom.errors import GatewayError
 from catalog.records import DEFAULT_PROJECT, PROJECT_ALIASES
 from catalog.tables import Base, SchemaVersionRow, UTCDateTime, utcnow
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 Step = Callable[[Connection], None]
 
@@ -137,6 +140,33 @@ _V3_PROJECTS = Table(
 )
 
 
+_V4_MODEL_VERSIONS = Table(
+    "model_versions",
+    MetaData(),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("predictor", String(255), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("task", String(64), nullable=False),
+    Column("job_id", Integer),
+    Column("training_datasource", String(255)),
+    Column("training_query", Text),
+    Column("options", JSON, nullable=False),
+    Column("progress", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("hyperparams", JSON, nullable=False),
+    Column("run_id", String(255)),
+    Column("model_uri", Text),
+    Column("tracking_uri", Text),
+    Column("deployment", Text),
+    Column("url_predict", Text),
+    Column("error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("predictor", "version", name="uq_model_versions_predictor_version"),
+)
+
+
 # -- upgrade steps --------------------------------------------------------------------------
 
 
@@ -167,6 +197,12 @@ def _v2_to_v3(conn: Connection) -> None:
     )
     namespaces = set(conn.execute(select(predictors.c.namespace).distinct()).scalars())
     _add_projects(conn, {DEFAULT_PROJECT} | namespaces)
+
+
+def _v3_to_v4(conn: Connection) -> None:
+    """Model versions: the table, empty (a predictor's next version is numbered past its
+    ``version`` column too, so a version set before this table existed is not reused)."""
+    _V4_MODEL_VERSIONS.create(conn, checkfirst=True)
 
 
 def _add_projects(conn: Connection, names: set[str]) -> None:
@@ -229,7 +265,7 @@ def _rebuild_sqlite_table(conn: Connection, target: Table, existing: list[str]) 
 
 
 # UPGRADES[n] takes a catalog from version n to n + 1.
-UPGRADES: list[Step] = [_v0_to_v1, _v1_to_v2, _v2_to_v3]
+UPGRADES: list[Step] = [_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4]
 
 
 def read_version(conn: Connection) -> int | None:

@@ -13,6 +13,8 @@ MASK = "******"
 # Predictor lifecycle: generating -> training -> complete | error. Predict-only predictors
 # are complete at once.
 PREDICTOR_STATUSES = ("generating", "training", "complete", "error")
+# A version (one training run of a built-in model) goes the same way.
+VERSION_STATUSES = ("generating", "training", "complete", "error")
 JOB_STATUSES = ("running", "complete", "error")
 # An external model is an endpoint the user runs; a built-in one the gateway hosts itself.
 MODEL_KINDS = ("external", "builtin")
@@ -28,6 +30,12 @@ def project_key(name: str | None) -> str:
     to ``mindsdb``."""
     key = (name or "").strip().lower()
     return DEFAULT_PROJECT if not key or key in PROJECT_ALIASES else key
+
+
+def name_key(name: str) -> str:
+    """The stored name of a datasource or model: names are case-insensitive, so they are
+    stored and looked up lower-case."""
+    return name.strip().lower()
 
 
 @dataclass(frozen=True)
@@ -99,3 +107,29 @@ class TrainingJobRecord:
     started_at: datetime
     finished_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelVersionRecord:
+    """One training run (version) of a built-in model."""
+
+    predictor: str
+    version: int
+    status: str  # one of VERSION_STATUSES
+    task: str
+    job_id: int | None
+    training_datasource: str | None
+    training_query: str | None
+    options: dict[str, Any]  # USING options as given (model_name, hyperparams, test_size, ...)
+    progress: dict[str, Any]  # phase, percent, epoch, step, total_steps, message
+    metrics: dict[str, Any]  # holdout metrics (scalars and JSON reports)
+    hyperparams: dict[str, Any]  # effective hyperparams once known
+    run_id: str | None  # MLflow run
+    model_uri: str | None  # MLflow model URI
+    tracking_uri: str | None
+    deployment: str | None  # Ray Serve application name
+    url_predict: str | None  # its predict URL once deployed
+    error: str | None
+    active: bool  # computed: the predictor's active version is this one
+    created_at: datetime
+    updated_at: datetime

@@ -42,6 +42,7 @@ from catalog.records import (
     TrainingJobRecord,
     project_key,
 )
+from catalog.records import name_key as _key
 from catalog.tables import (
     DatasourceRow,
     PredictorRow,
@@ -50,6 +51,7 @@ from catalog.tables import (
     TrainingJobRow,
     utcnow,
 )
+from catalog.versions import VersionsMixin, delete_versions, fail_busy_versions
 
 INTERRUPTED_MESSAGE = (
     "interrupted: the gateway stopped while this job was running; "
@@ -57,11 +59,6 @@ INTERRUPTED_MESSAGE = (
 )
 # Predictor states that mean "a job of ours is working on it".
 _BUSY_STATUSES = ("generating", "training")
-
-
-def _key(name: str) -> str:
-    """Names are case-insensitive: stored and looked up lower-case."""
-    return name.strip().lower()
 
 
 def _datasource_record(row: DatasourceRow) -> DatasourceRecord:
@@ -143,8 +140,12 @@ def _check_status(status: str, allowed: tuple[str, ...], what: str) -> None:
         raise InvalidOption(f"Unknown {what} status '{status}'; expected one of {list(allowed)}.")
 
 
-class Catalog:
-    """Datasources, predictors and training jobs, stored in a SQL database."""
+class Catalog(VersionsMixin):
+    """Datasources, projects, predictors, their versions (``catalog.versions``) and
+    training jobs, stored in a SQL database."""
+
+    # For the version methods, which live in catalog.versions.
+    _predictor_record = staticmethod(_predictor_record)
 
     def __init__(self, url: str) -> None:
         """Open (and create or upgrade) the catalog at the SQLAlchemy ``url``."""
@@ -339,13 +340,15 @@ class Catalog:
             return [_predictor_record(r) for r in rows]
 
     def drop_predictor(self, name: str) -> None:
-        """Forget a predictor and its training jobs; ``ModelNotFound`` when there is none."""
+        """Forget a predictor, its versions and training jobs; ``ModelNotFound`` when there
+        is none."""
         key = _key(name)
         with self._session() as s:
             deleted = s.execute(delete(PredictorRow).where(PredictorRow.name == key)).rowcount
             if deleted:
                 # A predictor created later under the same name starts with no history.
                 s.execute(delete(TrainingJobRow).where(TrainingJobRow.predictor == key))
+                delete_versions(s, key)
         if not deleted:
             raise self._model_not_found(key)
 
@@ -451,8 +454,10 @@ class Catalog:
             return [_job_record(r) for r in s.execute(query).scalars()]
 
     def fail_interrupted(self, message: str = INTERRUPTED_MESSAGE) -> list[str]:
-        """Mark every running job, and every predictor still generating or training, as
-        ``error`` with ``message``; return the affected predictor names, sorted.
+        """Mark every running job, and every predictor and version still generating or
+        training, as ``error`` with ``message``; return the affected predictor names, sorted.
+        A predictor is marked only by its own status: a built-in model that stayed
+        ``complete`` while a new version trained keeps serving its active version.
 
         Called at gateway start-up: whatever was running belonged to a process that is gone.
         """
@@ -472,4 +477,5 @@ class Catalog:
                 .returning(PredictorRow.name)
             ).scalars()
             names.update(predictors)
+            names.update(fail_busy_versions(s, message, now))
         return sorted(names)

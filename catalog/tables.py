@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -117,6 +117,39 @@ class TrainingJobRow(Base):
     started_at: Mapped[datetime] = mapped_column(nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column()
     extra: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+
+
+class ModelVersionRow(Base):
+    """One training run (version) of a built-in model: 1, 2, ... per predictor, never
+    reused while the predictor exists. The predictor's ``version`` column says which one
+    is active. Columns are named after the fields of ``catalog.records.ModelVersionRecord``
+    (all but the computed ``active``)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("predictor", "version", name="uq_model_versions_predictor_version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    predictor: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    task: Mapped[str] = mapped_column(String(64), nullable=False)
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    training_datasource: Mapped[str | None] = mapped_column(String(255))
+    training_query: Mapped[str | None] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    progress: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    metrics: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    hyperparams: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    run_id: Mapped[str | None] = mapped_column(String(255))
+    model_uri: Mapped[str | None] = mapped_column(Text)
+    tracking_uri: Mapped[str | None] = mapped_column(Text)
+    deployment: Mapped[str | None] = mapped_column(Text)
+    url_predict: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(nullable=False)
 
 
 class SchemaVersionRow(Base):

@@ -58,6 +58,7 @@ class Gateway:
         self.executor = executor
         self._client = client
         self._started = time.time()
+        self._restoring: asyncio.Task[None] | None = None
 
     @property
     def services(self) -> Services:
@@ -98,11 +99,22 @@ class Gateway:
             home=home,
             settings=settings,
         )
-        return cls(Executor(services), client)
+        gateway = cls(Executor(services), client)
+        if any(p.kind == "builtin" and p.version for p in catalog.list_predictors()):
+            # Serve the active versions of built-in models again (Ray starts: seconds), in
+            # the background; a prediction meanwhile waits for its own model's deployment.
+            gateway._restoring = asyncio.get_running_loop().create_task(
+                gateway.executor.builtin.restore()
+            )
+        return gateway
 
     async def close(self) -> None:
         """Cancel background training, then close the client, the pools and the catalog."""
+        if self._restoring is not None:
+            self._restoring.cancel()
+            await asyncio.gather(self._restoring, return_exceptions=True)
         await self.executor.trainer.close()
+        await self.executor.builtin.close()
         await self._client.aclose()
         self.services.datasources.close_all()
         self.catalog.close()
@@ -237,13 +249,18 @@ class Gateway:
         return await self.executor.predict_rows(name.lower(), rows)
 
     async def wait_for_training(self, name: str, timeout: float = 120.0) -> Result:
-        """Block until the predictor leaves generating/training; return its DESCRIBE row."""
+        """Block until the model's training ended (a built-in model: its latest version);
+        return its DESCRIBE answer."""
         deadline = time.monotonic() + timeout
+        busy = ("generating", "training")
         while True:
-            result = self.executor.describe(name.lower())
-            status = result.records()[0]["status"]
-            if status not in ("generating", "training"):
-                return result
+            record = self.catalog.get_predictor(name.lower())
+            status = record.status
+            if record.kind == "builtin":
+                versions = self.catalog.list_versions(record.name)
+                status = versions[-1].status if versions else status
+            if status not in busy:
+                return self.executor.describe(name.lower())
             if time.monotonic() > deadline:
                 raise GatewayError(
                     f"Model '{name}' is still '{status}' after {timeout:.0f}s.",

@@ -8,6 +8,7 @@ Model names are ``[project.]name``; the parser knows no catalog, so whether a pr
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlglot.tokens import Token, TokenType
@@ -44,6 +45,16 @@ def model_name(c: Cursor) -> tuple[str | None, str]:
     return parts[0].text.lower(), parts[1].text.lower()
 
 
+@dataclass(frozen=True)
+class TrainingClauses:
+    """What the clauses after a model's name said (CREATE MODEL's and RETRAIN's)."""
+
+    datasource: str | None = None
+    query: str | None = None  # the SQL inside FROM ds ( ... ), verbatim
+    target: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
 def create_predictor(c: Cursor, or_replace: bool) -> st.CreatePredictor:
     """``CREATE [OR REPLACE] PREDICTOR|MODEL [IF NOT EXISTS] [project.]name [FROM ...]
     [PREDICT col] [USING ...] [WHERE ...]`` (the cursor is on MODEL|PREDICTOR)."""
@@ -52,6 +63,23 @@ def create_predictor(c: Cursor, or_replace: bool) -> st.CreatePredictor:
     if or_replace and if_not_exists:
         raise c.error("CREATE OR REPLACE and IF NOT EXISTS contradict each other; give one.")
     namespace, model = model_name(c)
+    clauses = training_clauses(c)
+    return st.CreatePredictor(
+        name=model,
+        namespace=namespace,
+        datasource=clauses.datasource,
+        query=clauses.query,
+        target=clauses.target,
+        options=clauses.options,
+        or_replace=or_replace,
+        if_not_exists=if_not_exists,
+    )
+
+
+def training_clauses(c: Cursor) -> TrainingClauses:
+    """``[FROM ...] [PREDICT col] [USING ...] [WHERE ...]`` up to the end of the statement:
+    each clause at most once and in that order; USING and WHERE options are merged (a key
+    in both is an error)."""
     datasource: str | None = None
     query: str | None = None
     target: str | None = None
@@ -70,7 +98,7 @@ def create_predictor(c: Cursor, or_replace: bool) -> st.CreatePredictor:
         done = index
         c.pos += 1
         if clause == "FROM":
-            datasource, query = _from_clause(c)
+            datasource, query = from_clause(c)
         elif clause == "PREDICT":
             target = name(c, "the column to predict").text
             if c.peek() is not None and c.peek().token_type == TokenType.COMMA:
@@ -79,19 +107,10 @@ def create_predictor(c: Cursor, or_replace: bool) -> st.CreatePredictor:
             merge(c, found, options(c, "USING"))
         else:
             merge(c, found, where_options(c))
-    return st.CreatePredictor(
-        name=model,
-        namespace=namespace,
-        datasource=datasource,
-        query=query,
-        target=target,
-        options=found,
-        or_replace=or_replace,
-        if_not_exists=if_not_exists,
-    )
+    return TrainingClauses(datasource, query, target, found)
 
 
-def _from_clause(c: Cursor) -> tuple[str | None, str]:
+def from_clause(c: Cursor) -> tuple[str | None, str]:
     """``FROM ds (query)`` or ``FROM (query) [AS alias]`` -> (datasource, query text)."""
     datasource: str | None = None
     if c.peek() is None or c.peek().token_type != TokenType.L_PAREN:

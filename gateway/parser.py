@@ -1,19 +1,20 @@
 """SQL text -> statements (``gateway.statements``); nothing else.
 
 The gateway's own statements (``CREATE [OR REPLACE] MODEL|PREDICTOR``, ``DROP MODEL``,
-``DESCRIBE``, ``CREATE/DROP DATABASE``, ``CREATE/DROP PROJECT``, ``USE``, the ``SHOW``
-statements) are read by a small recursive-descent parser over sqlglot tokens; everything
-else is handed to sqlglot and comes back as a ``Query`` holding its tree. One tokenizer (the
-``Byom`` dialect) serves both, so positions in errors are always 1-based line/col in the
-script the user sent. Other products' forms (``pgml.train(...)``, ``CALL sys.ML_TRAIN``,
-``SET @var``) are refused by name while parsing (UNSUPPORTED_STATEMENT).
+``DESCRIBE``, ``RETRAIN``, ``EVALUATE``, ``CANCEL TRAINING``, ``CREATE/DROP DATABASE``,
+``CREATE/DROP PROJECT``, ``USE``, the ``SHOW`` statements) are read by a small
+recursive-descent parser over sqlglot tokens; everything else is handed to sqlglot and comes
+back as a ``Query`` holding its tree. One tokenizer (the ``Byom`` dialect) serves both, so
+positions in errors are always 1-based line/col in the script the user sent. Other products'
+forms (``pgml.train(...)``, ``CALL sys.ML_TRAIN``, ``SET @var``) are refused by name while
+parsing (UNSUPPORTED_STATEMENT).
 
 This module is the public API and the statement dispatch; the pieces live next to it:
 ``parse_tokens`` (dialect, cursor, positions), ``parse_options`` (``USING``/``WHERE``
-options and their values), ``parse_models`` (model statements), ``parse_ddl``
-(datasources, projects, USE), ``parse_show`` (SHOW), ``parse_foreign`` (other products'
-forms), ``parse_query`` (plain SQL through sqlglot) and ``parse_split`` (where the
-statements of a script end, with sqlparse).
+options and their values), ``parse_models`` (model statements), ``parse_builtin``
+(RETRAIN, EVALUATE, CANCEL TRAINING), ``parse_ddl`` (datasources, projects, USE),
+``parse_show`` (SHOW), ``parse_foreign`` (other products' forms), ``parse_query`` (plain SQL
+through sqlglot) and ``parse_split`` (where the statements of a script end, with sqlparse).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sqlglot.parser import Parser
 from sqlglot.tokens import Token, TokenType
 
 from byom.errors import ParseError, UserError, did_you_mean
-from gateway import parse_ddl, parse_foreign, parse_models
+from gateway import parse_builtin, parse_ddl, parse_foreign, parse_models
 from gateway import statements as st
 from gateway.parse_query import USING_META
 from gateway.parse_query import query as _query
@@ -58,9 +59,16 @@ _CREATE_KINDS = (
     "PREDICTOR", "MODEL", "DATABASE", "PROJECT", "TABLE", "VIEW", "INDEX", "SCHEMA",
 )  # fmt: skip
 _DROP_KINDS = _CREATE_KINDS
+# The built-in models' statements after CREATE, by their first word (never a word of SQL).
+_BUILTIN = {
+    "RETRAIN": parse_builtin.retrain,
+    "EVALUATE": parse_builtin.evaluate,
+    "CANCEL": parse_builtin.cancel_training,
+}
 _STATEMENT_WORDS = (
     "SELECT", "WITH", "VALUES", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER",
     "SHOW", "DESCRIBE", "DESC", "USE", "SET", "TRUNCATE", "EXPLAIN", "MERGE", "CALL",
+    *_BUILTIN,
 )  # fmt: skip
 _STATEMENT_TOKENS = set(Parser.STATEMENT_PARSERS) | {
     TokenType.SELECT,
@@ -222,6 +230,8 @@ def _statement(sql: str, toks: list[Token]) -> st.Statement:
         return parse_models.describe(c)
     elif kind == TokenType.USE:
         return parse_ddl.use(c)
+    elif kind == TokenType.VAR and first.text.upper() in _BUILTIN:
+        return _BUILTIN[first.text.upper()](c)
     elif kind == TokenType.COMMAND and first.text.upper() == "CALL":
         rest = toks[1].text if len(toks) > 1 else ""
         raise parse_foreign.refuse_call(rest)

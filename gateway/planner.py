@@ -29,6 +29,7 @@ from byom.errors import (
     did_you_mean,
 )
 from catalog.records import PredictorRecord, PredictorSpec, project_key
+from gateway import builtin_planner as builtin
 from gateway import plan_catalog as names
 from gateway import statements as st
 from gateway.join_planner import join_options, plan_join
@@ -58,7 +59,7 @@ KNOWN_OPTIONS = ("url.train", "url.predict", "format", "dtype_dict")
 # First words of a training query: it must read rows, never change them (it is committed).
 QUERY_WORDS = ("SELECT", "WITH", "VALUES", "(")
 # Catalog tables a SELECT can read as ``mindsdb.<table>`` (or ``model.``/``models.``).
-CATALOG_TABLES = ("models", "databases", "jobs", "queries", "projects")
+CATALOG_TABLES = ("models", "models_versions", "databases", "jobs", "queries", "projects")
 
 
 def plan(statement: st.Statement, resolver: Resolver) -> Plan:
@@ -66,11 +67,21 @@ def plan(statement: st.Statement, resolver: Resolver) -> Plan:
     match statement:
         case st.CreatePredictor():
             target = names.plan_model_target(statement, resolver)
+            if builtin.is_builtin(target):
+                return builtin.plan_create(target, target.namespace or resolver.default_project)
             return replace(
                 plan_register(target),
                 or_replace=statement.or_replace,
                 if_not_exists=statement.if_not_exists,
             )
+        case st.Retrain():
+            return builtin.plan_retrain(statement, resolver)
+        case st.Evaluate():
+            return builtin.plan_evaluate(statement, resolver)
+        case st.CancelTraining():
+            return builtin.plan_cancel(statement, resolver)
+        case st.Query() if builtin.is_version_switch(statement.tree):
+            return builtin.plan_version_switch(statement.tree, resolver)  # type: ignore[arg-type]
         case st.Query():
             names.refuse_show_command(statement, resolver)
             return _plan_query(statement, resolver)
@@ -103,11 +114,6 @@ def plan_register(stmt: st.CreatePredictor) -> RegisterPlan:
     without a call to the model or the datasource (the executor runs the training query's
     probe)."""
     options = dict(stmt.options)
-    if "model_name" in options or "task" in options:
-        raise UnsupportedStatement(
-            f"Model '{stmt.name}': built-in models (model_name/task) are not available in this "
-            "release; register an external model with url.predict and format instead."
-        )
     url_predict = options.pop("url.predict", None)
     url_train = options.pop("url.train", None)
     fmt = options.pop("format", None)
@@ -330,7 +336,11 @@ def _as_model(source: exp.Expression, resolver: Resolver) -> PredictorRecord | N
     (in project mindsdb), ``proj.byom`` model ``byom`` of project ``proj`` (ModelNotFound
     when it lives in another project); ``ds.byom`` where ``ds`` is a datasource names a table.
     """
-    if not isinstance(source, exp.Table) or source.catalog:
+    if not isinstance(source, exp.Table):
+        return None
+    if source.name.isdigit() and source.db:  # m.2 / proj.m.2: version 2 of model m
+        return _as_model_version(source, resolver)
+    if source.catalog:
         return None
     qualifier = source.db.lower() if source.db else ""
     if not qualifier:
@@ -341,6 +351,24 @@ def _as_model(source: exp.Expression, resolver: Resolver) -> PredictorRecord | N
     ):
         return None  # a datasource's table, or a schema's of the default datasource
     return names.model_in(source.name.lower(), project_key(qualifier), resolver)
+
+
+def _as_model_version(source: exp.Table, resolver: Resolver) -> PredictorRecord | None:
+    """``m.2`` or ``proj.m.2``: model m as of version 2 (None when ``m`` is no model, e.g.
+    a datasource's schema)."""
+    name = source.db.lower()
+    project = source.catalog.lower() if source.catalog else ""
+    if project and resolver.datasource_dialect(project) is not None:
+        return None
+    if project:
+        record = names.model_in(name, names.require_project(project, resolver), resolver)
+    else:
+        record = resolver.model(name)
+    if record is None:
+        if resolver.datasource_dialect(name) is not None:
+            return None
+        raise ModelNotFound.named(name, resolver.model_names())
+    return resolver.model_version(record.name, int(source.name))
 
 
 def _check_unknown_model(sources: Sequence[exp.Expression], resolver: Resolver) -> None:

@@ -47,6 +47,11 @@ class Resolver(Protocol):
 
     def project_names(self) -> list[str]: ...
 
+    def model_version(self, name: str, version: int) -> PredictorRecord:
+        """Model ``name`` as of ``version`` (its URL and status): ModelVersionNotFound when
+        it has no such version."""
+        ...
+
 
 @dataclass(frozen=True)
 class RegisterPlan:
@@ -59,6 +64,48 @@ class RegisterPlan:
     spec: PredictorSpec
     or_replace: bool = False
     if_not_exists: bool = False
+
+
+@dataclass(frozen=True)
+class TrainBuiltinPlan:
+    """Train a new version of a built-in model: ``CREATE MODEL ... USING task=...`` (or
+    ``WHERE MODEL_NAME = ...``; then ``seed_answer``: the one-row answer of that form), or
+    ``RETRAIN`` (``retrain``: the model exists and keeps serving its active version).
+
+    ``spec.options`` holds the version's training options (model_name, hyperparams,
+    test_size, test_sampling); ``activate``: make the new version active once it is complete.
+    """
+
+    spec: PredictorSpec
+    retrain: bool = False
+    activate: bool = True
+    seed_answer: bool = False
+    or_replace: bool = False
+    if_not_exists: bool = False
+
+
+@dataclass(frozen=True)
+class EvaluatePlan:
+    """``EVALUATE m [VERSION n] FROM ds (query)``: ``model`` is the version's record."""
+
+    model: PredictorRecord
+    datasource: str
+    query: str
+
+
+@dataclass(frozen=True)
+class CancelTrainingPlan:
+    """``CANCEL TRAINING m``: stop the model's running training job."""
+
+    model: PredictorRecord
+
+
+@dataclass(frozen=True)
+class ActivateVersionPlan:
+    """``UPDATE models SET active = true WHERE name = 'm' AND version = n``: roll back/forward."""
+
+    model: PredictorRecord
+    version: int
 
 
 @dataclass(frozen=True)
@@ -155,6 +202,10 @@ class NativePlan:
 
 Plan = (
     CatalogQueryPlan
+    | TrainBuiltinPlan
+    | EvaluatePlan
+    | CancelTrainingPlan
+    | ActivateVersionPlan
     | WriteBackPlan
     | RegisterPlan
     | PredictRowPlan

@@ -60,6 +60,12 @@ KNOBS: tuple[Knob, ...] = (
          "seconds one train HTTP call may take (default 3600)"),
     Knob("predict_retries", "BYOM_PREDICT_RETRIES", "--predict-retries", int, True,
          "extra attempts of a failed predict call (default 2; train is never retried)"),
+    Knob("train_cpus", "BYOM_TRAIN_CPUS", "--train-cpus", float, False,
+         "CPUs a built-in model's training task reserves on Ray (default 1)"),
+    Knob("replica_cpus", "BYOM_REPLICA_CPUS", "--replica-cpus", float, False,
+         "CPUs each Serve replica of a built-in model reserves (default 0.2)"),
+    Knob("serve_port", "BYOM_SERVE_PORT", "--serve-port", int, False,
+         "port of Ray Serve's HTTP proxy when the gateway starts Serve (default 8000)"),
 )  # fmt: skip
 
 
@@ -74,6 +80,12 @@ class Settings:
     connect_timeout: float = 5.0
     train_timeout: float = 3600.0
     predict_retries: int = 2
+    train_cpus: float = 1.0
+    replica_cpus: float = 0.2
+    serve_port: int = 8000
+    #: MLflow tracking URI of built-in models' runs ($BYOM_TRACKING_URI; None: a SQLite
+    #: store under $BYOM_HOME).
+    tracking_uri: str | None = None
 
     @classmethod
     def load(
@@ -91,6 +103,8 @@ class Settings:
             flag_value = getattr(flags, knob.field, None) if flags is not None else None
             if flag_value is not None:
                 values[knob.field] = knob.parse(flag_value, knob.flag)
+        if env.get("BYOM_TRACKING_URI", "").strip():
+            values["tracking_uri"] = env["BYOM_TRACKING_URI"].strip()
         return cls(**values)
 
     def http(self) -> HttpSettings:

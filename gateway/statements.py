@@ -36,6 +36,45 @@ class CreatePredictor:
 
 
 @dataclass(frozen=True)
+class Retrain:
+    """``RETRAIN [MODEL|PREDICTOR] [project.]name [FROM ds (query) | FROM (query) [AS alias]]
+    [PREDICT col] [USING k=v, ...]``: train a new version of a built-in model.
+
+    Options are read as CREATE MODEL's (``WHERE k = v AND ...`` too). No FROM: the last
+    version's training data.
+    """
+
+    name: str
+    namespace: str | None = None
+    datasource: str | None = None
+    query: str | None = None  # the SQL inside FROM ds ( ... ), verbatim
+    target: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    """``EVALUATE [MODEL] [project.]name [VERSION n] FROM ds (query) [USING k=v, ...]`` (also
+    ``FROM (query) [AS alias]``: the session's datasource): score a version (default: the
+    active one) on labelled rows."""
+
+    name: str
+    namespace: str | None = None
+    version: int | None = None
+    datasource: str | None = None
+    query: str = ""  # the SQL inside FROM ds ( ... ), verbatim
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CancelTraining:
+    """``CANCEL TRAINING [OF] [MODEL] [project.]name``: stop the model's running training job."""
+
+    name: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
 class CreateDatabase:
     """``CREATE DATABASE name WITH ENGINE = 'sqlite', PARAMETERS = {...}``."""
 
@@ -162,6 +201,9 @@ class Query:
 
 Statement = (
     CreatePredictor
+    | Retrain
+    | Evaluate
+    | CancelTraining
     | CreateDatabase
     | DropDatabase
     | DropModel

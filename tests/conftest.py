@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from gateway.processes import (  # noqa: E402  (the environment above must be set first)
     Service,
+    free_port,
     load_example,
     start_mlflow_example,
     start_ray_serve_example,
@@ -40,6 +42,46 @@ from gateway.processes import (  # noqa: E402  (the environment above must be se
 def services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder for service logs and saved models, kept after the run for debugging."""
     return tmp_path_factory.mktemp("services")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class RayCluster:
+    """The session's Ray: its GCS ``address`` (for processes that join it) and Serve's URL."""
+
+    address: str
+    serve_url: str
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """One local Ray for the session (2 CPUs, no dashboard, no token) with Serve on a free
+    port, started by the first test that needs it. In-process gateways find it running and
+    use it; ``byom serve`` processes join it through ``RAY_ADDRESS``."""
+    import ray
+    from ray import serve
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "disabled")  # no cluster token for a private cluster
+        # Workers import test helpers (readers, progress callbacks) from the checkout.
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+        )
+        port = free_port()
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+            address = ray.get_runtime_context().gcs_address
+            yield RayCluster(address=address, serve_url=f"http://127.0.0.1:{port}")
+        finally:
+            try:
+                serve.shutdown()
+            finally:
+                ray.shutdown()
 
 
 @pytest.fixture(scope="session")

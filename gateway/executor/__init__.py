@@ -4,7 +4,9 @@ the adapters.
 ``Executor.run`` is a dispatcher; each kind of plan is one module's job:
 
     models.py          CREATE [OR REPLACE] PREDICTOR [IF NOT EXISTS], DROP MODEL
-    training.py        background training tasks (Trainer)
+    training.py        background training tasks of external models (Trainer)
+    builtin.py         built-in models: training on Ray, deployments on Ray Serve
+    builtin_statements.py  CREATE ... USING task=..., RETRAIN, EVALUATE, CANCEL, versions
     training_query.py  the training query, rewritten for its datasource and probed at CREATE
     predict.py         one batch to one model; a row from literals; JSON rows
     inputs.py          inputs checked against the model's dtype_dict before any call
@@ -24,21 +26,34 @@ from typing import Any
 
 from byom.errors import GatewayError
 from gateway import statements as st
-from gateway.executor import catalog_tables, datasource_ddl, models, predict, projects, show
+from gateway.executor import (
+    builtin_statements,
+    catalog_tables,
+    datasource_ddl,
+    models,
+    predict,
+    projects,
+    show,
+)
+from gateway.executor.builtin import BuiltinModels
 from gateway.executor.join import run_join
 from gateway.executor.resolver import CatalogResolver
 from gateway.executor.services import Services
 from gateway.executor.training import Trainer
 from gateway.executor.write_back import write_back
 from gateway.plans import (
+    ActivateVersionPlan,
+    CancelTrainingPlan,
     CatalogQueryPlan,
     DescribePlan,
+    EvaluatePlan,
     JoinPlan,
     NativePlan,
     Plan,
     PredictRowPlan,
     RegisterPlan,
     ShowTablesPlan,
+    TrainBuiltinPlan,
     UsePlan,
     WriteBackPlan,
 )
@@ -54,6 +69,8 @@ class Executor:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.trainer = Trainer(services)
+        self.builtin = BuiltinModels(services)
+        services.host = self.builtin
 
     def resolver(self, session: Session | None = None) -> CatalogResolver:
         """A fresh name resolver for planning one statement of ``session``."""
@@ -75,7 +92,15 @@ class Executor:
         s = self.services
         match p:
             case RegisterPlan():
-                return await models.create(s, self.trainer, p)
+                return await models.create(s, self.trainer, self.builtin, p)
+            case TrainBuiltinPlan():
+                return await builtin_statements.train(s, self.trainer, self.builtin, p)
+            case EvaluatePlan():
+                return await builtin_statements.evaluate(s, self.builtin, p)
+            case CancelTrainingPlan():
+                return await builtin_statements.cancel(self.builtin, p)
+            case ActivateVersionPlan():
+                return await builtin_statements.activate(s, self.builtin, p)
             case PredictRowPlan():
                 return await predict.predict_row(s, p)
             case JoinPlan():
@@ -91,7 +116,7 @@ class Executor:
             case st.DropDatabase():
                 return datasource_ddl.drop_database(s, p)
             case st.DropModel():
-                return await models.drop(s, self.trainer, p)
+                return await models.drop(s, self.trainer, self.builtin, p)
             case st.CreateProject():
                 return projects.create(s, p)
             case st.DropProject():
@@ -109,7 +134,7 @@ class Executor:
             case ShowTablesPlan():
                 return await show.tables(s, p)
             case DescribePlan():
-                return catalog_tables.describe_plan(p)
+                return catalog_tables.describe_plan(s, p)
         raise GatewayError(f"no executor for plan {type(p).__name__}")  # a bug, not user input
 
     def describe(self, name: str) -> Result:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from byom.errors import InvalidInput
-from catalog.records import PredictorRecord, project_key
+from catalog.records import ModelVersionRecord, PredictorRecord, project_key
 from gateway.executor.services import Services
 from gateway.plans import CatalogQueryPlan, DescribePlan
 from gateway.progress import ProgressRegistry
@@ -24,6 +24,13 @@ MODEL_COLUMNS = [
 JOB_COLUMNS = ["id", "model", "status", "error", "rows", "started_at", "finished_at"]
 PROJECT_COLUMNS = ["name", "models", "created_at"]
 DATASOURCE_COLUMNS = ["name", "engine", "parameters"]
+# DESCRIBE of a built-in model, and mindsdb.models_versions: one row per version.
+VERSION_COLUMNS = [
+    "name", "version", "active", "status", "phase", "percent", "epoch", "step",
+    "total_steps", "task", "model_name", "hyperparams", "metrics", "training_datasource",
+    "training_query", "job_id", "run_id", "model_uri", "url_predict", "error", "created_at",
+    "updated_at",
+]  # fmt: skip
 # DESCRIBE m.features: one row per column the model knows (its dtype_dict, and its target).
 FEATURE_COLUMNS = ["column", "type", "role"]
 # DESCRIBE m.model: how the model is reached and where it stands.
@@ -46,6 +53,26 @@ def models_table(records: Sequence[PredictorRecord]) -> Result:
     return Result(columns=list(MODEL_COLUMNS), rows=rows)
 
 
+def versions_table(versions: Sequence[ModelVersionRecord]) -> Result:
+    """One row per version of built-in models: status, progress, options, metrics."""
+    rows = []
+    for v in versions:
+        progress = v.progress or {}
+        percent = progress.get("percent")
+        rows.append(
+            [
+                v.predictor, v.version, v.active, v.status, progress.get("phase"),
+                round(float(percent), 1) if percent is not None else None,
+                progress.get("epoch"), progress.get("step"), progress.get("total_steps"),
+                v.task, v.options.get("model_name"), dict(v.hyperparams or
+                v.options.get("hyperparams") or {}), dict(v.metrics), v.training_datasource,
+                v.training_query, v.job_id, v.run_id, v.model_uri, v.url_predict, v.error,
+                v.created_at.isoformat(), v.updated_at.isoformat(),
+            ]
+        )  # fmt: skip
+    return Result(columns=list(VERSION_COLUMNS), rows=rows)
+
+
 def show_models(services: Services, project: str | None = None) -> Result:
     """SHOW MODELS: every model, or those of ``project``."""
     rows = [
@@ -57,17 +84,21 @@ def show_models(services: Services, project: str | None = None) -> Result:
 
 
 def describe(services: Services, name: str) -> Result:
-    """DESCRIBE: one row with everything the catalog knows about a predictor."""
+    """DESCRIBE: one row with everything the catalog knows about a predictor; a built-in
+    model answers one row per version."""
     record = services.catalog.find_predictor(name)
     if record is None:
         raise services.model_not_found(name)
-    return models_table([record])
+    return describe_plan(services, DescribePlan(model=record))
 
 
-def describe_plan(p: DescribePlan) -> Result:
-    """DESCRIBE m (everything), m.features (its columns) or m.model (its details)."""
+def describe_plan(services: Services, p: DescribePlan) -> Result:
+    """DESCRIBE m (everything; a built-in model: its versions), m.features (its columns) or
+    m.model (its details)."""
     record = p.model
     if p.attribute is None:
+        if record.kind == "builtin":
+            return versions_table(services.catalog.list_versions(record.name))
         return models_table([record])
     if p.attribute == "features":
         rows = [
@@ -126,6 +157,7 @@ def catalog_query(services: Services, p: CatalogQueryPlan) -> Result:
         "databases": datasources_table(services),
         "queries": Result(columns=list(ProgressRegistry.COLUMNS), rows=services.progress.rows()),
         "projects": projects_table(services),
+        "models_versions": versions_table(services.catalog.list_versions()),
     }
     return in_memory(tables, p.sql, what="Catalog query")
 

@@ -40,7 +40,7 @@ async def run_join(
 
 async def join_batches(services: Services, p: JoinPlan, entry: QueryProgress) -> Batches:
     """Yield (labels, output rows) per batch, in source order; updates ``entry``."""
-    models = [check_ready(m) for m in p.models]
+    models = [await services.ensure_served(check_ready(m)) for m in p.models]
     ds = services.datasource(p.datasource)
     settings = services.settings
     batch_size = int(p.options.get("batch_size", settings.batch_size))

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from byom.errors import ModelExists
-from catalog.records import project_key
+from catalog.records import PredictorRecord, PredictorSpec, project_key
 from gateway import statements as st
+from gateway.executor.builtin import BuiltinModels
 from gateway.executor.catalog_tables import models_table
 from gateway.executor.services import Services
 from gateway.executor.training import Trainer
@@ -19,7 +20,9 @@ from gateway.result import Result
 STOP_TIMEOUT_S = 10.0
 
 
-async def create(services: Services, trainer: Trainer, p: RegisterPlan) -> Result:
+async def create(
+    services: Services, trainer: Trainer, builtin: BuiltinModels, p: RegisterPlan
+) -> Result:
     """CREATE [OR REPLACE] MODEL [IF NOT EXISTS]: store the predictor and start its training
     when it has a train URL and a query.
 
@@ -30,24 +33,9 @@ async def create(services: Services, trainer: Trainer, p: RegisterPlan) -> Resul
     """
     spec = p.spec
     existing = services.catalog.find_predictor(spec.name)
-    if existing is not None:
-        home, project = project_key(existing.namespace), project_key(spec.namespace)
-        if home != project:
-            raise ModelExists(
-                f"Model '{spec.name}' already exists in project '{home}'; model names are "
-                f"unique across projects: DROP MODEL {home}.{spec.name} first or pick "
-                "another name.",
-                model=spec.name,
-                project=home,
-            )
-        if p.if_not_exists:
-            return Result(message=f"Model '{home}.{spec.name}' already exists; nothing changed.")
-        if not p.or_replace:
-            raise ModelExists(
-                f"Model '{spec.name}' already exists; DROP MODEL {spec.name} first or pick "
-                "another name.",
-                model=spec.name,
-            )
+    kept = existing_answer(existing, spec, or_replace=p.or_replace, if_not_exists=p.if_not_exists)
+    if kept is not None:
+        return kept
     if spec.training_datasource is not None:
         services.datasource_record(spec.training_datasource)  # fail now, not in the background
     # The training query runs (wrapped, no rows) and has the target and dtype_dict columns:
@@ -55,8 +43,7 @@ async def create(services: Services, trainer: Trainer, p: RegisterPlan) -> Resul
     # that does not answer must not hold up the other statements.
     spec = await asyncio.to_thread(checked_training_spec, services, spec)
     if existing is not None:  # OR REPLACE, and the new definition is sound
-        await stop_training(trainer, spec.name)
-        services.catalog.drop_predictor(spec.name)
+        await forget(services, trainer, builtin, existing)
     trains = spec.url_train is not None
     record = services.catalog.add_predictor(spec, status="generating" if trains else "complete")
     if trains:
@@ -64,16 +51,57 @@ async def create(services: Services, trainer: Trainer, p: RegisterPlan) -> Resul
     return models_table([record])
 
 
-async def drop(services: Services, trainer: Trainer, p: st.DropModel) -> Result:
-    """Forget a predictor, stopping its training if it runs here (and waiting for that
-    training to end, so it records its end before the model goes)."""
-    if services.catalog.find_predictor(p.name) is None:
+def existing_answer(
+    existing: PredictorRecord | None, spec: PredictorSpec, *, or_replace: bool, if_not_exists: bool
+) -> Result | None:
+    """The answer of CREATE when model ``spec.name`` exists (IF NOT EXISTS), None when it may
+    go on (no such model, or OR REPLACE in the same project); MODEL_EXISTS otherwise."""
+    if existing is None:
+        return None
+    home, project = project_key(existing.namespace), project_key(spec.namespace)
+    if home != project:
+        raise ModelExists(
+            f"Model '{spec.name}' already exists in project '{home}'; model names are "
+            f"unique across projects: DROP MODEL {home}.{spec.name} first or pick "
+            "another name.",
+            model=spec.name,
+            project=home,
+        )
+    if if_not_exists:
+        return Result(message=f"Model '{home}.{spec.name}' already exists; nothing changed.")
+    if not or_replace:
+        raise ModelExists(
+            f"Model '{spec.name}' already exists; DROP MODEL {spec.name} first or pick "
+            "another name.",
+            model=spec.name,
+        )
+    return None
+
+
+async def drop(
+    services: Services, trainer: Trainer, builtin: BuiltinModels, p: st.DropModel
+) -> Result:
+    """Forget a model: stop its training (and wait until the job recorded its end), remove
+    its deployments (built-in), then its catalog rows."""
+    record = services.catalog.find_predictor(p.name)
+    if record is None:
         if p.if_exists:
             return Result(message=f"Model '{p.name}' does not exist; nothing dropped.")
         raise services.model_not_found(p.name)
-    await stop_training(trainer, p.name)
-    services.catalog.drop_predictor(p.name)
+    await forget(services, trainer, builtin, record)
     return Result(message=f"Model '{p.name}' dropped.")
+
+
+async def forget(
+    services: Services, trainer: Trainer, builtin: BuiltinModels, record: PredictorRecord
+) -> None:
+    """Stop whatever trains ``record``, remove its deployments, drop it from the catalog."""
+    if record.kind == "builtin":
+        await builtin.cancel(record.name)
+        await builtin.remove_deployments(record.name)
+    else:
+        await stop_training(trainer, record.name)
+    services.catalog.drop_predictor(record.name)
 
 
 async def stop_training(trainer: Trainer, name: str) -> None:

@@ -93,7 +93,7 @@ async def predict_batch(
 
 async def predict_row(services: Services, p: PredictRowPlan) -> Result:
     """``SELECT ... FROM model WHERE a=1 AND b=2``: the inputs and the outputs, one row."""
-    record = check_ready(p.model)
+    record = await services.ensure_served(check_ready(p.model))
     columns = list(p.inputs)
     (row,) = inputs.check_rows(
         record.name, record.dtype_dict, record.target, columns, [tuple(p.inputs.values())]
@@ -130,7 +130,7 @@ async def predict_json_rows(services: Services, name: str, rows: list[dict[str, 
     record = services.catalog.find_predictor(name)
     if record is None:
         raise services.model_not_found(name)
-    check_ready(record)
+    record = await services.ensure_served(check_ready(record))
     columns = list(dict.fromkeys(k for r in rows for k in r))
     values = inputs.check_rows(
         record.name,

@@ -9,6 +9,8 @@ session's defaults (``USE``) are the resolver's ``default_datasource``/``default
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import datasources as dsmod
 from byom.errors import DatasourceNotFound
 from catalog.records import DEFAULT_PROJECT, PredictorRecord, ProjectRecord, project_key
@@ -40,6 +42,21 @@ class CatalogResolver:
             record = self._services.catalog.find_predictor(name)
             self._models[name] = record
         return record  # type: ignore[return-value]
+
+    def model_version(self, name: str, version: int) -> PredictorRecord:
+        """Model ``name`` (which exists) as of ``version``: that version's URL and status."""
+        record = self.model(name)
+        if record is None:
+            raise self._services.model_not_found(name)
+        v = self._services.catalog.get_version(name, version)
+        return replace(
+            record,
+            version=v.version,
+            url_predict=v.url_predict,
+            deployment=v.deployment,
+            status=v.status,
+            error=v.error,
+        )
 
     def model_names(self) -> list[str]:
         if self._model_names is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import datasources as dsmod
 from adapters.base import Adapter, Endpoint
@@ -19,6 +20,14 @@ from catalog.repository import Catalog
 from datasources import DatasourcePool
 from gateway.progress import ProgressRegistry
 from gateway.settings import Settings
+
+
+class ModelHost(Protocol):
+    """Hosts built-in models (``gateway.executor.builtin.BuiltinModels``)."""
+
+    async def ensure_served(self, record: PredictorRecord) -> PredictorRecord:
+        """``record`` with a running deployment (deployed again after a restart)."""
+        ...
 
 
 @dataclass
@@ -32,6 +41,13 @@ class Services:
     settings: Settings = field(default_factory=Settings)
     progress: ProgressRegistry = field(default_factory=ProgressRegistry)
     default_datasource: str = dsmod.EMBEDDED_NAME
+    host: ModelHost | None = None  # set by the Executor
+
+    async def ensure_served(self, record: PredictorRecord) -> PredictorRecord:
+        """``record``, its deployment running when the gateway hosts it (built-in)."""
+        if record.kind == "builtin" and self.host is not None:
+            return await self.host.ensure_served(record)
+        return record
 
     def datasource_record(self, name: str) -> DatasourceRecord:
         """The record of datasource ``name`` (the embedded one included), or

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,10 @@ import pytest
 
 from builtin_models import artifacts
 from builtin_models.training import Progress, TrainingRequest, TrainingResult, submit
-from gateway.processes import free_port
 from tests.builtin_models.conftest import TINY_HYPERPARAMS, FrameReader, sentiment_frame
+from tests.conftest import RayCluster
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class ActorProgress:
@@ -31,29 +29,9 @@ class ActorProgress:
 
 
 @pytest.fixture(scope="module")
-def ray_serve() -> Iterator[str]:
-    """A private local Ray (2 CPUs, no dashboard) with Serve on a free port; its HTTP URL."""
-    import ray
-    from ray import serve
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_AUTH_MODE", "disabled")  # no cluster token for a private test cluster
-        # Workers import this test package (the reader, the progress callback) from the checkout.
-        ray.init(
-            address="local",
-            num_cpus=2,
-            include_dashboard=False,
-            runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
-        )
-        port = free_port()
-        try:
-            serve.start(http_options={"host": "127.0.0.1", "port": port})
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            try:
-                serve.shutdown()
-            finally:
-                ray.shutdown()
+def ray_serve(ray_cluster: RayCluster) -> str:
+    """The session's Ray; its Serve HTTP URL."""
+    return ray_cluster.serve_url
 
 
 @pytest.fixture(scope="module")

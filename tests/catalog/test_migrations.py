@@ -156,6 +156,38 @@ def _assert_builtin_models_fit(cat: Catalog) -> None:
         "sentiment", url_predict="http://serve/sentiment", deployment="sentiment_v1", version=1
     )
     assert (deployed.deployment, deployed.version) == ("sentiment_v1", 1)
+    _assert_versions_fit(cat, "sentiment", first=2)  # past the version deployed above
+
+
+def _table_names(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _assert_versions_fit(cat: Catalog, model: str, *, first: int) -> None:
+    """The model_versions table works: ``model`` (built-in) gets versions ``first`` and
+    ``first + 1``, the first of which becomes active."""
+    assert cat.list_versions(model) == []
+    added = cat.add_version(
+        model, task="text_classification", training_datasource="MyDB",
+        training_query="SELECT 1", options={"epochs": 2},
+    )  # fmt: skip
+    assert (added.version, added.status, added.active) == (first, "generating", False)
+    url = f"http://serve/{model}/v{first}"
+    cat.update_version(model, first, status="complete", url_predict=url, metrics={"f1": 0.9})
+    activated = cat.activate_version(model, first)
+    assert (activated.version, activated.url_predict, activated.status) == (first, url, "complete")
+    second = cat.add_version(
+        model, task="text_classification", training_datasource=None, training_query=None,
+        options={},
+    )  # fmt: skip
+    assert second.version == first + 1
+    shown = [(v.version, v.active, v.training_datasource) for v in cat.list_versions(model)]
+    assert shown == [(first, True, "mydb"), (first + 1, False, None)]
 
 
 def test_v1_catalog_upgrades_in_place(url: str) -> None:
@@ -164,7 +196,7 @@ def test_v1_catalog_upgrades_in_place(url: str) -> None:
 
     cat = Catalog(url)
     try:
-        assert cat.schema_version == migrations.SCHEMA_VERSION == 3
+        assert cat.schema_version == migrations.SCHEMA_VERSION == 4
         _assert_v1_rows_survived(cat)
         _assert_builtin_models_fit(cat)
         # The name is still unique after the upgrade (SQLite rebuilt the table).
@@ -175,6 +207,7 @@ def test_v1_catalog_upgrades_in_place(url: str) -> None:
     finally:
         cat.close()
 
+    assert "model_versions" in _table_names(url)
     columns = _predictor_columns(url)
     assert columns["url_predict"][1] is True
     assert {"kind", "task", "version", "deployment"} <= set(columns)
@@ -183,7 +216,7 @@ def test_v1_catalog_upgrades_in_place(url: str) -> None:
     # Reopening does nothing more.
     again = Catalog(url)
     try:
-        assert again.schema_version == 3
+        assert again.schema_version == 4
         assert [p.name for p in again.list_predictors()] == ["home_rentals", "sentiment"]
     finally:
         again.close()
@@ -219,12 +252,12 @@ def test_unversioned_catalog_upgrades_to_current(url: str) -> None:
 
     cat = Catalog(url)
     try:
-        assert cat.schema_version == 3
+        assert cat.schema_version == 4
         rec = cat.get_predictor("home_rentals")
         assert rec.kind == "external" and rec.url_predict == V1_PREDICTOR["url_predict"]
         assert cat.list_jobs() == []
         assert cat.start_job("home_rentals").status == "running"  # training_jobs exists
-        _assert_builtin_models_fit(cat)
+        _assert_builtin_models_fit(cat)  # model_versions exists too
     finally:
         cat.close()
 
@@ -249,7 +282,7 @@ def test_replicas_starting_together_upgrade_once(url: str) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert errors == [] and versions == [3] * 4
+    assert errors == [] and versions == [4] * 4
 
     cat = Catalog(url)
     try:
@@ -282,7 +315,7 @@ def test_sqlite_upgrade_refuses_to_drop_unknown_columns(tmp_path: Path) -> None:
         engine.dispose()
 
 
-@pytest.mark.parametrize("step", [1, 2])
+@pytest.mark.parametrize("step", [1, 2, 3])
 def test_upgrade_step_is_idempotent(url: str, step: int) -> None:
     Catalog(url).close()
     before = _schema(url)
@@ -325,7 +358,7 @@ def test_v2_catalog_gets_projects(url: str) -> None:
 
     cat = Catalog(url)
     try:
-        assert cat.schema_version == 3
+        assert cat.schema_version == 4
         _assert_v1_rows_survived(cat)
         # mindsdb's other names became mindsdb; any other namespace became a project
         namespaces = {p.name: p.namespace for p in cat.list_predictors()}
@@ -348,3 +381,61 @@ def test_fresh_catalog_has_the_default_project(url: str) -> None:
         assert cat.find_project("MODELS") == project  # another name of mindsdb
     finally:
         cat.close()
+
+
+# -- version 3 -> 4: model versions ----------------------------------------------------------
+
+
+def _make_v3_catalog(url: str) -> None:
+    """A version-3 catalog (the version-1 one upgraded by the steps of that time) with a
+    built-in model deployed as version 2: ``set_predictor_deployment`` could record one
+    before versions had a table."""
+    _make_old_catalog(url)
+    engine = create_engine(url)
+    try:
+        assert migrations.migrate(engine, target=3) == 3
+        row = {
+            **V1_PREDICTOR, "name": "sentiment", "kind": "builtin", "format": "ray_serve",
+            "task": "text_classification", "url_predict": "http://serve/sentiment/v2",
+            "version": 2, "deployment": "byom-sentiment-v2",
+        }  # fmt: skip
+        with engine.begin() as conn:
+            conn.execute(migrations._V2_PREDICTORS.insert().values(**row))
+            assert migrations.read_version(conn) == 3
+            assert "model_versions" not in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_v3_catalog_gets_model_versions(url: str) -> None:
+    _make_v3_catalog(url)
+
+    cat = Catalog(url)
+    try:
+        assert cat.schema_version == 4
+        _assert_v1_rows_survived(cat)
+        assert cat.list_versions() == []
+        model = cat.get_predictor("sentiment")
+        assert (model.version, model.deployment) == (2, "byom-sentiment-v2")
+        # Version 2 is serving already: the first version with a row is 3.
+        _assert_versions_fit(cat, "sentiment", first=3)
+    finally:
+        cat.close()
+    assert "model_versions" in _table_names(url)
+
+
+def test_v3_upgrade_matches_fresh_catalog(url: str, tmp_path: Path) -> None:
+    _make_v3_catalog(url)
+    Catalog(url).close()
+    upgraded = _schema(url)
+    fresh_url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    if not url.startswith("sqlite"):
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+        fresh_url = url
+    Catalog(fresh_url).close()
+    assert upgraded["model_versions"] == _schema(fresh_url)["model_versions"]
+    assert upgraded["model_versions"]["unique"] == [("predictor", "version")]

@@ -20,10 +20,12 @@ def test_every_knob_is_read_from_its_variable() -> None:
     env = {
         "BYOM_BATCH_SIZE": "7", "BYOM_CONCURRENCY": "2", "BYOM_BATCH_TIMEOUT": "1.5",
         "BYOM_PREDICT_TIMEOUT": "9", "BYOM_CONNECT_TIMEOUT": "0.5", "BYOM_TRAIN_TIMEOUT": "60",
-        "BYOM_PREDICT_RETRIES": "0",
+        "BYOM_PREDICT_RETRIES": "0", "BYOM_TRAIN_CPUS": "0.5", "BYOM_REPLICA_CPUS": "0.1",
+        "BYOM_SERVE_PORT": "8123",
     }  # fmt: skip
     settings = Settings.load(env)
-    assert settings == Settings(7, 2, 1.5, 9.0, 0.5, 60.0, 0)
+    assert settings == Settings(7, 2, 1.5, 9.0, 0.5, 60.0, 0, 0.5, 0.1, 8123)
+    assert Settings.load({"BYOM_TRACKING_URI": " sqlite:///x.db "}).tracking_uri == "sqlite:///x.db"
     http = settings.http()
     assert (http.read_timeout, http.connect_timeout, http.train_timeout, http.retries) == (
         9.0,

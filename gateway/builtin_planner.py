@@ -1,0 +1,279 @@
+"""Planning the statements of built-in models: CREATE ... USING task=..., RETRAIN, EVALUATE,
+CANCEL TRAINING, and the version switch ``UPDATE models SET active = true WHERE ...``.
+
+Everything that can be checked without I/O is checked here: the task, the options and their
+types. Whether the base model exists and the training query runs is the executor's check,
+at CREATE time, before anything is stored.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlglot import exp
+
+from builtin_models.holdout import validate as validate_holdout
+from builtin_models.tasks import TASKS, Task, get_task
+from byom.errors import (
+    DatasourceNotFound,
+    InvalidOption,
+    ModelNotFound,
+    UnsupportedStatement,
+    did_you_mean,
+)
+from catalog.records import PredictorRecord, PredictorSpec
+from gateway import plan_catalog as names
+from gateway import statements as st
+from gateway.plans import (
+    ActivateVersionPlan,
+    CancelTrainingPlan,
+    EvaluatePlan,
+    Resolver,
+    TrainBuiltinPlan,
+)
+from gateway.sql_tree import conjuncts, literal_value
+
+#: USING options of a built-in model, kept per version.
+TRAINING_OPTIONS = ("model_name", "hyperparams", "test_size", "test_sampling")
+BUILTIN_OPTIONS = ("task", *TRAINING_OPTIONS, "active")
+#: Tasks of the SQL product's MODEL_NAME list that this release does not train yet.
+PLANNED_TASKS = (
+    "question_answering",
+    "recommender",
+    "summarization",
+    "text_generation",
+    "translation",
+)
+VERSION_TABLES = ("models", "models_versions")
+
+
+def is_builtin(stmt: st.CreatePredictor) -> bool:
+    """Whether CREATE MODEL asks for a built-in model (``task`` or ``model_name``)."""
+    return "task" in stmt.options or "model_name" in stmt.options
+
+
+def _task_of(options: dict[str, Any], model: str) -> tuple[Task, dict[str, Any]]:
+    """The task and the remaining options. ``WHERE MODEL_NAME = 'text_classification'``
+    names the task (the seed form); with ``task`` given, ``model_name`` is the base model."""
+    options = dict(options)
+    if "task" in options:
+        return get_task(str(options.pop("task"))), options
+    name = str(options.get("model_name", ""))
+    key = name.strip().lower().replace("-", "_")
+    if key in TASKS:
+        options.pop("model_name")
+        return TASKS[key], options
+    if key in PLANNED_TASKS:
+        raise UnsupportedStatement(
+            f"Model '{model}': the built-in task '{key}' is not available in this release; "
+            f"available tasks: {', '.join(sorted(TASKS))}.",
+            model=model,
+            task=key,
+        )
+    raise InvalidOption(
+        f"Model '{model}': model_name '{name}' is a base model, so the task is missing: add "
+        f"USING task = '{next(iter(sorted(TASKS)))}' (tasks: {', '.join(sorted(TASKS))}).",
+        model=model,
+        option="task",
+    )
+
+
+def checked_options(options: dict[str, Any], model: str) -> tuple[dict[str, Any], bool]:
+    """The training options (JSON hyperparams parsed, holdout checked) and ``active``."""
+    unknown = [k for k in options if k not in BUILTIN_OPTIONS]
+    if unknown:
+        hint = did_you_mean(unknown[0], BUILTIN_OPTIONS)
+        raise InvalidOption(
+            f"Model '{model}': unknown option '{unknown[0]}' for a built-in model."
+            + (f" Did you mean {hint}?" if hint else "")
+            + f" Options: {', '.join(BUILTIN_OPTIONS)}.",
+            model=model,
+            option=unknown[0],
+            suggestion=hint,
+        )
+    out = {k: options[k] for k in TRAINING_OPTIONS if k in options}
+    hyper = out.get("hyperparams")
+    if isinstance(hyper, str):
+        try:
+            hyper = json.loads(hyper) if hyper.strip() else {}
+        except ValueError as exc:
+            raise InvalidOption(
+                f"Model '{model}': hyperparams is not JSON ({exc}); write it as "
+                "hyperparams = '{\"num_train_epochs\": 1}'.",
+                model=model,
+                option="hyperparams",
+            ) from None
+    if hyper is not None and not isinstance(hyper, dict):
+        raise InvalidOption(
+            f"Model '{model}': hyperparams must be a JSON object, e.g. "
+            "'{\"learning_rate\": 3e-5}'.",
+            model=model,
+            option="hyperparams",
+        )
+    if hyper is not None:
+        out["hyperparams"] = hyper
+    if "model_name" in out and not str(out["model_name"]).strip():
+        raise InvalidOption(f"Model '{model}': model_name is empty.", option="model_name")
+    validate_holdout(out.get("test_size"), out.get("test_sampling"))
+    active = options.get("active", True)
+    if not isinstance(active, bool):
+        raise InvalidOption(
+            f"Model '{model}': active must be true or false, got {active!r}.", option="active"
+        )
+    return out, active
+
+
+def plan_create(stmt: st.CreatePredictor, namespace: str) -> TrainBuiltinPlan:
+    """``CREATE MODEL ... USING task=...`` or the seed form ``WHERE MODEL_NAME = '<task>'``."""
+    task, options = _task_of(stmt.options, stmt.name)
+    for key in ("url.predict", "url.train", "format", "dtype_dict"):
+        if key in options:
+            raise InvalidOption(
+                f"Model '{stmt.name}' is a built-in {task.name} model, hosted by the gateway: "
+                f"it takes no {key} (that is for external models).",
+                model=stmt.name,
+                option=key,
+            )
+    seed_form = "task" not in stmt.options
+    training, active = checked_options(options, stmt.name)
+    if not (stmt.query or "").strip():
+        raise InvalidOption(
+            f"Model '{stmt.name}': a built-in model is trained from your rows: add FROM "
+            f"mydb (SELECT ... AS {', ... AS '.join(task.columns)} FROM ...).",
+            model=stmt.name,
+        )
+    spec = PredictorSpec(
+        name=stmt.name,
+        namespace=namespace,
+        kind="builtin",
+        format="ray_serve",
+        target=stmt.target or task.target_column,
+        training_datasource=stmt.datasource,
+        training_query=stmt.query,
+        options=training,
+        task=task.name,
+    )
+    return TrainBuiltinPlan(
+        spec=spec,
+        activate=active,
+        seed_answer=seed_form,
+        or_replace=stmt.or_replace,
+        if_not_exists=stmt.if_not_exists,
+    )
+
+
+def _builtin_model(
+    name: str, namespace: str | None, resolver: Resolver, what: str
+) -> PredictorRecord:
+    """Built-in model ``[namespace.]name``; ModelNotFound, or UnsupportedStatement for an
+    external model."""
+    if namespace:
+        record = names.model_in(name, names.require_project(namespace, resolver), resolver)
+    else:
+        record = resolver.model(name)
+    if record is None:
+        raise ModelNotFound.named(name, resolver.model_names())
+    if record.kind != "builtin":
+        raise UnsupportedStatement(
+            f"{what} works on built-in models; '{name}' is an external model served at "
+            f"{record.url_predict}: train it where it runs.",
+            model=name,
+        )
+    return record
+
+
+def plan_retrain(stmt: st.Retrain, resolver: Resolver) -> TrainBuiltinPlan:
+    """``RETRAIN m [FROM ...] [USING ...]``: the last options, overridden by the new ones."""
+    record = _builtin_model(stmt.name, stmt.namespace, resolver, "RETRAIN")
+    if "task" in stmt.options and get_task(str(stmt.options["task"])).name != record.task:
+        raise InvalidOption(
+            f"Model '{record.name}' is a {record.task} model; RETRAIN cannot change its task "
+            "(create another model).",
+            option="task",
+        )
+    given = {k: v for k, v in stmt.options.items() if k != "task"}
+    training, active = checked_options({**record.options, **given}, record.name)
+    spec = PredictorSpec(
+        **{
+            **record.spec.__dict__,
+            "training_datasource": stmt.datasource if stmt.query else record.training_datasource,
+            "training_query": stmt.query or record.training_query,
+            "target": stmt.target or record.target,
+            "options": training,
+        }
+    )
+    return TrainBuiltinPlan(spec=spec, retrain=True, activate=active)
+
+
+def plan_evaluate(stmt: st.Evaluate, resolver: Resolver) -> EvaluatePlan:
+    """``EVALUATE m [VERSION n] FROM ds (query)``: the active version unless one is named."""
+    record = _builtin_model(stmt.name, stmt.namespace, resolver, "EVALUATE")
+    version = stmt.version if stmt.version is not None else record.version
+    if version is None:
+        raise InvalidOption(
+            f"Model '{record.name}' has no active version yet (status '{record.status}'); "
+            f"wait for training (DESCRIBE {record.name}) or name one: VERSION n.",
+            model=record.name,
+        )
+    datasource = stmt.datasource or resolver.default_datasource
+    if resolver.datasource_dialect(datasource) is None:
+        raise DatasourceNotFound.named(datasource, resolver.datasource_names())
+    return EvaluatePlan(
+        model=resolver.model_version(record.name, version),
+        datasource=datasource,
+        query=stmt.query,
+    )
+
+
+def plan_cancel(stmt: st.CancelTraining, resolver: Resolver) -> CancelTrainingPlan:
+    return CancelTrainingPlan(
+        model=_builtin_model(stmt.name, stmt.namespace, resolver, "CANCEL TRAINING")
+    )
+
+
+def is_version_switch(tree: exp.Expression) -> bool:
+    """``UPDATE [mindsdb.]models|models_versions SET active = ...``."""
+    if not isinstance(tree, exp.Update) or not isinstance(tree.this, exp.Table):
+        return False
+    table = tree.this
+    return table.name.lower() in VERSION_TABLES and (
+        not table.db or table.db.lower() in st.MODEL_NAMESPACES
+    )
+
+
+def plan_version_switch(tree: exp.Update, resolver: Resolver) -> ActivateVersionPlan:
+    """``UPDATE models SET active = true WHERE name = 'm' AND version = n`` (MindsDB's form;
+    ``project = 'p'`` may be added)."""
+    usage = (
+        "Switch versions with: UPDATE models SET active = true WHERE name = 'm' AND version = 2."
+    )
+    sets = tree.expressions
+    if (
+        len(sets) != 1
+        or not isinstance(sets[0], exp.EQ)
+        or not isinstance(sets[0].this, exp.Column)
+        or sets[0].this.name.lower() != "active"
+        or literal_value(sets[0].expression) not in (True, 1, "true", "1")
+    ):
+        raise UnsupportedStatement(
+            "The catalog's models table only takes SET active = true. " + usage
+        )
+    where = tree.args.get("where")
+    found: dict[str, Any] = {}
+    for cond in conjuncts(where.this) if where is not None else []:
+        if not (isinstance(cond, exp.EQ) and isinstance(cond.this, exp.Column)):
+            raise UnsupportedStatement(f"Unsupported condition {cond.sql()}. " + usage)
+        found[cond.this.name.lower()] = literal_value(cond.expression)
+    if "name" not in found or "version" not in found:
+        raise UnsupportedStatement("Name the model and the version. " + usage)
+    try:
+        version = int(found["version"])
+    except (TypeError, ValueError):
+        raise InvalidOption(f"version must be a number, got {found['version']!r}.") from None
+    name = str(found["name"]).lower()
+    project = found.get("project")
+    namespace = str(project).lower() if project else None
+    record = _builtin_model(name, namespace, resolver, "Switching versions")
+    resolver.model_version(record.name, version)  # ModelVersionNotFound with the list
+    return ActivateVersionPlan(model=record, version=version)

@@ -1,0 +1,176 @@
+"""The statements of built-in models: CREATE ... USING task=... (and the seed form),
+RETRAIN, EVALUATE, CANCEL TRAINING, and the version switch.
+
+What a user can get wrong is checked here before anything is stored: the base model (a
+local path or a reachable hub id) and the training query (run wrapped to return no rows,
+it must give the task's columns). Training itself is ``builtin.BuiltinModels``' job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from typing import Any
+
+from byom.errors import InvalidInput, InvalidOption
+from catalog.records import PredictorSpec
+from gateway.executor.builtin import BuiltinModels
+from gateway.executor.catalog_tables import models_table
+from gateway.executor.models import existing_answer, forget
+from gateway.executor.services import Services
+from gateway.executor.training import Trainer
+from gateway.executor.training_query import probe_sql
+from gateway.plans import ActivateVersionPlan, CancelTrainingPlan, EvaluatePlan, TrainBuiltinPlan
+from gateway.result import Result
+from gateway.sql_tree import sql_for_datasource
+
+# The answer of the seed form ``CREATE MODEL ... WHERE MODEL_NAME = '<task>'``.
+SEED_COLUMNS = ["model_id", "model_name", "model_type", "training_data", "status"]
+EVALUATE_COLUMNS = ["model", "version", "metric", "value"]
+
+
+async def train(
+    services: Services, trainer: Trainer, builtin: BuiltinModels, p: TrainBuiltinPlan
+) -> Result:
+    """CREATE MODEL (a new built-in model, version 1) or RETRAIN (version n+1): check, store
+    the version, start its training in the background, answer at once."""
+    spec = p.spec
+    catalog = services.catalog
+    existing = catalog.find_predictor(spec.name)
+    if not p.retrain:
+        kept = existing_answer(
+            existing, spec, or_replace=p.or_replace, if_not_exists=p.if_not_exists
+        )
+        if kept is not None:
+            return kept
+    elif builtin.training(spec.name):
+        raise InvalidInput(
+            f"Model '{spec.name}' is training already; wait for it (DESCRIBE {spec.name}) or "
+            f"stop it with CANCEL TRAINING {spec.name}.",
+            model=spec.name,
+        )
+    spec = await asyncio.to_thread(_checked_spec, services, spec)
+    if p.retrain:
+        assert existing is not None  # the planner found it
+        record = existing
+    else:
+        if existing is not None:  # OR REPLACE, and the new definition is sound
+            await forget(services, trainer, builtin, existing)
+        record = catalog.add_predictor(spec, status="generating")
+    version = catalog.add_version(
+        record.name,
+        task=spec.task or "",
+        training_datasource=spec.training_datasource,
+        training_query=spec.training_query,
+        options=dict(spec.options),
+    )
+    job = catalog.start_job(record.name, extra={"version": version.version, "task": spec.task})
+    version = catalog.update_version(record.name, version.version, job_id=job.id)
+    builtin.start(replace(record, target=spec.target), version, p.activate)
+    if p.seed_answer:
+        row = [job.id, record.name, spec.task, spec.training_query, version.status]
+        return Result(columns=list(SEED_COLUMNS), rows=[row])
+    return models_table([catalog.get_predictor(record.name)])
+
+
+def _checked_spec(services: Services, spec: PredictorSpec) -> PredictorSpec:
+    """``spec`` with its query rewritten for its datasource, once the base model resolved
+    and the query returned the task's columns (no rows read)."""
+    from builtin_models.base_models import resolve
+    from builtin_models.tasks import get_task
+
+    resolve(spec.options.get("model_name"))  # InvalidOption naming a model that is not there
+    task = get_task(spec.task or "")
+    name = spec.training_datasource or services.default_datasource
+    ds = services.datasource(name)
+    sql = sql_for_datasource(spec.training_query or "", name, ds.dialect)
+    columns, _ = ds.query(probe_sql(sql))
+    needed = [*task.input_columns, spec.target or task.target_column]
+    lower = {c.lower() for c in columns}
+    missing = [c for c in needed if c.lower() not in lower]
+    if missing:
+        raise InvalidInput(
+            f"Model '{spec.name}': the training query returns "
+            f"{', '.join(columns) or 'no columns'} but a {task.name} model needs "
+            f"{', '.join(needed)}; alias them: SELECT review AS {task.input_columns[0]}, "
+            f"... AS {needed[-1]}.",
+            model=spec.name,
+            missing=missing,
+        )
+    return replace(spec, training_datasource=name, training_query=sql)
+
+
+async def evaluate(services: Services, builtin: BuiltinModels, p: EvaluatePlan) -> Result:
+    """EVALUATE: the version's metrics on the query's rows, one row per metric."""
+    from builtin_models.evaluation import submit_evaluation
+    from builtin_models.tasks import get_task
+    from builtin_models.training import explain_ray_failure
+
+    record = p.model
+    version = services.catalog.get_version(record.name, record.version or 0)
+    if version.status != "complete" or not version.model_uri:
+        raise InvalidInput(
+            f"Model '{record.name}' version {version.version} is {version.status}; only a "
+            "complete version can be evaluated.",
+            model=record.name,
+        )
+    ds = services.datasource(p.datasource)
+    sql = sql_for_datasource(p.query, p.datasource, ds.dialect)
+    task = get_task(version.task)
+    rename = {record.target: task.target_column} if record.target != task.target_column else {}
+    await builtin.serve_url()  # Ray up
+    ref = submit_evaluation(
+        _reader(services, p.datasource, sql),
+        version.task,
+        version.model_uri,
+        version.tracking_uri,
+        rename,
+        num_cpus=services.settings.train_cpus,
+    )
+    try:
+        metrics = await asyncio.wrap_future(ref.future())
+    except Exception as exc:  # the task's GatewayError, or what killed it
+        raise explain_ray_failure(exc) from exc
+    rows = [
+        [record.name, version.version, key, _metric_value(value)] for key, value in metrics.items()
+    ]
+    return Result(columns=list(EVALUATE_COLUMNS), rows=rows)
+
+
+def _reader(services: Services, datasource: str, sql: str) -> Any:
+    from datasources.reader import QueryReader
+
+    return QueryReader(services.datasource_record(datasource), sql)
+
+
+def _metric_value(value: Any) -> Any:
+    """Scalars as they are; reports (a confusion matrix) as JSON text, one type per column."""
+    return json.dumps(value) if isinstance(value, dict | list) else value
+
+
+async def cancel(builtin: BuiltinModels, p: CancelTrainingPlan) -> Result:
+    """CANCEL TRAINING m: stop its running job (the version ends as error: cancelled)."""
+    if not await builtin.cancel(p.model.name):
+        raise InvalidInput(
+            f"Model '{p.model.name}' has no training running in this gateway "
+            f"(status '{p.model.status}').",
+            model=p.model.name,
+        )
+    return Result(message=f"Training of model '{p.model.name}' cancelled.")
+
+
+async def activate(services: Services, builtin: BuiltinModels, p: ActivateVersionPlan) -> Result:
+    """Make version ``p.version`` the one that ``FROM m`` / ``JOIN m`` use."""
+    version = services.catalog.get_version(p.model.name, p.version)
+    if version.status != "complete":
+        raise InvalidOption(
+            f"Model '{p.model.name}' version {p.version} is {version.status}; only a complete "
+            "version can be made active.",
+            model=p.model.name,
+        )
+    await builtin.ensure_served(replace(p.model, version=version.version))  # deployed
+    record = services.catalog.activate_version(p.model.name, p.version)
+    return Result(
+        message=f"Model '{record.name}' now answers with version {p.version}.",
+    )
