@@ -66,6 +66,7 @@ class Progress:
     step: int | None = None
     total_steps: int | None = None
     message: str = ""
+    pid: int | None = None  # the training process (to tell a crash from a slow run)
 
 
 ProgressFn = Callable[[Progress], None]
@@ -132,9 +133,11 @@ def read_frame(
 
 
 def _reporter(progress: ProgressFn | None) -> ProgressFn:
+    pid = os.getpid()
+
     def report(event: Progress) -> None:
         if progress is not None:
-            progress(event)
+            progress(dataclasses.replace(event, pid=pid))
 
     return report
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import sqlglot
+import sqlglot.errors
 from sqlglot import exp
 
 from byom.errors import (
@@ -22,8 +24,10 @@ from byom.errors import (
 from catalog.records import PredictorRecord, project_key
 from gateway import statements as st
 from gateway.parse_show import SUPPORTED as SUPPORTED_SHOW
+from gateway.parse_tokens import DIALECT
 from gateway.plans import DescribePlan, Resolver, ShowTablesPlan, UsePlan
 from gateway.projects import DEFAULT_PROJECT, not_in_project
+from gateway.sql_tree import datasource_of
 
 # What ``DESCRIBE m.<attribute>`` answers.
 ATTRIBUTES = ("features", "model")
@@ -57,8 +61,22 @@ def plan_model_target(stmt: st.CreatePredictor, resolver: Resolver) -> st.Create
     project = require_project(stmt.namespace or resolver.default_project, resolver)
     datasource = stmt.datasource
     if stmt.query is not None and datasource is None:
-        datasource = resolver.default_datasource
+        datasource = query_datasource(stmt.query, resolver)
     return replace(stmt, namespace=project, datasource=datasource)
+
+
+def query_datasource(query: str, resolver: Resolver) -> str:
+    """The datasource a ``FROM (query)`` without one reads: the one its tables name
+    (``SELECT ... FROM mldb.movie`` reads ``mldb``), else the session's default."""
+    try:
+        tree = sqlglot.parse_one(query, read=DIALECT)
+    except sqlglot.errors.SqlglotError:
+        return resolver.default_datasource  # the datasource will say what is wrong
+    named = {
+        name for t in tree.find_all(exp.Table) for name, written in [datasource_of(t, resolver)]
+        if written
+    }  # fmt: skip
+    return named.pop() if len(named) == 1 else resolver.default_datasource
 
 
 def plan_use(stmt: st.Use, resolver: Resolver) -> UsePlan:

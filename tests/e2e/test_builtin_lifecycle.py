@@ -10,6 +10,8 @@ Serve applications are gone).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -290,6 +292,29 @@ def test_cancel_training_and_the_gateway_answers_meanwhile(
     assert "cancelled" in row["error"]
     jobs = records(run(api, "SELECT status, error FROM mindsdb.jobs WHERE model = 'slow'"))
     assert jobs[0]["status"] == "error"
+
+
+def test_a_dead_training_worker_ends_the_version_in_error(api: TestClient, tiny_bert: Path) -> None:
+    slow = json.dumps({**TINY_HYPERPARAMS, "num_train_epochs": 400})
+    run(
+        api,
+        "CREATE MODEL doomed FROM shop (SELECT review AS text, sentiment FROM reviews) "
+        f"PREDICT sentiment USING task = 'text_classification', model_name = '{tiny_bert}', "
+        f"hyperparams = '{slow}'",
+    )
+    catalog = api.app.state.gateway.catalog
+    deadline = time.monotonic() + 120
+    while not (catalog.get_version("doomed", 1).progress or {}).get("step"):
+        assert time.monotonic() < deadline, catalog.get_version("doomed", 1)
+        time.sleep(0.2)
+    os.kill(int(catalog.get_version("doomed", 1).progress["pid"]), signal.SIGKILL)
+    row = wait_version(api, "doomed", 1, timeout=60)
+    assert row["status"] == "error"
+    assert "died" in row["error"]
+    model = records(run(api, "SELECT status, error FROM mindsdb.models WHERE name = 'doomed'"))
+    assert model[0]["status"] == "error" and "died" in model[0]["error"]
+    jobs = records(run(api, "SELECT status FROM mindsdb.jobs WHERE model = 'doomed'"))
+    assert jobs == [{"status": "error"}]
 
 
 def test_restart_serves_again_and_drop_removes_deployments(

@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 from datasources import embedded_schema_path
 from gateway.processes import Service, load_example, start_mlflow_example
 from gateway.server import create_app
+from tests.conftest import RayCluster
 
 pytestmark = pytest.mark.slow
 
@@ -230,6 +231,32 @@ def _count(columns: list[str], n: int) -> Check:
     return check
 
 
+def _classifier_created(api: TestClient, body: dict[str, Any]) -> None:
+    """The built-in form answers the seed's one row; training (of 3 movies: too few rows)
+    runs in the background on Ray and ends in a clear error."""
+    assert body["columns"] == [
+        "model_id", "model_name", "model_type", "training_data", "status"
+    ]  # fmt: skip
+    (row,) = body["rows"]
+    assert row[1:4] == [
+        "my_movie_classification_model",
+        "text_classification",
+        "SELECT movie.overview AS text, movie.genre AS labels FROM movie",
+    ]
+    assert isinstance(row[0], int) and row[4] == "generating"
+    deadline = time.monotonic() + 120
+    while True:
+        status, described = run(api, "DESCRIBE my_movie_classification_model")
+        assert status == 200, described
+        version = dict(zip(described["columns"], described["rows"][0], strict=True))
+        if version["status"] not in ("generating", "training"):
+            break
+        assert time.monotonic() < deadline, version
+        time.sleep(0.2)
+    assert version["status"] == "error"
+    assert "at least 10 rows" in version["error"]
+
+
 def _done(api: TestClient, body: dict[str, Any]) -> None:
     assert "error" not in body
 
@@ -240,6 +267,7 @@ CHECKS: dict[str, Check] = {
     "mindsdb_byom_3": _byom_join,
     "mindsdb_byom_4": _byom2_created,
     "sql_ml_custom_models_1": _rows(["text", "labels"], [[m[0], m[1]] for m in MOVIES]),
+    "sql_ml_custom_models_2": _classifier_created,
     "sql_ml_custom_models_3": _rows(
         ["user_id", "item_id"], [[u, m] for u, m, r in RATINGS if r > 3]
     ),
@@ -267,7 +295,7 @@ PRODUCT = {
 
 
 def test_every_seed_statement_verbatim(
-    api: TestClient, ray_serve_example: Service, mlflow_01: Service
+    api: TestClient, ray_serve_example: Service, mlflow_01: Service, ray_cluster: RayCluster
 ) -> None:
     blocks = load_blocks()
     assert len(blocks) == 41
