@@ -28,6 +28,8 @@ from byom.errors import GatewayError
 from gateway.cli_progress import (
     ProgressBar,
     embedded_progress,
+    follow_remote_training,
+    follow_training,
     stream_remote,
     write_batches,
 )
@@ -120,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         "0 shows all)",
     )
     sql.add_argument(
+        "--wait",
+        action="store_true",
+        help="with --url: after CREATE MODEL/RETRAIN of a built-in model, follow its training "
+        "(a bar on stderr) and print the final DESCRIBE (the embedded gateway always waits)",
+    )
+    sql.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -177,7 +185,9 @@ async def _sql_embedded(
             return
         # No server outlives this process, so training started here must finish here; the
         # printed row is then the final one (complete or error), not a stale 'generating'.
-        trained = await gateway.wait_idle()
+        builtin = gateway.executor.builtin.in_flight()
+        await follow_training(gateway, builtin, bar)
+        trained = builtin + await gateway.wait_idle()
         created = result.rows[0][0] if result.columns[:1] == ["name"] and result.rows else None
         if created in trained:
             result = await gateway.describe_predictor(created)
@@ -186,11 +196,32 @@ async def _sql_embedded(
         await gateway.close()
 
 
-def _sql_remote(statement: str, url: str, writer: ResultWriter, bar: ProgressBar | None) -> None:
+def _sql_remote(
+    statement: str,
+    url: str,
+    writer: ResultWriter,
+    bar: ProgressBar | None,
+    wait: bool = False,
+) -> None:
     from gateway.client import Client
 
     with Client(url) as client:
         stream_remote(client, url, statement, writer, bar)
+        trained = _trained_model(statement) if wait else None
+        if trained is not None:
+            final = follow_remote_training(client, trained, bar)
+            _write_result(final, writer)
+
+
+def _trained_model(statement: str) -> str | None:
+    """The model a CREATE MODEL / RETRAIN statement trains (None for other statements)."""
+    from gateway import statements as st
+    from gateway.parser import parse_one
+
+    parsed = parse_one(statement)
+    if isinstance(parsed, st.CreatePredictor | st.Retrain):
+        return parsed.name
+    return None
 
 
 def _output_format(args: argparse.Namespace) -> str:
@@ -236,7 +267,7 @@ def _sql(args: argparse.Namespace) -> int:
     bar = _progress_bar(args)
     try:
         if args.url:
-            _sql_remote(statement, args.url, writer, bar)
+            _sql_remote(statement, args.url, writer, bar, wait=args.wait)
         else:
             asyncio.run(_sql_embedded(statement, args.home, writer, bar))
     except GatewayError as exc:

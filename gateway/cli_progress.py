@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from byom.errors import GatewayError
-from gateway.formatting import ResultWriter, format_progress
-from gateway.result import StreamResult
+from gateway.formatting import ResultWriter, format_progress, format_training
+from gateway.result import Result, StreamResult
 
 if TYPE_CHECKING:
     from gateway.client import Client
@@ -36,7 +36,12 @@ class ProgressBar:
 
     def draw(self, progress: dict[str, Any]) -> None:
         """Draw a ``QueryProgress.to_dict()``."""
-        text = format_progress(int(progress.get("rows_done") or 0), progress.get("rows_total"))
+        self.draw_text(
+            format_progress(int(progress.get("rows_done") or 0), progress.get("rows_total"))
+        )
+
+    def draw_text(self, text: str) -> None:
+        """Draw one line of text (a training bar, ``format_training``)."""
         with self._lock:
             if self._closed:
                 return
@@ -140,3 +145,43 @@ def stream_remote(
                 writer.fail(exc.to_dict()["error"])
                 raise
     writer.finish()  # after the bar is cleared: a table goes to the same terminal
+
+
+def latest_version(describe: Result) -> dict[str, Any] | None:
+    """The newest version's row of a built-in model's DESCRIBE (None for other models)."""
+    if "version" not in describe.columns or "phase" not in describe.columns:
+        return None
+    rows = describe.records()
+    return max(rows, key=lambda r: r["version"]) if rows else None
+
+
+async def follow_training(gateway: Gateway, names: list[str], bar: ProgressBar | None) -> None:
+    """Wait for the embedded gateway's training of ``names``, drawing each model's newest
+    version on ``bar`` (phase, percent, epoch, step) meanwhile."""
+    bar = ProgressBar(bar.out) if bar is not None else None  # a cleared bar draws no more
+    while any(gateway.training(name) for name in names):
+        if bar is not None:
+            for name in names:
+                row = latest_version(await gateway.describe_predictor(name))
+                if row is not None and gateway.training(name):
+                    bar.draw_text(format_training(row))
+        await asyncio.sleep(PROGRESS_INTERVAL_S)
+    if bar is not None:
+        bar.clear()
+
+
+def follow_remote_training(client: Client, name: str, bar: ProgressBar | None) -> Result:
+    """Poll DESCRIBE of a built-in model on a remote gateway until its newest version
+    leaves generating/training, drawing it; the final DESCRIBE."""
+    import time
+
+    while True:
+        result = client.sql(f"DESCRIBE `{name}`")
+        row = latest_version(result)
+        if row is None or row["status"] not in ("generating", "training"):
+            if bar is not None:
+                bar.clear()
+            return result
+        if bar is not None:
+            bar.draw_text(format_training(row))
+        time.sleep(PROGRESS_INTERVAL_S)

@@ -268,10 +268,16 @@ class Gateway:
                 )
             await asyncio.sleep(0.1)
 
+    def training(self, name: str) -> bool:
+        """Whether model ``name`` trains in this gateway now (external or built-in)."""
+        key = name.lower()
+        return key in self.executor.trainer.in_flight() or self.executor.builtin.training(key)
+
     async def wait_idle(self) -> list[str]:
         """Wait until no training runs in the background; return the names that were trained."""
-        names = self.executor.trainer.in_flight()
+        names = self.executor.trainer.in_flight() + self.executor.builtin.in_flight()
         await self.executor.trainer.wait()
+        await self.executor.builtin.wait()
         return names
 
     def health(self) -> dict[str, Any]:
@@ -279,5 +285,7 @@ class Gateway:
             "status": "ok",
             "uptime_s": round(time.time() - self._started, 1),
             "catalog_schema_version": self.catalog.schema_version,
-            "training_in_flight": self.executor.trainer.in_flight(),
+            "training_in_flight": sorted(
+                self.executor.trainer.in_flight() + self.executor.builtin.in_flight()
+            ),
         }

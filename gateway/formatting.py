@@ -18,6 +18,7 @@ import math
 import numbers
 import sys
 import unicodedata
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 import orjson
@@ -175,6 +176,21 @@ def format_progress(rows_done: int, rows_total: int | None, width: int = 20) -> 
     filled = int(fraction * width)
     bar = "#" * filled + "." * (width - filled)
     return f"[{bar}] {int(fraction * 100):3d}% {rows_done:,}/{rows_total:,} rows"
+
+
+def format_training(row: Mapping[str, Any], width: int = 20) -> str:
+    """A one-line training bar from a version row of DESCRIBE:
+    ``sentiment v2 training [#######.............] 35% epoch 1.05 step 120/340``."""
+    percent = float(row.get("percent") or 0.0)
+    filled = int(min(100.0, max(0.0, percent)) / 100 * width)
+    phase = row.get("phase") or row.get("status") or ""
+    text = f"{row.get('name')} v{row.get('version')} {phase} "
+    text += f"[{'#' * filled}{'.' * (width - filled)}] {int(percent):3d}%"
+    if row.get("epoch") is not None:
+        text += f" epoch {float(row['epoch']):.2f}"
+    if row.get("step") and row.get("total_steps"):
+        text += f" step {row['step']}/{row['total_steps']}"
+    return text
 
 
 class ResultWriter:

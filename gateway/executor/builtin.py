@@ -79,6 +79,10 @@ class BuiltinModels:
         """Whether model ``name`` has a training task running in this gateway."""
         return name in self._tasks
 
+    def in_flight(self) -> list[str]:
+        """Names of the models training in this gateway now."""
+        return sorted(self._tasks)
+
     async def cancel(self, name: str, reason: str = CANCELLED_MESSAGE) -> bool:
         """Stop the training of ``name`` and wait until its task has recorded the end."""
         task = self._tasks.get(name)
