@@ -1,8 +1,10 @@
 """``byom demo``: the whole product on the embedded default, printed statement by statement.
 
 Starts the example Ray Serve model and a real ``mlflow models serve`` as separate processes
-(the models "already run behind HTTP"), loads a generated ``home_rentals`` table into the
-embedded datasource, then registers, trains and predicts with SQL.
+(the models "already run behind HTTP"), loads generated ``home_rentals`` and ``reviews``
+tables into the embedded datasource, then registers, trains and predicts with SQL - and
+fine-tunes a small built-in text classifier (the packaged all-MiniLM-L6-v2) on Ray, served
+on Ray Serve, predicted through the same SQL.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ def _load_home_rentals(root: Path) -> None:
     with sqlite3.connect(path) as conn:
         frame.to_sql("home_rentals", conn, index=False, if_exists="replace")
     _say(f"loaded {len(frame)} rows into local.test_data.home_rentals ({path})")
+    reviews = processes.load_example("reviews").generate(80)
+    with sqlite3.connect(path) as conn:
+        reviews.to_sql("reviews", conn, index=False, if_exists="replace")
+    _say(f"loaded {len(reviews)} rows into local.test_data.reviews")
 
 
 def _start_mlflow(root: Path) -> processes.Service:
@@ -88,6 +94,19 @@ data_dtype={{"initial_price": "integer", "rental_price": "integer", "number_of_r
        a.confidence, b.number_of_rooms AS mlflow_rooms
 FROM local.test_data.home_rentals AS t JOIN byom AS a JOIN models.byom2 AS b
 WHERE t.location = 'great' LIMIT 5;""",
+        # A built-in model: fine-tuned on Ray from the rows, served on Ray Serve. Small
+        # settings keep the demo short (a few seconds of training on 2 cores).
+        """CREATE MODEL sentiment
+FROM local (SELECT review AS text, sentiment FROM test_data.reviews)
+PREDICT sentiment
+USING task = 'text_classification',
+      hyperparams = '{"num_train_epochs": 3, "max_length": 16, "learning_rate": 1e-4}',
+      test_size = 0.25;""",
+        "WAIT sentiment",
+        "SELECT sentiment, sentiment_proba FROM sentiment WHERE text = 'a warm and funny story';",
+        """SELECT t.review, p.sentiment, p.confidence
+FROM (SELECT review AS text, review FROM local.test_data.reviews) AS t JOIN sentiment AS p
+LIMIT 4;""",
         "SHOW MODELS;",
     ]
     gateway = await Gateway.start(home=root)
@@ -96,13 +115,16 @@ WHERE t.location = 'great' LIMIT 5;""",
             if text.startswith("WAIT "):
                 name = text.split()[1]
                 _say(f"-- waiting for {name} to finish training ...")
-                result = await gateway.wait_for_training(name)
-                _print(_columns(result, ["name", "status", "error", "updated_at"]))
+                result = await gateway.wait_for_training(name, timeout=600)
+                if "phase" in result.columns:  # a built-in model: its versions
+                    _print(_columns(result, ["name", "version", "status", "metrics", "error"]))
+                else:
+                    _print(_columns(result, ["name", "status", "error", "updated_at"]))
                 continue
             _say("\n" + text)
             result = await gateway.sql(text)
-            if text.startswith("CREATE PREDICTOR"):  # the full row is wide; DESCRIBE has it all
-                result = _columns(result, ["name", "format", "status", "target", "url_predict"])
+            if text.startswith(("CREATE PREDICTOR", "CREATE MODEL")):  # the row is wide
+                result = _columns(result, ["name", "kind", "status", "target", "url_predict"])
             _print(result)
     finally:
         await gateway.close()
