@@ -35,21 +35,6 @@ from catalog.repository import INTERRUPTED_MESSAGE, Catalog
 from catalog.tables import PredictorRow
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A catalog URL with nothing in it yet."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'catalog.sqlite'}"
-    return request.getfixturevalue("pg_catalog_clean_url")
-
-
-@pytest.fixture
-def catalog(url: str) -> Any:
-    cat = Catalog(url)
-    yield cat
-    cat.close()
-
-
 def _spec(name: str, **over: Any) -> PredictorSpec:
     fields: dict[str, Any] = {
         "name": name,

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,21 +20,6 @@ from byom.errors import (
 from catalog.records import VERSION_STATUSES, ModelVersionRecord, PredictorSpec
 from catalog.repository import INTERRUPTED_MESSAGE, Catalog
 from catalog.tables import ModelVersionRow
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A catalog URL with nothing in it yet."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'catalog.sqlite'}"
-    return request.getfixturevalue("pg_catalog_clean_url")
-
-
-@pytest.fixture
-def catalog(url: str) -> Iterator[Catalog]:
-    cat = Catalog(url)
-    yield cat
-    cat.close()
 
 
 def _builtin(catalog: Catalog, name: str, status: str = "generating") -> None:
