@@ -1,0 +1,136 @@
+"""Built-in model statements that fail before any training: every mistake a user can make in
+CREATE ... USING task=..., RETRAIN, EVALUATE, CANCEL TRAINING and the version switch gets a
+clear error with a stable code, nothing is stored, and Ray is never started (these run
+without a cluster; the whole lifecycle is tests/e2e/test_builtin_lifecycle.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.server import create_app
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+FROM = "FROM shop (SELECT review AS text, sentiment FROM reviews) PREDICT sentiment"
+
+
+def run(api: TestClient, query: str, status: int = 200) -> dict[str, Any]:
+    response = api.post("/api/sql", json={"query": query})
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[TestClient]:
+    data = tmp_path / "shop.sqlite"
+    with sqlite3.connect(data) as conn:
+        conn.execute("CREATE TABLE reviews (review TEXT, sentiment TEXT)")
+        conn.execute("INSERT INTO reviews VALUES ('good', 'pos'), ('bad', 'neg')")
+    with TestClient(create_app(home=tmp_path / "home")) as client:
+        params = json.dumps({"path": str(data)})
+        run(client, f"CREATE DATABASE shop WITH ENGINE = 'sqlite', PARAMETERS = {params}")
+        run(
+            client,
+            "CREATE MODEL ext PREDICT y USING url.predict = 'http://127.0.0.1:9/p', "
+            "format = 'ray_serve'",
+        )
+        yield client
+        # nothing here needed Ray: the gateway never connected
+        assert not client.app.state.gateway.executor.builtin.started
+
+
+@pytest.mark.parametrize(
+    ("using", "code", "fragment"),
+    [
+        ("task = 'text_clasification'", "INVALID_OPTION", "Did you mean text_classification"),
+        ("task = 'text_classification', model_name = 'no/such-model'", "INVALID_OPTION",
+         "no/such-model"),
+        ("task = 'text_classification', hyperparams = '{not json'", "INVALID_OPTION",
+         "hyperparams is not JSON"),
+        ("task = 'text_classification', hyperparams = '[1, 2]'", "INVALID_OPTION",
+         "must be a JSON object"),
+        ("task = 'text_classification', test_size = 1.5", "INVALID_OPTION", "test_size"),
+        ("task = 'text_classification', test_sampling = 'randm'", "INVALID_OPTION",
+         "Did you mean random"),
+        ("task = 'text_classification', epochs = 3", "INVALID_OPTION",
+         "unknown option 'epochs'"),
+        ("task = 'text_classification', active = 'yes'", "INVALID_OPTION",
+         "active must be true or false"),
+        ("task = 'text_classification', url.predict = 'http://x/p'", "INVALID_OPTION",
+         "takes no url.predict"),
+        ("model_name = 'bert-base-uncased'", "INVALID_OPTION", "the task is missing"),
+    ],
+)  # fmt: skip
+def test_create_mistakes(api: TestClient, using: str, code: str, fragment: str) -> None:
+    body = run(api, f"CREATE MODEL m {FROM} USING {using}", 400)
+    assert body["error"]["code"] == code
+    assert fragment in body["error"]["message"]
+    assert run(api, "SHOW MODELS LIKE 'm'")["rows"] == []
+
+
+def test_seed_form_of_a_task_not_in_this_release(api: TestClient) -> None:
+    body = run(
+        api,
+        "CREATE MODEL model.rec FROM (SELECT 'u' AS user_id, 'i' AS item_id) AS training_data "
+        "WHERE MODEL_NAME = 'recommender'",
+        400,
+    )
+    assert body["error"]["code"] == "UNSUPPORTED_STATEMENT"
+    assert "text_classification" in body["error"]["message"]
+
+
+def test_training_data_is_required_and_checked(api: TestClient) -> None:
+    none = run(api, "CREATE MODEL m PREDICT y USING task = 'text_classification'", 400)
+    assert "trained from your rows" in none["error"]["message"]
+    cols = run(
+        api,
+        "CREATE MODEL m FROM shop (SELECT review, sentiment FROM reviews) PREDICT sentiment "
+        "USING task = 'text_classification'",
+        400,
+    )
+    assert cols["error"]["code"] == "INVALID_INPUT"
+    assert "needs text, sentiment" in cols["error"]["message"]
+    table = run(
+        api,
+        "CREATE MODEL m FROM shop (SELECT text FROM nowhere) USING task = 'text_classification'",
+        400,
+    )
+    assert table["error"]["code"] == "DATASOURCE_ERROR"
+
+
+def test_statements_on_models_that_are_not_built_in(api: TestClient) -> None:
+    for sql in (
+        "RETRAIN ext",
+        "EVALUATE ext FROM shop (SELECT 1)",
+        "CANCEL TRAINING ext",
+        "UPDATE models SET active = true WHERE name = 'ext' AND version = 1",
+    ):
+        body = run(api, sql, 400)
+        assert body["error"]["code"] == "UNSUPPORTED_STATEMENT", sql
+        assert "external model" in body["error"]["message"]
+    missing = run(api, "RETRAIN nosuch", 404)
+    assert missing["error"]["code"] == "MODEL_NOT_FOUND"
+    assert run(api, "SELECT * FROM nosuch.2 WHERE text = 'x'", 404)["error"]["code"] == (
+        "MODEL_NOT_FOUND"
+    )
+
+
+def test_version_switch_forms(api: TestClient) -> None:
+    for sql, fragment in (
+        ("UPDATE models SET active = false WHERE name = 'ext' AND version = 1", "SET active"),
+        ("UPDATE models SET active = true WHERE name = 'ext'", "Name the model and the version"),
+        ("UPDATE mindsdb.models_versions SET active = 1 WHERE version = 2", "Name the model"),
+    ):
+        body = run(api, sql, 400)
+        assert body["error"]["code"] == "UNSUPPORTED_STATEMENT", sql
+        assert fragment in body["error"]["message"], body
