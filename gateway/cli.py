@@ -185,9 +185,9 @@ async def _sql_embedded(
             return
         # No server outlives this process, so training started here must finish here; the
         # printed row is then the final one (complete or error), not a stale 'generating'.
-        builtin = gateway.executor.builtin.in_flight()
-        await follow_training(gateway, builtin, bar)
-        trained = builtin + await gateway.wait_idle()
+        training = gateway.training_in_flight()
+        await follow_training(gateway, training, bar)
+        trained = training + await gateway.wait_idle()
         created = result.rows[0][0] if result.columns[:1] == ["name"] and result.rows else None
         if created in trained:
             result = await gateway.describe_predictor(created)

@@ -273,9 +273,13 @@ class Gateway:
         key = name.lower()
         return key in self.executor.trainer.in_flight() or self.executor.builtin.training(key)
 
+    def training_in_flight(self) -> list[str]:
+        """Names of the models training in this gateway now (external and built-in)."""
+        return sorted(self.executor.trainer.in_flight() + self.executor.builtin.in_flight())
+
     async def wait_idle(self) -> list[str]:
         """Wait until no training runs in the background; return the names that were trained."""
-        names = self.executor.trainer.in_flight() + self.executor.builtin.in_flight()
+        names = self.training_in_flight()
         await self.executor.trainer.wait()
         await self.executor.builtin.wait()
         return names
@@ -285,7 +289,5 @@ class Gateway:
             "status": "ok",
             "uptime_s": round(time.time() - self._started, 1),
             "catalog_schema_version": self.catalog.schema_version,
-            "training_in_flight": sorted(
-                self.executor.trainer.in_flight() + self.executor.builtin.in_flight()
-            ),
+            "training_in_flight": self.training_in_flight(),
         }

@@ -97,7 +97,7 @@ class FakeGateway:
         # The real gateway always says "ok"; a test sets another status to exercise the
         # route's 503 branch.
         self.status = "ok"
-        self.training_in_flight: list[str] = []
+        self.training_now: list[str] = []
 
     async def close(self) -> None:
         self.closed = True
@@ -152,6 +152,12 @@ class FakeGateway:
     async def wait_idle(self) -> list[str]:
         return []
 
+    def training_in_flight(self) -> list[str]:
+        return list(self.training_now)
+
+    def training(self, name: str) -> bool:
+        return False
+
     def _row(self, name: str) -> Result:
         spec = self.predictors[name]
         row = [name, spec["format"], "complete", spec["url_predict"]]
@@ -199,7 +205,7 @@ class FakeGateway:
             "status": self.status,
             "uptime_s": 0.0,
             "catalog_schema_version": 1,
-            "training_in_flight": list(self.training_in_flight),
+            "training_in_flight": list(self.training_now),
         }
 
 
