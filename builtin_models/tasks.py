@@ -12,11 +12,12 @@ import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Protocol
 
 from byom.errors import InvalidOption, did_you_mean
+
+if TYPE_CHECKING:  # the gateway's planner reads the registry: no pandas at its start-up
+    import pandas as pd
 
 __all__ = [
     "TASKS",
