@@ -28,6 +28,8 @@ class Endpoint:
     target: str | None = None
     dtype_dict: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    #: Per-query model parameters (``SELECT ... USING topk = 10``), sent with each batch.
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,16 @@ class Predictions:
 
     values: list[Any]
     extra: dict[str, list[Any]] = field(default_factory=dict)
+    #: One-to-many answers (a recommender's top-k per user): the input row each output row
+    #: belongs to, ascending; None when ``values[i]`` answers input row ``i``.
+    rows: list[int] | None = None
+
+    def expanded(self, rows: list[int]) -> Predictions:
+        """This one-to-one answer repeated for the input rows ``rows`` (in that order)."""
+        return Predictions(
+            values=[self.values[i] for i in rows],
+            extra={k: [v[i] for i in rows] for k, v in self.extra.items()},
+        )
 
     def __len__(self) -> int:
         return len(self.values)

@@ -67,7 +67,10 @@ class MlflowAdapter(HttpAdapter):
         # Rows go as they are: orjson writes tuples and lists as arrays itself, and the
         # fallback turns other sequences (SQLAlchemy Row, namedtuples) into arrays.
         split = {"columns": cols, "data": rows}
-        body = dumps({"dataframe_split": split}, model=model)
+        request: dict[str, Any] = {"dataframe_split": split}
+        if endpoint.params:
+            request["params"] = endpoint.params  # MLflow's scoring server passes them on
+        body = dumps(request, model=model)
         answer = await post_json(
             self.client, url, body, model=model, settings=self.settings, retry=True
         )

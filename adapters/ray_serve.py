@@ -36,6 +36,7 @@ from adapters.wire import (
     arrow_stream_bytes,
     check_dtype,
     columns_json,
+    dumps,
     json_kind,
     json_string,
     parquet_bytes,
@@ -46,6 +47,7 @@ from adapters.wire import (
 from byom.errors import EndpointBadResponse, InvalidInput, InvalidOption
 
 PREDICTION_KEY = "prediction"
+ROW_KEY = "row"  # one-to-many answers: the input row of each output row
 PAYLOADS = (JSON, JSON_COLUMNS, PARQUET, ARROW)
 
 
@@ -65,8 +67,11 @@ def build_request(
     *,
     model: str,
     target: str | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Request:
-    """The request for a batch in ``payload`` (one of ``PAYLOADS``); ``target`` for train."""
+    """The request for a batch in ``payload`` (one of ``PAYLOADS``); ``target`` for train,
+    ``params`` the query's model parameters (JSON: ``"params": {...}``; binary payloads: the
+    query parameter ``params``, JSON text)."""
     if payload in (JSON, JSON_COLUMNS):
         encode = records_json if payload == JSON else columns_json
         # The outer object is written by hand: dumping {"df": text} needs the same
@@ -74,6 +79,8 @@ def build_request(
         parts = [b'{"df":', json_string(encode(columns, rows, model=model))]
         if target is not None:
             parts += [b',"target":', orjson.dumps(target)]
+        if params:
+            parts += [b',"params":', dumps(params, model=model)]
         parts.append(b"}")
         body = b"".join(parts)  # one copy of a body that can be megabytes
         hint = None
@@ -87,8 +94,10 @@ def build_request(
         f"The endpoint may not accept payload='{payload}' "
         f"({CONTENT_TYPES[payload]}); register it with payload='json'."
     )
-    params = {} if target is None else {"target": target}
-    return Request(encode(columns, rows, model=model), CONTENT_TYPES[payload], params, hint)
+    query = {} if target is None else {"target": target}
+    if params:
+        query["params"] = dumps(params, model=model).decode()
+    return Request(encode(columns, rows, model=model), CONTENT_TYPES[payload], query, hint)
 
 
 class RayServeAdapter(HttpAdapter):
@@ -166,7 +175,11 @@ class RayServeAdapter(HttpAdapter):
         if not rows:
             return Predictions(values=[])
         model, url = endpoint.model, endpoint.url_predict
-        request = build_request(self._payload(endpoint), columns, rows, model=model)
+        request = build_request(
+            self._payload(endpoint), columns, rows, model=model, params=endpoint.params
+        )
+        if request.params:
+            url = str(httpx.URL(url).copy_merge_params(request.params))
         answer = await post_json(
             self.client,
             url,
@@ -185,7 +198,8 @@ def parse_prediction(answer: Any, endpoint: Endpoint, n_rows: int) -> Prediction
 
     Keys other than ``prediction`` whose values are lists of ``n_rows`` items become
     ``extra`` (e.g. ``confidence``); other keys (scalars, lists of another length such as a
-    class list) are metadata and ignored.
+    class list) are metadata and ignored. A one-to-many answer (top-k items per user) also
+    has ``row``: the input row of each output row, ascending; every list then has its length.
     """
     model, url = endpoint.model, endpoint.url_predict
 
@@ -206,6 +220,8 @@ def parse_prediction(answer: Any, endpoint: Endpoint, n_rows: int) -> Prediction
             f"returned '{PREDICTION_KEY}' as a JSON {json_kind(values)}, expected a list with "
             f"one value per row: {show(values, 80)}"
         )
+    if ROW_KEY in answer:
+        return _one_to_many(answer, values, n_rows, bad)
     if len(values) != n_rows:
         raise bad(f"returned {len(values)} predictions for {n_rows} rows.")
     check_dtype(values, endpoint)
@@ -215,3 +231,25 @@ def parse_prediction(answer: Any, endpoint: Endpoint, n_rows: int) -> Prediction
         if key != PREDICTION_KEY and isinstance(value, list) and len(value) == n_rows
     }
     return Predictions(values=values, extra=extra)
+
+
+def _one_to_many(answer: dict[str, Any], values: list[Any], n_rows: int, bad: Any) -> Predictions:
+    """A ``row``-indexed answer: each index an input row, ascending, lists of one length."""
+    rows = answer[ROW_KEY]
+    if not isinstance(rows, list) or len(rows) != len(values):
+        raise bad(f"returned '{ROW_KEY}' that is not a list of one input row per prediction.")
+    last = -1
+    for index in rows:
+        if isinstance(index, bool) or not isinstance(index, int) or not last <= index < n_rows:
+            raise bad(
+                f"returned '{ROW_KEY}' {show(index)}: expected ascending input row numbers "
+                f"from 0 to {n_rows - 1}."
+            )
+        last = index
+    extra = {
+        key: value
+        for key, value in answer.items()
+        if key not in (PREDICTION_KEY, ROW_KEY) and isinstance(value, list)
+        and len(value) == len(rows)
+    }  # fmt: skip
+    return Predictions(values=values, extra=extra, rows=rows)

@@ -21,6 +21,7 @@ Concurrent requests are merged by ``@serve.batch`` into one model call (up to
 # FastAPI could not resolve the string annotation "Request", so it would take `request` for a
 # required query parameter (every POST answered 422).
 import asyncio
+import bisect
 import json
 import math
 import os
@@ -45,6 +46,7 @@ __all__ = [
 
 #: CPUs a replica reserves: small, so many versions fit next to training on a small box.
 DEFAULT_NUM_CPUS = 0.2
+ROW = "row"  # one-to-many answers: the input row of each output row
 DEFAULT_MAX_BATCH_SIZE = 16
 DEFAULT_BATCH_WAIT_S = 0.005
 #: Environment a replica needs wherever Ray starts it (no model hub, no telemetry).
@@ -70,7 +72,11 @@ def _json_value(value: Any) -> Any:
 
 
 def answer_lists(output: Any, rows: int) -> dict[str, list[Any]]:
-    """A pyfunc output (DataFrame, Series, list) as the protocol's per-row lists."""
+    """A pyfunc output (DataFrame, Series, list) as the protocol's per-row lists.
+
+    An output with a ``row`` column is one-to-many (a recommender's top-k per input row):
+    its lists have one item per output row, ``row`` naming the input row, ascending.
+    """
     if isinstance(output, pd.DataFrame):
         answer = {str(c): [_json_value(v) for v in output[c].tolist()] for c in output.columns}
     elif isinstance(output, pd.Series):
@@ -79,10 +85,32 @@ def answer_lists(output: Any, rows: int) -> dict[str, list[Any]]:
         answer = {"prediction": [_json_value(v) for v in list(output)]}
     if "prediction" not in answer:
         raise ValueError(f"the model answered no 'prediction' column: {sorted(answer)}")
-    wrong = [k for k, v in answer.items() if len(v) != rows]
+    length = len(answer[ROW]) if ROW in answer else rows
+    wrong = [k for k, v in answer.items() if len(v) != length]
     if wrong:
-        raise ValueError(f"the model answered {len(answer[wrong[0]])} values for {rows} rows")
+        raise ValueError(f"the model answered {len(answer[wrong[0]])} values for {length} rows")
+    if ROW in answer and answer[ROW] != sorted(answer[ROW]):
+        raise ValueError("the model's 'row' column is not in input order")
     return answer
+
+
+def split_answer(merged: dict[str, list[Any]], lengths: list[int]) -> list[dict[str, list[Any]]]:
+    """The answer of one model call over several requests' rows, cut back per request
+    (``lengths``: rows per request, in order); ``row`` indexes become per request."""
+    answers: list[dict[str, list[Any]]] = []
+    start = 0
+    for length in lengths:
+        end = start + length
+        if ROW in merged:
+            rows = merged[ROW]
+            a, b = bisect.bisect_left(rows, start), bisect.bisect_left(rows, end)
+            answer = {k: v[a:b] for k, v in merged.items()}
+            answer[ROW] = [r - start for r in answer[ROW]]
+        else:
+            answer = {k: v[start:end] for k, v in merged.items()}
+        answers.append(answer)
+        start = end
+    return answers
 
 
 class ModelServer:
@@ -109,35 +137,54 @@ class ModelServer:
         # Output renames, e.g. {"probabilities": "labels_proba"}: the SQL column names.
         self.outputs = dict(outputs or {})
         self.model = artifacts.load_model(model_uri, tracking_uri)
-        self.predict_frames.set_max_batch_size(max_batch_size)
-        self.predict_frames.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        # Batched per instance (Serve's decorator on the class would share one queue, and
+        # its event loop, between every ModelServer of a process).
+        self.predict_frames = serve.batch(
+            max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_timeout_s
+        )(self._predict_requests)
 
     async def answer(self, body: Any) -> dict[str, list[Any]]:
-        """``{"df": ...}`` -> per-row lists; HTTPException 400 for what cannot be read."""
+        """``{"df": ..., "params": {...}}`` -> per-row lists; HTTPException 400 for what
+        cannot be read."""
         try:
             frame = parse_body(body)
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from exc
+        params = body.get("params") or {}
+        if not isinstance(params, dict):
+            raise HTTPException(400, '"params" must be a JSON object of model parameters')
         if frame.empty:
             return {"prediction": []}
         try:
-            return await self.predict_frames(frame)
-        except (ValueError, MlflowException) as exc:  # rows it cannot read (a missing column)
+            return await self.predict_frames((frame, params))
+        except (ValueError, TypeError, MlflowException) as exc:  # rows or params it refuses
             raise HTTPException(400, f"cannot predict: {exc}") from exc
 
-    @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
-    async def predict_frames(self, frames: list[pd.DataFrame]) -> list[dict[str, list[Any]]]:
-        """One model call for the frames of several requests; one answer per frame."""
-        combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        # Off the event loop, so health checks and new requests are taken meanwhile.
-        output = await asyncio.to_thread(self.model.predict, combined)
-        merged = {self.outputs.get(k, k): v for k, v in answer_lists(output, len(combined)).items()}
-        answers, start = [], 0
-        for frame in frames:
-            end = start + len(frame)
-            answers.append({k: v[start:end] for k, v in merged.items()})
-            start = end
+    async def _predict_requests(
+        self, requests: list[tuple[pd.DataFrame, dict[str, Any]]]
+    ) -> list[dict[str, list[Any]]]:
+        """One model call per distinct ``params`` for the frames of several requests; one
+        answer per request, in order."""
+        groups: dict[str, list[int]] = {}
+        for i, (_, params) in enumerate(requests):
+            groups.setdefault(json.dumps(params, sort_keys=True), []).append(i)
+        answers: list[dict[str, list[Any]]] = [{} for _ in requests]
+        for members in groups.values():
+            frames = [requests[i][0] for i in members]
+            params = requests[members[0]][1]
+            combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            # Off the event loop, so health checks and new requests are taken meanwhile.
+            output = await asyncio.to_thread(self._predict, combined, params)
+            merged = {
+                self.outputs.get(k, k): v for k, v in answer_lists(output, len(combined)).items()
+            }
+            cut = split_answer(merged, [len(f) for f in frames])
+            for i, answer in zip(members, cut, strict=True):
+                answers[i] = answer
         return answers
+
+    def _predict(self, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
+        return self.model.predict(frame, params=params) if params else self.model.predict(frame)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": DEFAULT_NUM_CPUS})

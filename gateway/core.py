@@ -30,6 +30,7 @@ from catalog.db import default_home
 from catalog.records import PredictorSpec
 from catalog.repository import Catalog
 from datasources import DatasourcePool
+from gateway import heatwave
 from gateway import statements as st
 from gateway.executor import Executor, Services
 from gateway.parser import ScriptStatement
@@ -186,10 +187,13 @@ class Gateway:
         query_id: str | None = None,
         session: Session | None = None,
     ) -> Result | StreamResult:
-        """One parsed statement of ``session``: plan it (each name looked up once, the
+        """One parsed statement of ``session``: its session variables read and a HeatWave
+        form translated (``heatwave.resolve``), plan it (each name looked up once, the
         session's defaults applied), then run the plan."""
         session = session if session is not None else Session()
-        planned = plan(statement, self.executor.resolver(session))
+        resolver = self.executor.resolver(session)
+        statement = heatwave.resolve(statement, session, resolver)
+        planned = plan(statement, resolver)
         label = statement.sql if isinstance(statement, st.Query) else type(statement).__name__
         return await self.executor.run(planned, label=label, query_id=query_id, session=session)
 

@@ -165,20 +165,29 @@ def _limit_value(tree: exp.Select) -> int | None:
     return value
 
 
-def join_options(stmt: st.Query) -> dict[str, Any]:
-    """``... JOIN m USING batch_size=5000, concurrency=4``: positive integer knobs only."""
-    options = query_options(stmt)
-    for key, value in options.items():
+def join_options(stmt: st.Query) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``... USING batch_size=5000, recommend='items', topk=10``: (the JOIN's knobs, the
+    model parameters sent with each batch).
+
+    Knobs are positive numbers; any other key goes to the model as a parameter, except one
+    that looks like a misspelt knob (``batch_sise``), which is an error.
+    """
+    knobs: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    for key, value in query_options(stmt).items():
         if key not in JOIN_KNOBS:
             hint = did_you_mean(key, JOIN_KNOBS)
-            raise InvalidOption(
-                f"Unknown JOIN option '{key}'."
-                + (f" Did you mean {hint}?" if hint else "")
-                + f" Known: {', '.join(JOIN_KNOBS)}."
-            )
+            if hint:
+                raise InvalidOption(
+                    f"Unknown JOIN option '{key}'. Did you mean {hint}? "
+                    f"Known: {', '.join(JOIN_KNOBS)}; other keys are sent to the model."
+                )
+            params[key] = value
+            continue
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise InvalidOption(f"JOIN option {key} must be a positive number, got {value!r}.")
-    return options
+        knobs[key] = value
+    return knobs, params
 
 
 def _table_side(table: exp.Expression, resolver: Resolver) -> tuple[str, exp.Expression]:

@@ -1,6 +1,8 @@
 """Other products' SQL forms, recognised and refused by name until their own issues
-implement them: PostgresML's ``pgml.*(...)`` functions, MySQL HeatWave's ``CALL sys.ML_*``,
-``sys.ML_*(...)``, ``SET @var`` and ``ML_SCHEMA_<user>`` catalog, and any other ``CALL``.
+implement them: PostgresML's ``pgml.*(...)`` functions, MySQL HeatWave's ``sys.ML_*``
+routines that ``gateway.heatwave`` does not translate (and the translated ones written where
+they do not translate: ``sys.ML_PREDICT_ROW`` inside another query, a procedure called as a
+function), and any other ``CALL``.
 
 Each is an ``UnsupportedStatement`` (UNSUPPORTED_STATEMENT) that names the product's form
 and the gateway's statement that does the same, raised while the script is parsed, so that
@@ -47,25 +49,35 @@ _PGML_OTHER = (
     f"{_ONE_ROW} or a JOIN"
 )
 
+_PROCEDURE = "it is a procedure here too: CALL sys.{name}(...) (the gateway translates it)"
 _HEATWAVE = {
-    "ML_TRAIN": f"here: {_CREATE}",
-    "ML_PREDICT_ROW": f"here: {_ONE_ROW}",
-    "ML_PREDICT_TABLE": f"here: CREATE TABLE ds.out AS {_A_TABLE}",
-    "ML_MODEL_LOAD": f"here models need no loading: name the model, {_ONE_ROW}",
-    "ML_MODEL_UNLOAD": "here models need no unloading; DROP MODEL m forgets one",
+    "ML_TRAIN": _PROCEDURE,
+    "ML_PREDICT_ROW": (
+        "it translates as a statement of its own, SELECT sys.ML_PREDICT_ROW(JSON_OBJECT("
+        f"'col', value, ...), @model, JSON_OBJECT(...)) ({_ONE_ROW}); for a table's rows "
+        f"use {_A_TABLE}"
+    ),
+    "ML_PREDICT_TABLE": _PROCEDURE,
+    "ML_MODEL_LOAD": _PROCEDURE,
+    "ML_MODEL_UNLOAD": _PROCEDURE,
 }
-_HEATWAVE_OTHER = "it has no equivalent here yet"
+_HEATWAVE_OTHER = (
+    "it has no equivalent here yet (the gateway translates ML_TRAIN, ML_PREDICT_ROW, "
+    "ML_PREDICT_TABLE, ML_MODEL_LOAD and ML_MODEL_UNLOAD)"
+)
 _HEATWAVE_SCHEMA = re.compile(r"ML_SCHEMA_\w+", re.IGNORECASE)
 _CALLED = re.compile(r"\s*([\w$]+(?:\s*\.\s*[\w$]+)*)")
 
 
 def heatwave_schema(name: str) -> UnsupportedStatement | None:
-    """The refusal of HeatWave's model catalog schema ``ML_SCHEMA_<user>``, else None."""
+    """The refusal of HeatWave's model catalog schema ``ML_SCHEMA_<user>`` where it does
+    not translate (``SHOW MODELS FROM ML_SCHEMA_x``), else None."""
     if not _HEATWAVE_SCHEMA.fullmatch(name):
         return None
     return UnsupportedStatement(
-        f"{name} is MySQL HeatWave's model catalog schema; here the catalog is SHOW MODELS "
-        "or SELECT * FROM mindsdb.models."
+        f"{name} is MySQL HeatWave's model catalog schema; here it answers SHOW TABLES FROM "
+        f"{name} and SELECT ... FROM {name}.MODEL_CATALOG, and the catalog is SHOW MODELS or "
+        "SELECT * FROM mindsdb.models."
     )
 
 
@@ -85,16 +97,6 @@ def refuse_call(rest: str) -> UnsupportedStatement:
 
 def check(toks: list[Token]) -> None:
     """Raise the refusal of the first foreign form in a statement's tokens, if any."""
-    if (
-        len(toks) > 1
-        and toks[0].token_type == TokenType.SET
-        and toks[1].token_type == TokenType.PARAMETER
-    ):
-        var = toks[2].text if len(toks) > 2 else ""
-        raise UnsupportedStatement(
-            f"SET @{var} sets a MySQL HeatWave user variable; the gateway has no user "
-            f"variables: write the value where it is used, e.g. the model in {_ONE_ROW}."
-        )
     for i, tok in enumerate(toks):
         text = _name(tok)
         if text is None:
@@ -112,15 +114,11 @@ def check(toks: list[Token]) -> None:
             raise UnsupportedStatement(f"pgml.{function} is PostgresML's; {hint}.")
         if dot_call and text.lower() == "sys" and after[1].text.upper().startswith("ML_"):
             raise _heatwave_function(after[1].text)
-        if after and after[0].token_type == TokenType.DOT:
-            refusal = heatwave_schema(text)
-            if refusal is not None:
-                raise refusal
 
 
 def _heatwave_function(function: str) -> UnsupportedStatement:
     name = function.upper()
-    hint = _HEATWAVE.get(name, _HEATWAVE_OTHER)
+    hint = _HEATWAVE.get(name, _HEATWAVE_OTHER).replace("{name}", name)
     return UnsupportedStatement(f"sys.{name} is MySQL HeatWave's; {hint}.")
 
 

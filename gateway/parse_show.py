@@ -6,9 +6,11 @@
     SHOW PROJECTS
     SHOW ENGINES|HANDLERS                       datasource engines and model formats
 
-each followed by ``[LIKE 'pattern'] [WHERE condition]``. MySQL's other SHOW statements
-(``SHOW COLUMNS``, ``SHOW VARIABLES`` ...) are refused by name (UNSUPPORTED_STATEMENT); any
-other ``SHOW x`` is plain SQL for the datasource (PostgreSQL's ``SHOW search_path``).
+each followed by ``[LIKE 'pattern'] [WHERE condition]``; ``SHOW TABLES FROM
+ML_SCHEMA_<user>`` is MySQL HeatWave's model catalog (``parse_heatwave.show_tables``).
+MySQL's other SHOW statements (``SHOW COLUMNS``, ``SHOW VARIABLES`` ...) are refused by
+name (UNSUPPORTED_STATEMENT); any other ``SHOW x`` is plain SQL for the datasource
+(PostgreSQL's ``SHOW search_path``).
 
 To sqlglot's tokenizer SHOW is a "command": the rest of the statement comes as one string
 token, so that text is tokenized again here, its positions moved back into the script.
@@ -22,6 +24,7 @@ from sqlglot.errors import TokenError
 from sqlglot.tokens import Token, TokenType
 
 from byom.errors import UnsupportedStatement
+from gateway import parse_heatwave
 from gateway import statements as st
 from gateway.parse_foreign import heatwave_schema
 from gateway.parse_query import query, tidy
@@ -79,6 +82,13 @@ def show(sql: str, toks: list[Token]) -> st.Statement:
         if kind in _FROM and source is None:
             expected = ("FROM", *expected)
         raise c.unexpected(or_words([*expected, "the end of the statement"]), expected)
+    if source is not None and parse_heatwave.is_ml_schema(source):
+        if kind == "TABLES":
+            return parse_heatwave.show_tables(source, bool(full), like, where)
+        refusal = heatwave_schema(source)
+        assert refusal is not None
+        raise refusal
+    source = source.lower() if source is not None else None
     if kind == "TABLES":
         return st.ShowTables(source=source, full=bool(full), like=like, where=where)
     if kind == "DATABASES":
@@ -97,16 +107,13 @@ def _moved(sql: str, tok: Token, offset: int) -> Token:
 
 
 def _from(c: Cursor) -> str | None:
-    """``FROM|IN name`` (one part) when present."""
+    """``FROM|IN name`` (one part, as written) when present."""
     if not (c.accept(TokenType.FROM) or c.accept(TokenType.IN)):
         return None
     tok = name(c, "a datasource or project name after FROM", reserved=("LIKE", "WHERE"))
-    refusal = heatwave_schema(tok.text)
-    if refusal is not None:
-        raise refusal
     if c.peek() is not None and c.peek().token_type == TokenType.DOT:
         raise c.error("SHOW ... FROM takes one name: a datasource or a project.")
-    return tok.text.lower()
+    return tok.text
 
 
 def _like(c: Cursor) -> str | None:

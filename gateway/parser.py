@@ -5,16 +5,20 @@ The gateway's own statements (``CREATE [OR REPLACE] MODEL|PREDICTOR``, ``DROP MO
 ``CREATE/DROP PROJECT``, ``USE``, the ``SHOW`` statements) are read by a small
 recursive-descent parser over sqlglot tokens; everything else is handed to sqlglot and comes
 back as a ``Query`` holding its tree. One tokenizer (the ``Byom`` dialect) serves both, so
-positions in errors are always 1-based line/col in the script the user sent. Other products'
-forms (``pgml.train(...)``, ``CALL sys.ML_TRAIN``, ``SET @var``) are refused by name while
-parsing (UNSUPPORTED_STATEMENT).
+positions in errors are always 1-based line/col in the script the user sent. MySQL
+HeatWave's recommendation forms (``SET @var``, ``CALL sys.ML_TRAIN(...)``, ``SELECT
+sys.ML_PREDICT_ROW(...)``, ``ML_SCHEMA_<user>``) are read by ``parse_heatwave`` and translated
+into the gateway's own statements once the session is known; other products' forms
+(``pgml.train(...)``, any other ``CALL``) are refused by name while parsing
+(UNSUPPORTED_STATEMENT).
 
 This module is the public API and the statement dispatch; the pieces live next to it:
 ``parse_tokens`` (dialect, cursor, positions), ``parse_options`` (``USING``/``WHERE``
 options and their values), ``parse_models`` (model statements), ``parse_builtin``
 (RETRAIN, EVALUATE, CANCEL TRAINING), ``parse_ddl`` (datasources, projects, USE),
-``parse_show`` (SHOW), ``parse_foreign`` (other products' forms), ``parse_query`` (plain SQL
-through sqlglot) and ``parse_split`` (where the statements of a script end, with sqlparse).
+``parse_show`` (SHOW), ``parse_heatwave`` (MySQL HeatWave's forms), ``parse_foreign`` (other
+products' forms), ``parse_query`` (plain SQL through sqlglot) and ``parse_split`` (where the
+statements of a script end, with sqlparse).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from sqlglot.parser import Parser
 from sqlglot.tokens import Token, TokenType
 
 from byom.errors import ParseError, UserError, did_you_mean
-from gateway import parse_builtin, parse_ddl, parse_foreign, parse_models
+from gateway import parse_builtin, parse_ddl, parse_foreign, parse_heatwave, parse_models
 from gateway import statements as st
 from gateway.parse_query import USING_META
 from gateway.parse_query import query as _query
@@ -102,8 +106,9 @@ def parse_script(sql: str) -> list[ScriptStatement]:
 
     Raises ``ParseError`` (with 1-based ``line``/``col`` in the whole script and, for a
     misspelt keyword, a ``suggestion``) when any statement does not parse, or when the script
-    holds none; ``UnsupportedStatement`` when one is another product's form (``CALL
-    sys.ML_TRAIN``, ``pgml.train``) or a SHOW the gateway knows but does not answer. In a
+    holds none; ``UnsupportedStatement`` when one is another product's form that does not
+    translate (``pgml.train``, ``CALL sys.ML_EXPLAIN``) or a SHOW the gateway knows but
+    does not answer. In a
     script of several statements the message starts with ``Statement k:`` and the error's
     details carry ``statement: k`` (and, when it is not a ParseError, ``done: []``: nothing
     ran).
@@ -233,14 +238,18 @@ def _statement(sql: str, toks: list[Token]) -> st.Statement:
     elif kind == TokenType.VAR and first.text.upper() in _BUILTIN:
         return _BUILTIN[first.text.upper()](c)
     elif kind == TokenType.COMMAND and first.text.upper() == "CALL":
-        rest = toks[1].text if len(toks) > 1 else ""
-        raise parse_foreign.refuse_call(rest)
+        return parse_heatwave.call(sql, toks)  # HeatWave's routines; other procedures refused
+    elif kind == TokenType.SET and parse_heatwave.is_set_variables(toks):
+        return parse_heatwave.set_variables(c)
+    elif kind == TokenType.SELECT and parse_heatwave.is_predict_row(toks):
+        return parse_heatwave.predict_row(c)
     if kind not in _STATEMENT_TOKENS:
         found = _word(first)
         suggestion = did_you_mean(found, _STATEMENT_WORDS) if found else None
         raise c.error(f"Unknown statement starting with '{first.text}'.", first, suggestion)
     parse_foreign.check(toks)
-    return _query(sql, toks)
+    toks = parse_heatwave.fix_tokens(toks)
+    return parse_heatwave.rewrite_query(_query(sql, toks), toks)
 
 
 def _check_misspelt(c: _Cursor, ahead: int, kinds: tuple[str, ...], verb: str) -> None:

@@ -59,7 +59,9 @@ KNOWN_OPTIONS = ("url.train", "url.predict", "format", "dtype_dict")
 # First words of a training query: it must read rows, never change them (it is committed).
 QUERY_WORDS = ("SELECT", "WITH", "VALUES", "(")
 # Catalog tables a SELECT can read as ``mindsdb.<table>`` (or ``model.``/``models.``).
-CATALOG_TABLES = ("models", "models_versions", "databases", "jobs", "queries", "projects")
+CATALOG_TABLES = (
+    "models", "models_versions", "databases", "jobs", "queries", "projects", "model_catalog",
+)  # fmt: skip
 
 
 def plan(statement: st.Statement, resolver: Resolver) -> Plan:
@@ -87,6 +89,8 @@ def plan(statement: st.Statement, resolver: Resolver) -> Plan:
             return _plan_query(statement, resolver)
         case st.Use():
             return names.plan_use(statement, resolver)
+        case st.SetVariables():
+            return statement
         case st.Describe():
             return names.plan_describe(statement, resolver)
         case st.DropModel():
@@ -244,14 +248,16 @@ def _plan_query(stmt: st.Query, resolver: Resolver) -> Plan:
                         "Joining two models needs a table to read rows from: "
                         "SELECT ... FROM ds.table AS t JOIN m1 AS a JOIN m2 AS b"
                     )
-                return _plan_predict_row(tree, model_sources[0][1])
+                row = _plan_predict_row(tree, model_sources[0][1])
+                return replace(row, model_params=join_options(stmt)[1])
             if len(table_sources) > 1:
                 raise UnsupportedStatement(
                     "A prediction JOIN reads from exactly one table (or subquery); "
                     f"found {len(table_sources)}."
                 )
             join = plan_join(tree, table_sources[0], model_sources, resolver)
-            return replace(join, options=join_options(stmt))
+            knobs, params = join_options(stmt)
+            return replace(join, options=knobs, model_params=params)
         catalog = _plan_catalog_query(tree, resolver)
         if catalog is not None:
             return catalog
@@ -299,7 +305,7 @@ def _plan_write_back(stmt: st.Query, resolver: Resolver) -> WriteBackPlan | None
         table=target.name,
         schema=schema,
         mode=mode,
-        join=replace(inner, options=join_options(stmt)),
+        join=replace(inner, options=join_options(stmt)[0], model_params=join_options(stmt)[1]),
         columns=columns,
     )
 

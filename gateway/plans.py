@@ -156,6 +156,7 @@ class PredictRowPlan:
     model: PredictorRecord
     inputs: dict[str, Any]
     outputs: list[OutputColumn]
+    model_params: dict[str, Any] = field(default_factory=dict)  # USING: sent to the model
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,8 @@ class JoinPlan:
     params: dict[str, Any]
     models: list[PredictorRecord]
     outputs: list[OutputColumn]
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # knobs: batch_size, ...
+    model_params: dict[str, Any] = field(default_factory=dict)  # other USING keys: models
     # WHERE conditions that read model outputs, checked after prediction; their columns are
     # qualified TABLE_SIDE or MODEL_SIDE<i> (the index into ``models``).
     post_filter: exp.Expression | None = None
@@ -223,4 +225,5 @@ Plan = (
     | st.ShowModels
     | st.ShowProjects
     | st.ShowEngines
+    | st.SetVariables
 )

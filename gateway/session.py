@@ -2,9 +2,10 @@
 
 A ``Session`` holds the defaults ``USE`` sets: the datasource unqualified table names are
 read from (``USE ds``) and the project an unqualified ``CREATE MODEL`` puts its model in
-(``USE project``); session variables come later. Every ``Gateway`` method that runs SQL
-takes one; without it each call (one script) is a session of its own, so ``USE`` applies
-to the statements after it in the same script.
+(``USE project``); and MySQL's user variables (``SET @name = value``, read as ``@name``).
+Every ``Gateway`` method that runs SQL takes one; without it each call (one script) is a
+session of its own, so ``USE`` (and ``SET``) applies to the statements after it in the
+same script.
 
 Over HTTP a client names its session with the header ``X-Byom-Session: <id>`` and the
 server keeps the sessions in memory (``SessionStore``); without the header each request is
@@ -34,7 +35,8 @@ class Session:
     id: str | None = None
     datasource: str | None = None
     project: str | None = None
-    variables: dict[str, Any] = field(default_factory=dict)  # SET, in a later issue
+    # SET @name = value (names lower-case: MySQL's user variables are case-insensitive)
+    variables: dict[str, Any] = field(default_factory=dict)
 
 
 def valid_id(session_id: str) -> bool:

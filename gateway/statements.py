@@ -187,6 +187,45 @@ class Describe:
     attribute: str | None = None
 
 
+@dataclass(frozen=True)
+class Variable:
+    """A MySQL user variable ``@name`` where a value is expected (``SET @b = @a``, an
+    argument of a HeatWave routine). Names are case-insensitive: kept lower-case."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class SetVariables:
+    """``SET @a = 1, @b = 'x'``: user variables, kept for the rest of the session.
+
+    ``values`` are ``(name, value)`` pairs in order (names lower-case; a value is a string,
+    a number, a boolean, None, or a ``Variable`` until ``gateway.heatwave.resolve`` reads
+    it from the session). ``message`` is the answer (None: which variables were set);
+    HeatWave's ``ML_MODEL_LOAD``/``ML_MODEL_UNLOAD`` become one with no values and a message.
+    """
+
+    values: tuple[tuple[str, Any], ...] = ()
+    message: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class HeatWaveRoutine:
+    """A MySQL HeatWave AutoML routine, read but not translated yet: ``CALL
+    sys.ML_TRAIN|ML_PREDICT_TABLE|ML_MODEL_LOAD|ML_MODEL_UNLOAD(...)`` or ``SELECT
+    sys.ML_PREDICT_ROW(...)``. Its arguments may name session variables, which only the
+    session knows, so ``gateway.heatwave.resolve`` makes the gateway's own statement of it
+    just before planning.
+
+    ``args`` are Python values: strings, numbers, None, a dict for ``JSON_OBJECT(...)``, a
+    ``Variable`` for ``@name``.
+    """
+
+    routine: str  # upper-case: ML_TRAIN, ML_PREDICT_ROW, ...
+    args: tuple[Any, ...]
+    sql: str  # the statement as written
+
+
 @dataclass(frozen=True, eq=False)
 class Query:
     """Any other statement sqlglot understands (SELECT, INSERT, CREATE TABLE/VIEW, ...).
@@ -216,6 +255,8 @@ Statement = (
     | ShowProjects
     | ShowEngines
     | Describe
+    | SetVariables
+    | HeatWaveRoutine
     | Query
 )
 

@@ -13,7 +13,7 @@ the adapters.
     join.py            the streaming prediction JOIN
     write_back.py      a JOIN's rows into a datasource table
     datasource_ddl.py  CREATE/DROP DATABASE, plain SQL passed through
-    projects.py        CREATE/DROP PROJECT, USE (the session's defaults)
+    projects.py        CREATE/DROP PROJECT, USE, SET @var (the session's defaults, variables)
     show.py            SHOW MODELS/DATABASES/TABLES/PROJECTS/ENGINES
     catalog_tables.py  DESCRIBE, SELECT ... FROM mindsdb.*, LIKE/WHERE of the SHOWs
     resolver.py        the planner's per-statement view of the catalog (and the session)
@@ -123,6 +123,8 @@ class Executor:
                 return projects.drop(s, p)
             case UsePlan():
                 return projects.use(session if session is not None else Session(), p)
+            case st.SetVariables():
+                return projects.set_variables(session if session is not None else Session(), p)
             case st.ShowDatabases():
                 return show.databases(s, p)
             case st.ShowModels():

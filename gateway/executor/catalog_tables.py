@@ -1,5 +1,6 @@
-"""The catalog as tables: DESCRIBE, ``SELECT ... FROM mindsdb.*``, and the in-memory SQLite
-that filters them (and every SHOW answer's ``LIKE``/``WHERE``)."""
+"""The catalog as tables: DESCRIBE, ``SELECT ... FROM mindsdb.*`` (``mindsdb.model_catalog``
+is MySQL HeatWave's ``ML_SCHEMA_<user>.MODEL_CATALOG``), and the in-memory SQLite that
+filters them (and every SHOW answer's ``LIKE``/``WHERE``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import sqlglot
+import sqlglot.errors
+from sqlglot import exp
+
 from byom.errors import InvalidInput
 from catalog.records import ModelVersionRecord, PredictorRecord, project_key
 from gateway.executor.services import Services
+from gateway.heatwave import USER
+from gateway.parse_tokens import DIALECT
 from gateway.plans import CatalogQueryPlan, DescribePlan
 from gateway.progress import ProgressRegistry
 from gateway.result import Result
@@ -30,6 +37,13 @@ VERSION_COLUMNS = [
     "total_steps", "task", "model_name", "hyperparams", "metrics", "training_datasource",
     "training_query", "job_id", "run_id", "model_uri", "url_predict", "error", "created_at",
     "updated_at",
+]  # fmt: skip
+# mindsdb.model_catalog (HeatWave's ML_SCHEMA_<user>.MODEL_CATALOG): one row per version of
+# a built-in model, in HeatWave's column names.
+MODEL_CATALOG_COLUMNS = [
+    "model_id", "model_handle", "model_owner", "build_timestamp", "target_column_name",
+    "train_table_name", "model_type", "task", "status", "version", "active",
+    "model_metadata",
 ]  # fmt: skip
 # DESCRIBE m.features: one row per column the model knows (its dtype_dict, and its target).
 FEATURE_COLUMNS = ["column", "type", "role"]
@@ -71,6 +85,65 @@ def versions_table(versions: Sequence[ModelVersionRecord]) -> Result:
             ]
         )  # fmt: skip
     return Result(columns=list(VERSION_COLUMNS), rows=rows)
+
+
+def model_catalog_table(
+    records: Sequence[PredictorRecord], versions: Sequence[ModelVersionRecord]
+) -> Result:
+    """HeatWave's MODEL_CATALOG over the built-in models: one row per version. ``model_id``
+    is the version's training job (stable while the model exists), ``model_handle`` the
+    model's name, ``build_timestamp`` the version's start in Unix seconds,
+    ``train_table_name`` the datasource table it trained on (``ds.table``; the training
+    query when that is more than one table), ``model_metadata`` the rest as JSON."""
+    targets = {r.name: r.target for r in records if r.kind == "builtin"}
+    rows = []
+    for v in versions:
+        if v.predictor not in targets:
+            continue
+        metadata = {
+            "task": v.task, "status": v.status, "version": v.version, "active": v.active,
+            "options": dict(v.options), "metrics": dict(v.metrics),
+            "hyperparams": dict(v.hyperparams), "training_datasource": v.training_datasource,
+            "training_query": v.training_query, "run_id": v.run_id, "model_uri": v.model_uri,
+            "error": v.error,
+        }  # fmt: skip
+        rows.append(
+            [
+                v.job_id, v.predictor, USER, int(v.created_at.timestamp()),
+                targets[v.predictor], train_table_name(v.training_datasource, v.training_query),
+                v.options.get("model_name") or v.task, v.task, v.status, v.version, v.active,
+                metadata,
+            ]
+        )  # fmt: skip
+    return Result(columns=list(MODEL_CATALOG_COLUMNS), rows=rows)
+
+
+def train_table_name(datasource: str | None, query: str | None) -> str | None:
+    """``ds.table`` when ``query`` is ``SELECT * FROM table`` (a schema-qualified table as
+    written: a schema of the datasource); else the query itself."""
+    if not query:
+        return None
+    try:
+        tree = sqlglot.parse_one(query, read=DIALECT)
+    except sqlglot.errors.SqlglotError:
+        return query
+    if not isinstance(tree, exp.Select):
+        return query
+    source = tree.args.get("from_") or tree.args.get("from")
+    plain = (
+        source is not None
+        and isinstance(source.this, exp.Table)
+        and len(tree.expressions) == 1
+        and isinstance(tree.expressions[0], exp.Star)
+        and not any(tree.args.get(k) for k in ("joins", "where", "group", "limit", "order"))
+    )
+    if not plain:
+        return query
+    table = source.this
+    parts = [p for p in (table.catalog, table.db, table.name) if p]
+    if len(parts) == 1 and datasource:
+        parts.insert(0, datasource)
+    return ".".join(parts)
 
 
 def show_models(services: Services, project: str | None = None) -> Result:
@@ -151,13 +224,17 @@ def catalog_query(services: Services, p: CatalogQueryPlan) -> Result:
             for j in services.catalog.list_jobs()
         ],
     )  # fmt: skip
+    predictors = services.catalog.list_predictors()
+    version_records = services.catalog.list_versions()
+    versions = versions_table(version_records)
     tables = {
-        "models": models_table(services.catalog.list_predictors()),
+        "models": models_table(predictors),
         "jobs": jobs,
         "databases": datasources_table(services),
         "queries": Result(columns=list(ProgressRegistry.COLUMNS), rows=services.progress.rows()),
         "projects": projects_table(services),
-        "models_versions": versions_table(services.catalog.list_versions()),
+        "models_versions": versions,
+        "model_catalog": model_catalog_table(predictors, version_records),
     }
     return in_memory(tables, p.sql, what="Catalog query")
 

@@ -50,7 +50,7 @@ async def join_batches(services: Services, p: JoinPlan, entry: QueryProgress) ->
     counting.add_done_callback(lambda f: _set_total(entry, f))
 
     async def predict_all(columns: list[str], rows: list[tuple[Any, ...]]) -> list[Predictions]:
-        calls = [predict_batch(services, m, columns, rows) for m in models]
+        calls = [predict_batch(services, m, columns, rows, params=p.model_params) for m in models]
         if timeout is None:
             return list(await asyncio.gather(*calls))
         try:
@@ -67,15 +67,12 @@ async def join_batches(services: Services, p: JoinPlan, entry: QueryProgress) ->
     done = ordered_map(chunks, predict_all, concurrency)
     try:
         async for batch in done:
-            values, labels = _projection(p.outputs, batch.columns, batch.rows, models, batch.answer)
+            rows, answers = one_row_per_answer(batch.rows, batch.answer, models)
+            values, labels = _projection(p.outputs, batch.columns, rows, models, answers)
             out = list(zip(*values, strict=True))  # column lists -> row tuples (JSON arrays)
-            keep = _post_filter(p, models, batch.columns, batch.answer)
+            keep = _post_filter(p, models, batch.columns, answers)
             if keep is not None:
-                out = [
-                    r
-                    for j, (r, row) in enumerate(zip(out, batch.rows, strict=True))
-                    if keep(row, j)
-                ]
+                out = [r for j, (r, row) in enumerate(zip(out, rows, strict=True)) if keep(row, j)]
             if remaining is not None:
                 out = out[:remaining]
                 remaining -= len(out)
@@ -98,6 +95,28 @@ async def join_batches(services: Services, p: JoinPlan, entry: QueryProgress) ->
 
 
 RowCheck = Callable[[Sequence[Any], int], bool]
+
+
+def one_row_per_answer(
+    rows: list[tuple[Any, ...]], answers: list[Predictions], models: list[PredictorRecord]
+) -> tuple[list[tuple[Any, ...]], list[Predictions]]:
+    """The batch with one row per output row: a one-to-many answer (top-k items per user)
+    repeats its input rows (an input row with no answer is left out, as an inner join); the
+    other models' answers are repeated alike. One such model per JOIN."""
+    many = [i for i, a in enumerate(answers) if a.rows is not None]
+    if not many:
+        return rows, answers
+    if len(many) > 1:
+        names = ", ".join(models[i].name for i in many)
+        raise InvalidInput(
+            f"Models {names} each answer several rows per input row; JOIN one of them at a time.",
+        )
+    index = answers[many[0]].rows or []
+    expanded = [
+        Predictions(values=a.values, extra=a.extra) if a.rows is not None else a.expanded(index)
+        for a in answers
+    ]
+    return [rows[i] for i in index], expanded
 
 
 def _post_filter(

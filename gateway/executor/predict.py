@@ -10,6 +10,7 @@ JSON rows), a cheap per-column look at a JOIN's batches.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from operator import itemgetter
 from typing import Any
 
@@ -59,6 +60,7 @@ async def predict_batch(
     rows: Sequence[Sequence[Any]],
     *,
     checked: bool = False,
+    params: dict[str, Any] | None = None,
 ) -> Predictions:
     """One batch to one model: send only the model's features when it declared them.
 
@@ -80,7 +82,11 @@ async def predict_batch(
         if not checked:
             rows = inputs.check_batch(record.name, record.dtype_dict, record.target, columns, rows)
     adapter, endpoint = services.adapter_for(record)
+    if params:
+        endpoint = replace(endpoint, params=dict(params))
     predictions = await adapter.predict(endpoint, columns, rows)
+    if predictions.rows is not None:  # one-to-many: the adapter checked the row indexes
+        return predictions
     if len(predictions.values) != len(rows):  # adapters check this too; never trust blindly
         raise EndpointError(
             f"Model '{record.name}' returned {len(predictions.values)} predictions for "
@@ -98,10 +104,29 @@ async def predict_row(services: Services, p: PredictRowPlan) -> Result:
     (row,) = inputs.check_rows(
         record.name, record.dtype_dict, record.target, columns, [tuple(p.inputs.values())]
     )
-    predictions = await predict_batch(services, record, columns, [row], checked=True)
+    predictions = await predict_batch(
+        services, record, columns, [row], checked=True, params=p.model_params
+    )
     out_names = output_names(record, predictions)
-    available = {c: v for c, v in zip(columns, row, strict=True) if c not in out_names}
-    available.update(zip(out_names, row_outputs(predictions, 0), strict=True))
+    given = {c: v for c, v in zip(columns, row, strict=True) if c not in out_names}
+    labels: list[str] = []
+    rows: list[list[Any]] = []
+    # One row per answer: a recommender's top-k answers k rows (none for an unknown id).
+    answers = range(len(predictions.values)) if predictions.rows is not None else [0]
+    for j in answers:
+        available = dict(given)
+        available.update(zip(out_names, row_outputs(predictions, j), strict=True))
+        labels, out = _pick(p, record, available)
+        rows.append(out)
+    if not rows:
+        labels, _ = _pick(p, record, dict.fromkeys([*given, *out_names]))
+    return Result(columns=labels, rows=rows)
+
+
+def _pick(
+    p: PredictRowPlan, record: PredictorRecord, available: dict[str, Any]
+) -> tuple[list[str], list[Any]]:
+    """The selected columns' labels and values from one answer row's ``available`` ones."""
     labels: list[str] = []
     out: list[Any] = []
     for col in p.outputs:
@@ -120,7 +145,7 @@ async def predict_row(services: Services, p: PredictRowPlan) -> Result:
                 + f" Available: {', '.join(available)}.",
                 model=record.name,
             )
-    return Result(columns=labels, rows=[out])
+    return labels, out
 
 
 async def predict_json_rows(services: Services, name: str, rows: list[dict[str, Any]]) -> Result:

@@ -1,4 +1,4 @@
-"""CREATE PROJECT, DROP PROJECT and USE (the session's defaults)."""
+"""CREATE PROJECT, DROP PROJECT, USE and SET @var (the session's defaults and variables)."""
 
 from __future__ import annotations
 
@@ -39,3 +39,13 @@ def use(session: Session, p: UsePlan) -> Result:
         return Result(message=f"Using datasource '{p.datasource}' for unqualified table names.")
     session.project = p.project
     return Result(message=f"Using project '{p.project}' for new models.")
+
+
+def set_variables(session: Session, p: st.SetVariables) -> Result:
+    """``SET @a = ...``: keep the values for the rest of the session; answer the message."""
+    for name, value in p.values:
+        session.variables[name] = value
+    if p.message is not None:
+        return Result(message=p.message)
+    names = ", ".join(f"@{name}" for name, _ in p.values)
+    return Result(message=f"Set {names}.")

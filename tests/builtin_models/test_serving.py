@@ -24,7 +24,8 @@ import pytest
 from fastapi import HTTPException
 from ray import serve
 
-from builtin_models.serving import ModelServer, answer_lists, parse_body
+from builtin_models import artifacts
+from builtin_models.serving import ModelServer, answer_lists, parse_body, split_answer
 from tests.builtin_models.conftest import sentiment_frame
 
 
@@ -156,3 +157,73 @@ def test_the_logged_model_needs_nothing_of_the_project(trained_run: tuple[Any, .
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "['positive', 'negative']"
+
+
+class TopK:
+    """A stand-in pyfunc model, one-to-many: ``k`` answers per input row (``params``), the
+    item ids ``<user>-1 .. <user>-k``; users named ``nobody`` get none. Counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, dict[str, Any]]] = []
+
+    def predict(self, frame: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        params = params or {}
+        self.calls.append((len(frame), params))
+        k = int(params.get("topk", 1))
+        out = [
+            (i, f"{user}-{r}", r)
+            for i, user in enumerate(frame["user_id"])
+            if user != "nobody"
+            for r in range(1, k + 1)
+        ]
+        return pd.DataFrame(out, columns=["row", "prediction", "rank"])
+
+
+@pytest.fixture
+def topk_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    context = SimpleNamespace(_deployment_config=SimpleNamespace(max_ongoing_requests=100))
+    monkeypatch.setattr(serve, "get_replica_context", lambda: context)
+    monkeypatch.setattr(artifacts, "load_model", lambda uri, tracking=None: TopK())
+    server = Server(ModelServer("models:/fake", None, max_batch_size=8, batch_wait_timeout_s=0.2))
+    yield server
+    server.loop.close()
+
+
+def _users(*users: str, **params: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"df": json.dumps([{"user_id": u} for u in users])}
+    if params:
+        body["params"] = params
+    return body
+
+
+def test_one_to_many_answers_are_cut_back_per_request(topk_server: Server) -> None:
+    answers = topk_server.answer_all(
+        [_users("a", "b", topk=2), _users("nobody", "c", topk=2), _users("d", topk=3)]
+    )
+    assert answers[0] == {
+        "row": [0, 0, 1, 1],
+        "prediction": ["a-1", "a-2", "b-1", "b-2"],
+        "rank": [1, 2, 1, 2],
+    }
+    assert answers[1] == {"row": [1, 1], "prediction": ["c-1", "c-2"], "rank": [1, 2]}
+    assert answers[2]["prediction"] == ["d-1", "d-2", "d-3"]
+    # requests with the same params share one model call; other params get their own
+    calls = sorted(topk_server.model.calls, key=lambda c: c[1]["topk"])
+    assert calls == [(4, {"topk": 2}), (1, {"topk": 3})]
+
+
+def test_params_must_be_an_object(topk_server: Server) -> None:
+    with pytest.raises(HTTPException) as err:
+        topk_server.answer({"df": json.dumps([{"user_id": "a"}]), "params": [1]})
+    assert err.value.status_code == 400
+    assert "params" in err.value.detail
+
+
+def test_split_answer_and_row_order() -> None:
+    merged = {"row": [0, 2, 2, 3], "prediction": ["x", "y", "z", "w"]}
+    assert split_answer(merged, [2, 2]) == [
+        {"row": [0], "prediction": ["x"]},
+        {"row": [0, 0, 1], "prediction": ["y", "z", "w"]},
+    ]
+    with pytest.raises(ValueError, match="not in input order"):
+        answer_lists(pd.DataFrame({"row": [1, 0], "prediction": ["a", "b"]}), 2)

@@ -261,6 +261,29 @@ def _done(api: TestClient, body: dict[str, Any]) -> None:
     assert "error" not in body
 
 
+def _heatwave_variable_set(api: TestClient, body: dict[str, Any]) -> None:
+    assert body["message"].startswith("Set @")
+
+
+def _heatwave_catalog(api: TestClient, body: dict[str, Any]) -> None:
+    """The seed's MODEL_CATALOG query: its columns; the model's rows once ML_TRAIN (seed 4)
+    trains (today it is refused: no recommendation task yet)."""
+    assert body["columns"] == ["model_id", "model_handle", "train_table_name"]
+    for model_id, handle, table in body["rows"]:
+        assert isinstance(model_id, int)
+        assert (handle, table) == (
+            "recommendation_use_case",
+            "recommendation_data.training_dataset",
+        )
+
+
+def _heatwave_tables(api: TestClient, body: dict[str, Any]) -> None:
+    """SHOW TABLES FROM ML_SCHEMA_user1: MODEL_CATALOG, and a trained recommender's tables."""
+    assert body["columns"] == ["Tables_in_ML_SCHEMA_user1"]
+    tables = [[f"recommendation_use_case_{t}"] for t in ("interactions", "items", "users")]
+    assert body["rows"] in ([["MODEL_CATALOG"]], [["MODEL_CATALOG"], *tables])
+
+
 CHECKS: dict[str, Check] = {
     "mindsdb_byom_1": _byom_created,
     "mindsdb_byom_2": _byom_one_row,
@@ -284,6 +307,10 @@ CHECKS: dict[str, Check] = {
     "postgresml_fine_tuning_13": _count(["text", "summary", "title"], 1),
     "postgresml_fine_tuning_14": _done,
     "postgresml_fine_tuning_15": _done,
+    "heatwave_recommendation_1": _heatwave_variable_set,
+    "heatwave_recommendation_2": _heatwave_variable_set,
+    "heatwave_recommendation_5": _heatwave_catalog,
+    "heatwave_recommendation_6": _heatwave_tables,
 }  # fmt: skip
 
 # Which product each refused form belongs to: the message must name it.

@@ -586,31 +586,35 @@ def test_describe_features_adds_a_target_missing_from_dtype_dict(
         ),
         ("SELECT pgml.whatever(1)", "pgml.whatever is PostgresML's", "CREATE MODEL"),
         (
-            "CALL sys.ML_TRAIN('db.t', 'y', NULL, @m)",
-            "sys.ML_TRAIN is MySQL HeatWave's",
-            "CREATE MODEL m FROM ds",
+            "CALL sys.ML_EXPLAIN_TABLE('db.t', @m, 'db.out', NULL)",
+            "sys.ML_EXPLAIN_TABLE is MySQL HeatWave's",
+            "translates ML_TRAIN",
         ),
         (
-            "call sys.ml_predict_table('db.t', @m, 'db.out')",
-            "sys.ML_PREDICT_TABLE is MySQL HeatWave's",
-            "CREATE TABLE ds.out AS",
+            "call sys.ml_score('db.t', 'y', @m, 'accuracy', @s, NULL)",
+            "sys.ML_SCORE is MySQL HeatWave's",
+            "ML_PREDICT_TABLE",
         ),
-        ("CALL sys.ML_MODEL_LOAD(@m, NULL)", "sys.ML_MODEL_LOAD is MySQL HeatWave's", "no loading"),
         (
-            "SELECT sys.ML_PREDICT_ROW('{\"a\": 1}', @m, NULL)",
+            "CALL sys.ML_PREDICT_ROW('{\"a\": 1}', @m, NULL)",
+            "sys.ML_PREDICT_ROW is a MySQL HeatWave function",
+            "SELECT sys.ML_PREDICT_ROW(",
+        ),
+        (
+            "SELECT t.a, sys.ML_PREDICT_ROW(JSON_OBJECT('a', t.a), @m, NULL) FROM t",
             "sys.ML_PREDICT_ROW is MySQL HeatWave's",
-            "SELECT * FROM m WHERE",
+            "JOIN m AS p",
         ),
-        ("SET @model = 'recommendation_use_case'", "SET @model", "HeatWave"),
+        ("SET @@autocommit = 1", "@@autocommit is a MySQL system variable", "per session"),
         (
-            "SELECT * FROM ML_SCHEMA_user1.MODEL_CATALOG",
+            "SHOW MODELS FROM ML_SCHEMA_user1",
             "ML_SCHEMA_user1 is MySQL HeatWave's",
-            "SHOW MODELS",
-        ),
-        (
             "SHOW TABLES FROM ML_SCHEMA_user1",
-            "ML_SCHEMA_user1 is MySQL HeatWave's",
-            "mindsdb.models",
+        ),
+        (
+            "DELETE FROM ML_SCHEMA_user1.MODEL_CATALOG WHERE model_id = 1",
+            "MODEL_CATALOG is MySQL HeatWave's model catalog",
+            "DROP MODEL",
         ),
         ("CALL refresh_sales(1)", "CALL refresh_sales runs a stored procedure", "not support"),
         ("SHOW COLUMNS FROM t", "SHOW COLUMNS is not supported", "SHOW [FULL] TABLES"),
@@ -626,10 +630,10 @@ def test_other_products_forms_are_refused_by_name(
 
 
 def test_a_script_with_a_foreign_form_runs_nothing(api: TestClient) -> None:
-    _, body = post(api, "INSERT INTO t VALUES (9, 9, 9);\nCALL sys.ML_TRAIN('t', 'y', NULL, @m)")
+    _, body = post(api, "INSERT INTO t VALUES (9, 9, 9);\nCALL sys.ML_EXPLAIN('t', 'y', @m, NULL)")
     assert body["error"]["code"] == "UNSUPPORTED_STATEMENT"
     assert body["error"]["statement"] == 2 and body["error"]["done"] == []
-    assert body["error"]["message"].startswith("Statement 2: sys.ML_TRAIN")
+    assert body["error"]["message"].startswith("Statement 2: sys.ML_EXPLAIN")
     assert ok(api, "SELECT count(*) FROM t")["rows"] == [[3]]
 
 
