@@ -79,20 +79,28 @@ def _task_of(options: dict[str, Any], model: str) -> tuple[Task, dict[str, Any]]
     )
 
 
-def checked_options(options: dict[str, Any], model: str) -> tuple[dict[str, Any], bool]:
-    """The training options (JSON hyperparams parsed, holdout checked) and ``active``."""
-    unknown = [k for k in options if k not in BUILTIN_OPTIONS]
+def checked_options(options: dict[str, Any], model: str, task: Task) -> tuple[dict[str, Any], bool]:
+    """The version's options (JSON hyperparams parsed, holdout checked, the task's own
+    options checked by the task) and ``active``."""
+    task_options: tuple[str, ...] = getattr(task, "options", ())
+    known = (*BUILTIN_OPTIONS, *task_options)
+    unknown = [k for k in options if k not in known]
     if unknown:
-        hint = did_you_mean(unknown[0], BUILTIN_OPTIONS)
+        hint = did_you_mean(unknown[0], known)
         raise InvalidOption(
-            f"Model '{model}': unknown option '{unknown[0]}' for a built-in model."
+            f"Model '{model}': unknown option '{unknown[0]}' for a built-in {task.name} "
+            "model."
             + (f" Did you mean {hint}?" if hint else "")
-            + f" Options: {', '.join(BUILTIN_OPTIONS)}.",
+            + f" Options: {', '.join(known)}.",
             model=model,
             option=unknown[0],
             suggestion=hint,
         )
+    own = {k: options[k] for k in task_options if k in options}
+    if hasattr(task, "check_options"):
+        own = task.check_options(own)
     out = {k: options[k] for k in TRAINING_OPTIONS if k in options}
+    out.update(own)
     hyper = out.get("hyperparams")
     if isinstance(hyper, str):
         try:
@@ -136,7 +144,7 @@ def plan_create(stmt: st.CreatePredictor, namespace: str) -> TrainBuiltinPlan:
                 option=key,
             )
     seed_form = "task" not in stmt.options
-    training, active = checked_options(options, stmt.name)
+    training, active = checked_options(options, stmt.name, task)
     if not (stmt.query or "").strip():
         raise InvalidOption(
             f"Model '{stmt.name}': a built-in model is trained from your rows: add FROM "
@@ -148,7 +156,8 @@ def plan_create(stmt: st.CreatePredictor, namespace: str) -> TrainBuiltinPlan:
         namespace=namespace,
         kind="builtin",
         format="ray_serve",
-        target=stmt.target or task.target_column,
+        target=stmt.target
+        or (task.target_column if getattr(task, "target_required", True) else None),
         training_datasource=stmt.datasource,
         training_query=stmt.query,
         options=training,
@@ -193,7 +202,9 @@ def plan_retrain(stmt: st.Retrain, resolver: Resolver) -> TrainBuiltinPlan:
             option="task",
         )
     given = {k: v for k, v in stmt.options.items() if k != "task"}
-    training, active = checked_options({**record.options, **given}, record.name)
+    training, active = checked_options(
+        {**record.options, **given}, record.name, get_task(record.task or "")
+    )
     spec = PredictorSpec(
         **{
             **record.spec.__dict__,

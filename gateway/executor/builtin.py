@@ -23,6 +23,7 @@ from byom.errors import GatewayError
 from catalog.records import ModelVersionRecord, PredictorRecord
 from catalog.repository import INTERRUPTED_MESSAGE
 from datasources.reader import QueryReader
+from gateway.executor.builtin_tables import drop_tables, write_tables
 from gateway.executor.services import Services
 
 log = logging.getLogger("byom.builtin")
@@ -143,6 +144,9 @@ class BuiltinModels:
             self._end(record, version, "complete", None, result.rows_used, url, serve_url)
             if activate or self._active_version(name) is None:
                 self._services.catalog.activate_version(name, number)
+                tables = getattr(result, "tables", None) or {}
+                if tables:  # e.g. a recommender's <model>_users/_items/_interactions
+                    await asyncio.to_thread(write_tables, self._services, name, tables)
         except asyncio.CancelledError:
             if ref is not None:
                 _cancel_ray(ref)
@@ -168,9 +172,8 @@ class BuiltinModels:
         reader = QueryReader(services.datasource_record(source), version.training_query or "")
         options = version.options
         task = get_task(version.task)
-        rename = {}
-        if record.target and record.target != task.target_column:
-            rename[record.target] = task.target_column
+        task_options = {k: v for k, v in options.items() if k in getattr(task, "options", ())}
+        rename = column_renames(task, record.target, task_options)
         request = TrainingRequest(
             task=version.task,
             model_name=options.get("model_name"),
@@ -182,8 +185,27 @@ class BuiltinModels:
             run_name=f"{record.name}-v{version.version}",
             tags={"byom.model": record.name, "byom.version": str(version.version)},
             rename=rename,
+            task_options=task_options,
+            side_readers=self._side_readers(source, task_options),
         )
         return request, reader
+
+    def _side_readers(self, source: str, task_options: dict[str, Any]) -> dict[str, Any]:
+        """Readers of the metadata tables a task option names (``item_metadata =
+        '{"table_name": "ds.items"}'``): ``ds`` a datasource, else the training one's."""
+        readers = {}
+        for key in ("item_metadata", "user_metadata"):
+            spec = task_options.get(key)
+            if not spec:
+                continue
+            table = str(spec["table_name"])
+            first, _, rest = table.partition(".")
+            datasource = source
+            if rest and first.lower() in self._services.catalog_datasource_names():
+                datasource, table = first.lower(), rest
+            record = self._services.datasource_record(datasource)
+            readers[key] = QueryReader(record, f"SELECT * FROM {table}")
+        return readers
 
     async def _follow(self, ref: Any, box: Any, name: str, number: int) -> Any:
         """Await the training task, copying its progress into the catalog meanwhile."""
@@ -312,7 +334,8 @@ class BuiltinModels:
                     log.warning("could not restore model %s: %s", record.name, exc.message)
 
     async def remove_deployments(self, name: str) -> None:
-        """Delete the Serve applications of every version of ``name``."""
+        """Delete the Serve applications of every version of ``name``, and its tables."""
+        await asyncio.to_thread(drop_tables, self._services, name)
         versions = [v for v in self._services.catalog.list_versions(name) if v.deployment]
         if not versions:
             return
@@ -322,6 +345,19 @@ class BuiltinModels:
         for v in versions:
             await asyncio.to_thread(deployments.remove, name, v.version)
             self._live.discard((name, v.version))
+
+
+def column_renames(task: Any, target: str | None, task_options: dict[str, Any]) -> dict[str, str]:
+    """Query column -> task column: the PREDICT column to the task's target, and the
+    columns named by ``users``/``items`` options to ``user_id``/``item_id``."""
+    rename = {}
+    if target and target != task.target_column:
+        rename[target] = task.target_column
+    for option, column in (("users", "user_id"), ("items", "item_id")):
+        given = task_options.get(option)
+        if given and given != column:
+            rename[str(given)] = column
+    return rename
 
 
 def _cancel_ray(ref: Any) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from byom.errors import InvalidInput, InvalidOption
 from catalog.records import PredictorSpec
-from gateway.executor.builtin import BuiltinModels
+from gateway.executor.builtin import BuiltinModels, column_renames
 from gateway.executor.catalog_tables import models_table
 from gateway.executor.models import existing_answer, forget
 from gateway.executor.services import Services
@@ -86,15 +86,17 @@ def _checked_spec(services: Services, spec: PredictorSpec) -> PredictorSpec:
     ds = services.datasource(name)
     sql = sql_for_datasource(spec.training_query or "", name, ds.dialect)
     columns, _ = ds.query(probe_sql(sql))
-    needed = [*task.input_columns, spec.target or task.target_column]
+    named = {v: k for k, v in column_renames(task, spec.target, spec.options).items()}
+    needed = [named.get(c, c) for c in task.input_columns]
+    if spec.target:
+        needed.append(spec.target)
     lower = {c.lower() for c in columns}
     missing = [c for c in needed if c.lower() not in lower]
     if missing:
         raise InvalidInput(
             f"Model '{spec.name}': the training query returns "
             f"{', '.join(columns) or 'no columns'} but a {task.name} model needs "
-            f"{', '.join(needed)}; alias them: SELECT review AS {task.input_columns[0]}, "
-            f"... AS {needed[-1]}.",
+            f"{', '.join(needed)}; alias them: SELECT x AS {needed[0]}, ...",
             model=spec.name,
             missing=missing,
         )

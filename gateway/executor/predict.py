@@ -43,9 +43,21 @@ def check_ready(record: PredictorRecord) -> PredictorRecord:
 
 
 def output_names(record: PredictorRecord, predictions: Predictions) -> list[str]:
-    """Output column names of a model: its target (or 'prediction'), then extra keys."""
+    """Output column names of a model: its target (or 'prediction'), then extra keys.
+
+    A built-in task whose answers are not its target's values (a recommender answers item
+    ids, its target is the rating) names its first output 'prediction'.
+    """
     target = record.target or PREDICTION_COLUMN
+    if record.kind == "builtin" and record.task and not _answers_target(record.task):
+        target = PREDICTION_COLUMN
     return [target] + [k for k in predictions.extra if k != target]
+
+
+def _answers_target(task: str) -> bool:
+    from builtin_models.tasks import get_task  # the registry only: no ML framework
+
+    return bool(getattr(get_task(task), "answers_target", True))
 
 
 def row_outputs(predictions: Predictions, i: int) -> list[Any]:

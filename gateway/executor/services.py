@@ -60,6 +60,10 @@ class Services:
         """An open (pooled) datasource by name."""
         return self.datasources.get(self.datasource_record(name))
 
+    def catalog_datasource_names(self) -> list[str]:
+        """Every datasource name, the embedded one included."""
+        return [self.default_datasource, *(d.name for d in self.catalog.list_datasources())]
+
     def model_names(self) -> list[str]:
         return [p.name for p in self.catalog.list_predictors()]
 
