@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -97,10 +97,11 @@ def _experiment_id(name: str, tracking_uri: str) -> str:
     return str(mlflow.create_experiment(name, artifact_location=_artifact_root(tracking_uri)))
 
 
-def pip_requirements() -> list[str]:
-    """The pinned packages a served model needs (the versions installed here)."""
+def pip_requirements(packages: Sequence[str] | None = None) -> list[str]:
+    """The pinned ``packages`` a served model needs (default: those of a transformers model),
+    at the versions installed here."""
     pins = []
-    for package in _SERVING_PACKAGES:
+    for package in packages or _SERVING_PACKAGES:
         try:
             pins.append(f"{package}=={version(package).split('+')[0]}")
         except PackageNotFoundError:
@@ -125,11 +126,16 @@ def log_model(
     reports: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
     input_example: Any = None,
+    params_example: Mapping[str, Any] | None = None,
+    packages: Sequence[str] | None = None,
 ) -> LoggedModel:
     """Log one training run: its params, hyperparams (``hp.<name>``), scalar metrics,
     JSON reports (``<name>.json``) and the model (``code_path`` + ``model_dir``).
 
-    Metrics that are None (undefined on this holdout) are left out.
+    ``params_example``: the predict params the model takes, with their defaults (declared in
+    the signature, so pyfunc and ``mlflow models serve`` pass them through); ``packages``:
+    what serving needs (default: :func:`pip_requirements`'s). Metrics that are None
+    (undefined on this holdout) are left out.
     """
     import mlflow
     from mlflow.models import infer_signature
@@ -152,12 +158,16 @@ def log_model(
                 mlflow.log_metrics(scalars)
             for name, report in (reports or {}).items():
                 mlflow.log_dict(report, f"{name}.json")
-            signature = infer_signature(input_example) if input_example is not None else None
+            signature = (
+                infer_signature(input_example, params=dict(params_example or {}) or None)
+                if input_example is not None
+                else None
+            )
             info = mlflow.pyfunc.log_model(
                 name=MODEL_ARTIFACT,
                 python_model=str(code_path),
                 artifacts={MODEL_ARTIFACT: str(model_dir)},
-                pip_requirements=pip_requirements(),
+                pip_requirements=pip_requirements(packages),
                 signature=signature,
                 input_example=input_example,
             )

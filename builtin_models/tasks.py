@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the gateway's planner reads the registry: no pandas at its 
     import pandas as pd
 
 __all__ = [
+    "ALIASES",
     "TASKS",
     "StepCallback",
     "Task",
@@ -48,8 +49,19 @@ class TaskImplementation(Protocol):
         """Defaults merged with the user's values; InvalidOption for unknown or bad keys."""
         ...
 
-    def prepare(self, frame: pd.DataFrame, hyperparams: Mapping[str, Any]) -> Any:
-        """Validate the rows (InvalidInput with the reason) and return the task's Examples."""
+    def prepare(
+        self,
+        frame: pd.DataFrame,
+        hyperparams: Mapping[str, Any],
+        *,
+        task_options: Mapping[str, Any] | None = None,
+        side: Mapping[str, pd.DataFrame] | None = None,
+    ) -> Any:
+        """Validate the rows (InvalidInput with the reason) and return the task's Examples.
+
+        ``task_options``: the checked :attr:`Task.options`; ``side``: the frames of side
+        tables (e.g. ``item_metadata``) read next to the training query.
+        """
         ...
 
     def stratify_keys(self, examples: Any) -> Sequence[Any]:
@@ -107,11 +119,37 @@ class Task:
     deployment: str = "builtin_models.serving:ModelDeployment"
     #: Names of the holdout metrics the task reports (scalars).
     metrics: tuple[str, ...] = field(default_factory=tuple)
+    #: The ``USING`` options the task takes besides the platform's (task, hyperparams, ...).
+    options: tuple[str, ...] = ()
+    #: ``module:function`` checking those options at CREATE time (light: no pandas, torch):
+    #: ``options -> normalised options``, InvalidOption for a wrong one. None: no checks.
+    options_checker: str | None = None
+    #: Other names ``get_task`` accepts (HeatWave's ``MODEL_NAME`` spellings).
+    aliases: tuple[str, ...] = ()
+    #: The model a task trains from scratch (no pretrained base model, no ``model_name``);
+    #: None: the task fine-tunes the base model that ``model_name`` names.
+    own_model: str | None = None
+    #: Whether training needs the target column (a recommender learns from pairs alone:
+    #: implicit feedback, no rating).
+    target_required: bool = True
+    #: Whether predictions are values of the target (a classifier's labels); a recommender
+    #: answers ids and scores, so its first output is called ``prediction``.
+    answers_target: bool = True
 
     @property
     def columns(self) -> tuple[str, ...]:
         """Every column a training query must return: inputs, then the target."""
         return (*self.input_columns, self.target_column)
+
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` checked and normalised by :attr:`options_checker` (imported here)."""
+        if self.options_checker is None:
+            return dict(options)
+        module, _, name = self.options_checker.partition(":")
+        checker: Callable[[Mapping[str, Any]], dict[str, Any]] = getattr(
+            importlib.import_module(module), name
+        )
+        return checker(options)
 
     def load(self) -> TaskImplementation:
         """Import and return the implementation module (torch and friends load here)."""
@@ -130,8 +168,33 @@ TASKS: dict[str, Task] = {
             implementation="builtin_models.text_classification",
             metrics=("accuracy", "precision", "recall", "f1", "roc_auc"),
         ),
+        Task(
+            name="recommendation",
+            description="a TwoTower recommender trained on user-item interactions "
+            "(HeatWave semantics)",
+            input_columns=("user_id", "item_id"),
+            target_column="rating",
+            implementation="builtin_models.recommendation",
+            metrics=("precision_at_k", "recall_at_k", "hr_at_k", "ndcg_at_k"),
+            options=(
+                "users",
+                "items",
+                "feedback",
+                "feedback_threshold",
+                "item_metadata",
+                "user_metadata",
+                "model_list",
+            ),
+            options_checker="builtin_models.recommendation_options:check",
+            aliases=("recommender",),
+            own_model="TwoTower",
+            target_required=False,
+            answers_target=False,
+        ),
     )
 }
+#: Alias -> task name.
+ALIASES: dict[str, str] = {alias: t.name for t in TASKS.values() for alias in t.aliases}
 
 
 def task_names() -> list[str]:
@@ -145,10 +208,10 @@ def get_task(name: str) -> Task:
     Raises InvalidOption listing the tasks, with a did-you-mean when one is close.
     """
     key = str(name).strip().lower().replace("-", "_")
-    task = TASKS.get(key)
+    task = TASKS.get(ALIASES.get(key, key))
     if task is not None:
         return task
-    hint = did_you_mean(key, TASKS)
+    hint = did_you_mean(key, [*TASKS, *ALIASES])
     text = f"Unknown task '{name}'."
     if hint:
         text += f" Did you mean {hint}?"

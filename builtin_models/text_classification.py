@@ -165,8 +165,15 @@ def _split_labels(value: Any) -> tuple[str, ...]:
     return tuple(sorted({part for part in parts if part}))
 
 
-def prepare(frame: pd.DataFrame, hyperparams: Mapping[str, Any]) -> Examples:
-    """Check the rows (columns, NULLs, row count, classes) and build the Examples."""
+def prepare(
+    frame: pd.DataFrame,
+    hyperparams: Mapping[str, Any],
+    *,
+    task_options: Mapping[str, Any] | None = None,
+    side: Mapping[str, pd.DataFrame] | None = None,
+) -> Examples:
+    """Check the rows (columns, NULLs, row count, classes) and build the Examples (the task
+    has no options or side tables: both are ignored)."""
     text, target = _column(frame, TEXT), _column(frame, LABELS)
     _no_nulls(text, TEXT)
     _no_nulls(target, LABELS)

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from builtin_models import artifacts, base_models, holdout
-from builtin_models.tasks import get_task
+from builtin_models.tasks import Task, get_task
 from byom.errors import GatewayError, InvalidOption
 
 __all__ = [
@@ -88,6 +88,10 @@ class TrainingRequest:
     num_threads: int | None = None  # torch threads; None keeps torch's (Ray's) choice
     #: Query column -> task column (``PREDICT sentiment`` feeds the task's ``labels``).
     rename: Mapping[str, str] = field(default_factory=dict)
+    #: The task's own ``USING`` options (``Task.options``, e.g. recommendation's feedback).
+    task_options: Mapping[str, Any] = field(default_factory=dict)
+    #: Side tables read where training runs, by name (e.g. ``item_metadata``).
+    side_readers: Mapping[str, RowReader] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,16 +111,19 @@ class TrainingResult:
     labels: list[Any]
     hyperparams: dict[str, Any]
     duration_s: float
+    #: Tables the model writes next to the catalog, by suffix (recommendation: users, items,
+    #: interactions); {} for most tasks.
+    tables: dict[str, Any] = field(default_factory=dict)
 
 
 def read_frame(
     reader: RowReader,
-    columns: Sequence[str],
+    columns: Sequence[str] | None,
     report: ProgressFn,
     rename: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """All chunks of ``reader`` as one frame, ``rename``d (the task's columns only, if all
-    present)."""
+    """All chunks of ``reader`` as one frame, ``rename``d (only ``columns``, if given and
+    all present)."""
     names: list[str] | None = None
     rows: list[Sequence[Any]] = []
     for chunk_columns, chunk_rows in reader():
@@ -127,7 +134,7 @@ def read_frame(
     if rename:
         frame = frame.rename(columns=dict(rename))
     by_lower = {str(c).lower(): c for c in frame.columns}
-    if all(c in by_lower for c in columns):
+    if columns and all(c in by_lower for c in columns):
         frame = frame[[by_lower[c] for c in columns]]
     return frame
 
@@ -157,8 +164,9 @@ def run_training(
     task = get_task(request.task)
     impl = task.load()
     hyperparams = impl.validate_hyperparams(request.hyperparams)
+    options = task.check_options(request.task_options)
     test_size, test_sampling = holdout.validate(request.test_size, request.test_sampling)
-    base = base_models.resolve(request.model_name)
+    base_name, base_path = _base_model(task, request.model_name)
     if request.num_threads:
         import torch
 
@@ -166,14 +174,21 @@ def run_training(
 
     report(Progress("reading", 0.0))
     frame = read_frame(reader, task.columns, report, request.rename)
+    side = {name: read_frame(r, None, report) for name, r in request.side_readers.items()}
     report(Progress("preparing", 5.0, message=f"{len(frame)} rows"))
-    examples = impl.prepare(frame, hyperparams)
+    examples = impl.prepare(frame, hyperparams, task_options=options, side=side)
+    keys = impl.stratify_keys(examples)  # one per example (a task may drop rows)
     split = holdout.split(
-        len(frame),
+        len(keys),
         test_size,
         test_sampling,
-        classes=impl.stratify_keys(examples),
+        classes=keys,
         seed=int(hyperparams.get("seed", holdout.DEFAULT_SEED)),
+    )
+    example_rows = (
+        impl.input_example(examples)
+        if hasattr(impl, "input_example")
+        else frame[list(task.input_columns)].head(2)
     )
 
     def on_step(step: int, total: int, epoch: float) -> None:
@@ -183,7 +198,7 @@ def run_training(
     with tempfile.TemporaryDirectory(prefix="byom-train-") as workdir:
         trained = impl.train(
             impl.subset(examples, split.train),
-            base_model=base.path,
+            base_model=base_path,
             hyperparams=hyperparams,
             workdir=Path(workdir) / "trainer",
             on_step=on_step,
@@ -205,38 +220,62 @@ def run_training(
             run_name=request.run_name,
             params={
                 "task": task.name,
-                "model_name": base.name,
-                "base_model_path": base.path,
+                "model_name": base_name,
+                "base_model_path": base_path,
                 "test_size": test_size,
                 "test_sampling": test_sampling,
-                "rows": len(frame),
+                "rows": len(keys),
                 "train_rows": len(split.train),
                 "test_rows": len(split.test),
                 "labels": impl.labels(trained),
+                **{f"option.{k}": v for k, v in options.items()},
             },
             hyperparams=hyperparams,
             metrics=scalars,
             reports=reports,
             tags={"byom.task": task.name, **request.tags},
-            input_example=frame[list(task.input_columns)].head(2),
+            input_example=example_rows,
+            params_example=getattr(impl, "PARAMS_EXAMPLE", None),
+            packages=getattr(impl, "SERVING_PACKAGES", None),
         )
+        made = impl.tables(trained) if hasattr(impl, "tables") else {}
     result = TrainingResult(
         task=task.name,
         run_id=logged.run_id,
         model_uri=logged.model_uri,
         artifact_uri=logged.artifact_uri,
         tracking_uri=logged.tracking_uri,
-        base_model=base.name,
+        base_model=base_name,
         metrics={**scalars, **reports},
-        rows_used=len(frame),
+        rows_used=len(keys),
         train_rows=len(split.train),
         test_rows=len(split.test),
         labels=impl.labels(trained),
         hyperparams=hyperparams,
         duration_s=round(time.monotonic() - started, 3),
+        tables=made,
     )
     report(Progress("done", 100.0))
     return result
+
+
+def _base_model(task: Task, model_name: str | None) -> tuple[str, str]:
+    """``(name, local path)`` of the base model; a task with its own model has none (and
+    takes no ``model_name``)."""
+    if task.own_model is None:
+        base = base_models.resolve(model_name)
+        return base.name, base.path
+    if model_name is not None and str(model_name).strip().lower() not in (
+        "",
+        task.own_model.lower(),
+    ):
+        raise InvalidOption(
+            f"{task.name} trains its own {task.own_model} model from scratch: model_name "
+            f"'{model_name}' does not apply; remove it.",
+            option="model_name",
+            value=str(model_name),
+        )
+    return task.own_model, ""
 
 
 def submit(

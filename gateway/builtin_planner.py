@@ -14,7 +14,7 @@ from typing import Any
 from sqlglot import exp
 
 from builtin_models.holdout import validate as validate_holdout
-from builtin_models.tasks import TASKS, Task, get_task
+from builtin_models.tasks import ALIASES, TASKS, Task, get_task
 from byom.errors import (
     DatasourceNotFound,
     InvalidOption,
@@ -40,7 +40,6 @@ BUILTIN_OPTIONS = ("task", *TRAINING_OPTIONS, "active")
 #: Tasks of the SQL product's MODEL_NAME list that this release does not train yet.
 PLANNED_TASKS = (
     "question_answering",
-    "recommender",
     "summarization",
     "text_generation",
     "translation",
@@ -61,6 +60,7 @@ def _task_of(options: dict[str, Any], model: str) -> tuple[Task, dict[str, Any]]
         return get_task(str(options.pop("task"))), options
     name = str(options.get("model_name", ""))
     key = name.strip().lower().replace("-", "_")
+    key = ALIASES.get(key, key)  # the seed's 'recommender' is task 'recommendation'
     if key in TASKS:
         options.pop("model_name")
         return TASKS[key], options
@@ -144,6 +144,10 @@ def plan_create(stmt: st.CreatePredictor, namespace: str) -> TrainBuiltinPlan:
                 option=key,
             )
     seed_form = "task" not in stmt.options
+    if "feedback" in getattr(task, "options", ()) and not stmt.target:
+        # Pairs alone (the seed form: user_id, item_id) are implicit feedback; explicit
+        # feedback, HeatWave's default, needs the rating column as the target.
+        options.setdefault("feedback", "implicit")
     training, active = checked_options(options, stmt.name, task)
     if not (stmt.query or "").strip():
         raise InvalidOption(

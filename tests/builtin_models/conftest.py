@@ -149,3 +149,122 @@ def trained_run(
         tags={"byom.model": "sentiment", "byom.version": "1"},
     )
     return run_training(reader, request, events.append), events, reader
+
+
+# --------------------------------------------------------------------------- recommendation
+#: Small, fast TwoTower settings for the planted data below (a second or two per run).
+TINY_RECOMMENDER_HYPERPARAMS: dict[str, Any] = {
+    "embedding_dim": 16,
+    "epochs": 30,
+    "batch_size": 128,
+    "negatives": 32,
+    "learning_rate": 0.02,
+    "weight_decay": 0.01,
+}
+RECOMMENDER_GROUPS = 4
+
+
+def group_of(entity_id: str) -> int:
+    """The planted group of a synthetic id (``u2_7`` and ``i2_13`` are in group 2)."""
+    return int(entity_id.split("_")[0][1:])
+
+
+def planted_frame(
+    users_per_group: int = 20,
+    items_per_group: int = 40,
+    per_user: int = 12,
+    noise: float = 0.15,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Interactions with a planted structure: users of group g mostly choose items of group
+    g (the popular ones more often) and rate them 4-5; a ``noise`` share of their rows are
+    random items of any group, rated 1-2. ``rating`` doubles as a play count for implicit
+    feedback (in-group 4-5 above a threshold of 2, noise 1-2 below it)."""
+    rng = random.Random(seed)
+    weights = [1.0 / (rank + 1) ** 0.7 for rank in range(items_per_group)]  # popular first
+    rows = []
+    for g in range(RECOMMENDER_GROUPS):
+        for u in range(users_per_group):
+            user = f"u{g}_{u}"
+            chosen: set[str] = set()
+            while len(chosen) < per_user:
+                if rng.random() < noise:
+                    item = f"i{rng.randrange(RECOMMENDER_GROUPS)}_{rng.randrange(items_per_group)}"
+                    rating = rng.choice((1, 2)) if group_of(item) != g else 4
+                else:
+                    item = f"i{g}_{rng.choices(range(items_per_group), weights)[0]}"
+                    rating = rng.choice((4, 5))
+                if item not in chosen:
+                    chosen.add(item)
+                    rows.append((user, item, float(rating)))
+    rng.shuffle(rows)
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating"])
+
+
+def planted_item_metadata(items_per_group: int = 40, cold_per_group: int = 2) -> pd.DataFrame:
+    """Item metadata: ``genres`` like ``"G1|Extra3"`` (the group's genre and a random one)
+    and a ``title`` of the group's words; ``cold_per_group`` extra items per group (``c2_0``)
+    that have metadata but no interaction."""
+    rng = random.Random(7)
+    rows = []
+    for g in range(RECOMMENDER_GROUPS):
+        ids = [f"i{g}_{j}" for j in range(items_per_group)]
+        ids += [f"c{g}_{j}" for j in range(cold_per_group)]
+        for item in ids:
+            genres = f"G{g}|Extra{rng.randrange(6)}"
+            title = f"the {rng.choice(['red', 'blue'])} story of word{g} and kind{g}"
+            rows.append((item, genres, title, rng.randrange(1950, 2020)))
+    return pd.DataFrame(rows, columns=["item_id", "genres", "title", "year"])
+
+
+@pytest.fixture(scope="session")
+def recommender_home(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite MLflow store for the recommendation runs."""
+    from builtin_models import artifacts
+
+    return artifacts.default_tracking_uri(tmp_path_factory.mktemp("mlflow_recommender"))
+
+
+@pytest.fixture(scope="session")
+def explicit_recommender(recommender_home: str) -> tuple[Any, pd.DataFrame]:
+    """A recommender trained on explicit ratings of the planted data, with three rows of
+    NULL ids appended: ``(TrainingResult, the frame without those rows)``."""
+    from builtin_models.training import TrainingRequest, run_training
+
+    frame = planted_frame()
+    nulls = pd.DataFrame(
+        [(None, "i0_1", 4.0), ("u0_1", None, 5.0), (None, None, 3.0)], columns=frame.columns
+    )
+    request = TrainingRequest(
+        task="recommendation",
+        hyperparams=TINY_RECOMMENDER_HYPERPARAMS,
+        test_size=0.2,
+        test_sampling="stratified",
+        tracking_uri=recommender_home,
+        run_name="planted-explicit",
+    )
+    reader = FrameReader(pd.concat([frame, nulls], ignore_index=True), chunk=256)
+    return run_training(reader, request), frame
+
+
+@pytest.fixture(scope="session")
+def implicit_recommender(recommender_home: str) -> tuple[Any, pd.DataFrame]:
+    """A recommender trained on implicit feedback (threshold 2) with item metadata."""
+    from builtin_models.training import TrainingRequest, run_training
+
+    frame = planted_frame(seed=1)
+    request = TrainingRequest(
+        task="recommender",
+        hyperparams=TINY_RECOMMENDER_HYPERPARAMS,
+        test_size=0.2,
+        test_sampling="random",
+        tracking_uri=recommender_home,
+        run_name="planted-implicit",
+        task_options={
+            "feedback": "implicit",
+            "feedback_threshold": 2,
+            "item_metadata": '{"table_name": "shop.items"}',
+        },
+        side_readers={"item_metadata": FrameReader(planted_item_metadata(), chunk=50)},
+    )
+    return run_training(FrameReader(frame, chunk=256), request), frame

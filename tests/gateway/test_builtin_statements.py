@@ -81,8 +81,8 @@ def test_create_mistakes(api: TestClient, using: str, code: str, fragment: str) 
 def test_seed_form_of_a_task_not_in_this_release(api: TestClient) -> None:
     body = run(
         api,
-        "CREATE MODEL model.rec FROM (SELECT 'u' AS user_id, 'i' AS item_id) AS training_data "
-        "WHERE MODEL_NAME = 'recommender'",
+        "CREATE MODEL model.summ FROM (SELECT 'a' AS source, 'b' AS summary) AS training_data "
+        "WHERE MODEL_NAME = 'summarization'",
         400,
     )
     assert body["error"]["code"] == "UNSUPPORTED_STATEMENT"
