@@ -6,7 +6,7 @@ HeatWave's semantics (``recommendation_options.py`` checks the options): ids are
 feedback (default) learns the ratings as well as the ranking; implicit feedback learns the
 rows whose rating is above ``feedback_threshold`` (every row without a threshold or a rating
 column). ``item_metadata`` / ``user_metadata`` frames add content features to the towers
-(``recommendation_features.py``).
+(``recommendation_data.py``).
 
 Hyperparameters and defaults (tuned on MovieLens-100k, 2 CPU cores):
 
@@ -42,9 +42,17 @@ import pandas as pd
 
 from builtin_models import recommender_model, two_tower
 from builtin_models.ranking_metrics import ranking_metrics
-from builtin_models.recommendation_features import Metadata, features_for, read_metadata
+from builtin_models.recommendation_data import (
+    ITEM,
+    USER,
+    Examples,
+    Metadata,
+    features_for,
+    read_interactions,
+    read_metadata,
+)
 from builtin_models.recommendation_options import check as check_options
-from builtin_models.recommender_model import ITEM, USER, Recommender
+from builtin_models.recommender_model import Recommender
 from builtin_models.tasks import StepCallback
 from byom.errors import InvalidInput, InvalidOption, did_you_mean
 
@@ -70,7 +78,6 @@ __all__ = [
     "validate_hyperparams",
 ]
 
-RATING = "rating"
 MIN_ROWS, MIN_USERS, MIN_ITEMS = 10, 2, 2
 EVAL_K = 10
 _DAMPING = 10.0  # pseudo-ratings at the mean in a cold-start item's "best rated" score
@@ -98,27 +105,6 @@ _RANGES: dict[str, tuple[Any, float, float]] = {
     "rating_loss_weight": (_NUMBER, 0, 1000),
     "seed": (int, 0, 2**32 - 1),
 }
-
-
-@dataclass(frozen=True)
-class Examples:
-    """Validated interactions (one per row, in query order) and what came with them."""
-
-    users: list[str]
-    items: list[str]
-    ratings: list[float] | None  # the rating column, if the query had one
-    feedback: str  # explicit | implicit
-    threshold: float | None
-    dropped_null_rows: int = 0
-    user_metadata: Metadata | None = None
-    item_metadata: Metadata | None = None
-    columns: dict[str, str] = dataclasses.field(default_factory=dict)  # users/items options
-
-    def positives(self) -> np.ndarray:
-        """A bool per row: a positive interaction (what the ranking learns)."""
-        if self.feedback == "implicit" and self.ratings is not None and self.threshold is not None:
-            return np.asarray(self.ratings, dtype=float) > self.threshold
-        return np.ones(len(self.users), dtype=bool)
 
 
 @dataclass
@@ -157,76 +143,6 @@ def validate_hyperparams(hyperparams: Mapping[str, Any] | None) -> dict[str, Any
     return merged
 
 
-def _find(frame: pd.DataFrame, *names: str) -> Any:
-    by_lower = {str(c).lower(): c for c in frame.columns}
-    return next((by_lower[n.lower()] for n in names if n and n.lower() in by_lower), None)
-
-
-def _strings(values: pd.Series, name: str) -> None:
-    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
-        return
-    present = values.dropna()
-    bad = present.map(lambda v: not isinstance(v, str))
-    if bad.any():
-        kind = type(present[bad].iloc[0]).__name__
-        raise InvalidInput(
-            f"The {name} column must hold strings, got {kind} (as in HeatWave): CAST({name} "
-            "AS CHAR) in the query, or store the ids as text.",
-            column=name,
-        )
-
-
-def _examples(
-    frame: pd.DataFrame, options: Mapping[str, Any], metadata: dict[str, Metadata | None]
-) -> Examples:
-    """Rows -> Examples: the id rule, NULL rows dropped and counted, ratings checked."""
-    users_name = str(options.get("users") or USER)
-    items_name = str(options.get("items") or ITEM)
-    feedback = str(options.get("feedback") or "explicit")
-    found = {n: _find(frame, n, d) for n, d in ((users_name, USER), (items_name, ITEM))}
-    missing = [n for n, c in found.items() if c is None]
-    if missing:
-        raise InvalidInput(
-            f"recommendation needs the columns {users_name} and {items_name} (the users and "
-            f"items options); the query returned {', '.join(map(str, frame.columns)) or 'none'}.",
-            column=missing[0],
-        )
-    user_col, item_col = found[users_name], found[items_name]
-    rating_col = _find(frame, RATING)
-    if feedback == "explicit" and rating_col is None:
-        raise InvalidInput(
-            "Explicit feedback (the default) learns a rating column: return one (... AS "
-            "rating), or set feedback 'implicit'.",
-            column=RATING,
-        )
-    _strings(frame[user_col], users_name)
-    _strings(frame[item_col], items_name)
-    ratings = None
-    if rating_col is not None:
-        ratings = pd.to_numeric(frame[rating_col], errors="coerce")
-        bad = ratings.isna() & frame[rating_col].notna()
-        if bad.any():
-            raise InvalidInput(
-                f"The rating column must be numeric, got {frame[rating_col][bad].iloc[0]!r}.",
-                column=RATING,
-            )
-    keep = frame[user_col].notna() & frame[item_col].notna()
-    if ratings is not None and feedback == "explicit":
-        keep &= ratings.notna()
-    threshold = options.get("feedback_threshold")
-    return Examples(
-        users=frame[user_col][keep].tolist(),
-        items=frame[item_col][keep].tolist(),
-        ratings=None if ratings is None else ratings[keep].astype(float).tolist(),
-        feedback=feedback,
-        threshold=None if threshold is None else float(threshold),
-        dropped_null_rows=int((~keep).sum()),
-        user_metadata=metadata.get("user_metadata"),
-        item_metadata=metadata.get("item_metadata"),
-        columns={"users": users_name, "items": items_name},
-    )
-
-
 def prepare(
     frame: pd.DataFrame,
     hyperparams: Mapping[str, Any],
@@ -244,7 +160,7 @@ def prepare(
         if side and side.get(what) is not None:
             name = str(options.get(option) or default)
             metadata[what] = read_metadata(side[what], what, name, default)
-    examples = _examples(frame, options, metadata)
+    examples = read_interactions(frame, options, metadata)
     n, positives = len(examples.users), int(examples.positives().sum())
     reasons = []
     if n < MIN_ROWS:
@@ -420,7 +336,7 @@ def prepare_for(trained: Trained, frame: pd.DataFrame) -> Examples:
         "feedback": meta["feedback"],
         "feedback_threshold": meta.get("feedback_threshold"),
     }
-    return _examples(frame, {k: v for k, v in options.items() if v is not None}, {})
+    return read_interactions(frame, {k: v for k, v in options.items() if v is not None}, {})
 
 
 def input_example(examples: Examples) -> pd.DataFrame:

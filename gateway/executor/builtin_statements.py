@@ -80,8 +80,9 @@ def _checked_spec(services: Services, spec: PredictorSpec) -> PredictorSpec:
     from builtin_models.base_models import resolve
     from builtin_models.tasks import get_task
 
-    resolve(spec.options.get("model_name"))  # InvalidOption naming a model that is not there
     task = get_task(spec.task or "")
+    if task.own_model is None:  # a fine-tuned base model: it must exist (a TwoTower need not)
+        resolve(spec.options.get("model_name"))  # InvalidOption naming a missing one
     name = spec.training_datasource or services.default_datasource
     ds = services.datasource(name)
     sql = sql_for_datasource(spec.training_query or "", name, ds.dialect)

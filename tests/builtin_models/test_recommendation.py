@@ -313,7 +313,7 @@ def test_item_metadata_scores_cold_items_by_their_features(
 
 
 def test_metadata_features_are_parsed() -> None:
-    from builtin_models.recommendation_features import features_for, read_metadata
+    from builtin_models.recommendation_data import features_for, read_metadata
 
     frame = pd.DataFrame(
         {

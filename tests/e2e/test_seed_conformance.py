@@ -257,6 +257,24 @@ def _classifier_created(api: TestClient, body: dict[str, Any]) -> None:
     assert "at least 10 rows" in version["error"]
 
 
+def _recommender_created(api: TestClient, body: dict[str, Any]) -> None:
+    """The seed's recommender form answers its row; the seed's movie_rating has INTEGER ids,
+    so training ends in HeatWave's error: ids must be strings."""
+    (row,) = body["rows"]
+    assert row[1:3] == ["my_movie_recommender_model", "recommendation"]
+    deadline = time.monotonic() + 120
+    while True:
+        status, described = run(api, "DESCRIBE my_movie_recommender_model")
+        assert status == 200, described
+        version = dict(zip(described["columns"], described["rows"][0], strict=True))
+        if version["status"] not in ("generating", "training"):
+            break
+        assert time.monotonic() < deadline, version
+        time.sleep(0.2)
+    assert version["status"] == "error"
+    assert "string" in version["error"].lower()
+
+
 def _done(api: TestClient, body: dict[str, Any]) -> None:
     assert "error" not in body
 
@@ -291,6 +309,7 @@ CHECKS: dict[str, Check] = {
     "mindsdb_byom_4": _byom2_created,
     "sql_ml_custom_models_1": _rows(["text", "labels"], [[m[0], m[1]] for m in MOVIES]),
     "sql_ml_custom_models_2": _classifier_created,
+    "sql_ml_custom_models_4": _recommender_created,
     "sql_ml_custom_models_3": _rows(
         ["user_id", "item_id"], [[u, m] for u, m, r in RATINGS if r > 3]
     ),

@@ -1,8 +1,12 @@
-"""Content features of users and items from a metadata table (``item_metadata`` /
-``user_metadata``), for the TwoTower model's towers.
+"""The recommendation task's data: interactions read from the training query's rows
+(:func:`read_interactions`) and content features of users and items from a metadata table
+(``item_metadata`` / ``user_metadata``) for the TwoTower model's towers.
 
-One column holds the ids (named like the ``items``/``users`` option); every other column is
-a feature, its kind read from its values:
+Interactions: ids must be strings (HeatWave's rule; another type is an InvalidInput naming the
+column), rows with a NULL user, item or (explicit feedback) rating are dropped and counted.
+
+Metadata: one column holds the ids (named like the ``items``/``users`` option); every other
+column is a feature, its kind read from its values:
 
 * text with a ``|`` in any value: several categories (MovieLens genres ``"Action|Comedy"``);
 * other text of two words or more on average: a bag of words (lower-cased words);
@@ -15,10 +19,12 @@ says nothing its ID embedding does not), and the most frequent :data:`MAX_FEATUR
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +32,20 @@ import pandas as pd
 from builtin_models.two_tower import Features
 from byom.errors import InvalidInput
 
-__all__ = ["MAX_FEATURES", "MAX_PER_ENTITY", "Metadata", "features_for", "read_metadata"]
+__all__ = [
+    "ITEM",
+    "MAX_FEATURES",
+    "MAX_PER_ENTITY",
+    "RATING",
+    "USER",
+    "Examples",
+    "Metadata",
+    "features_for",
+    "read_interactions",
+    "read_metadata",
+]
+
+USER, ITEM, RATING = "user_id", "item_id", "rating"
 
 MAX_FEATURES = 50_000
 MAX_PER_ENTITY = 48
@@ -42,6 +61,97 @@ class Metadata:
     what: str
     tokens: dict[str, list[str]]  # id -> its feature tokens
     columns: list[str]  # the feature columns used
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Validated interactions (one per row, in query order) and what came with them."""
+
+    users: list[str]
+    items: list[str]
+    ratings: list[float] | None  # the rating column, if the query had one
+    feedback: str  # explicit | implicit
+    threshold: float | None
+    dropped_null_rows: int = 0
+    user_metadata: Metadata | None = None
+    item_metadata: Metadata | None = None
+    columns: dict[str, str] = dataclasses.field(default_factory=dict)  # users/items options
+
+    def positives(self) -> np.ndarray:
+        """A bool per row: a positive interaction (what the ranking learns)."""
+        if self.feedback == "implicit" and self.ratings is not None and self.threshold is not None:
+            return np.asarray(self.ratings, dtype=float) > self.threshold
+        return np.ones(len(self.users), dtype=bool)
+
+
+def _find(frame: pd.DataFrame, *names: str) -> Any:
+    by_lower = {str(c).lower(): c for c in frame.columns}
+    return next((by_lower[n.lower()] for n in names if n and n.lower() in by_lower), None)
+
+
+def _strings(values: pd.Series, name: str) -> None:
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return
+    present = values.dropna()
+    bad = present.map(lambda v: not isinstance(v, str))
+    if bad.any():
+        kind = type(present[bad].iloc[0]).__name__
+        raise InvalidInput(
+            f"The {name} column must hold strings, got {kind} (as in HeatWave): CAST({name} "
+            "AS CHAR) in the query, or store the ids as text.",
+            column=name,
+        )
+
+
+def read_interactions(
+    frame: pd.DataFrame, options: Mapping[str, Any], metadata: dict[str, Metadata | None]
+) -> Examples:
+    """Rows -> Examples: the id rule, NULL rows dropped and counted, ratings checked."""
+    users_name = str(options.get("users") or USER)
+    items_name = str(options.get("items") or ITEM)
+    feedback = str(options.get("feedback") or "explicit")
+    found = {n: _find(frame, n, d) for n, d in ((users_name, USER), (items_name, ITEM))}
+    missing = [n for n, c in found.items() if c is None]
+    if missing:
+        raise InvalidInput(
+            f"recommendation needs the columns {users_name} and {items_name} (the users and "
+            f"items options); the query returned {', '.join(map(str, frame.columns)) or 'none'}.",
+            column=missing[0],
+        )
+    user_col, item_col = found[users_name], found[items_name]
+    rating_col = _find(frame, RATING)
+    if feedback == "explicit" and rating_col is None:
+        raise InvalidInput(
+            "Explicit feedback (the default) learns a rating column: return one (... AS "
+            "rating), or set feedback 'implicit'.",
+            column=RATING,
+        )
+    _strings(frame[user_col], users_name)
+    _strings(frame[item_col], items_name)
+    ratings = None
+    if rating_col is not None:
+        ratings = pd.to_numeric(frame[rating_col], errors="coerce")
+        bad = ratings.isna() & frame[rating_col].notna()
+        if bad.any():
+            raise InvalidInput(
+                f"The rating column must be numeric, got {frame[rating_col][bad].iloc[0]!r}.",
+                column=RATING,
+            )
+    keep = frame[user_col].notna() & frame[item_col].notna()
+    if ratings is not None and feedback == "explicit":
+        keep &= ratings.notna()
+    threshold = options.get("feedback_threshold")
+    return Examples(
+        users=frame[user_col][keep].tolist(),
+        items=frame[item_col][keep].tolist(),
+        ratings=None if ratings is None else ratings[keep].astype(float).tolist(),
+        feedback=feedback,
+        threshold=None if threshold is None else float(threshold),
+        dropped_null_rows=int((~keep).sum()),
+        user_metadata=metadata.get("user_metadata"),
+        item_metadata=metadata.get("item_metadata"),
+        columns={"users": users_name, "items": items_name},
+    )
 
 
 def _tokens(name: str, values: pd.Series) -> list[list[str]]:
