@@ -84,6 +84,30 @@ def ray_cluster() -> Iterator[RayCluster]:
                 ray.shutdown()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_serve_apps_left_behind() -> Iterator[None]:
+    """After each test module, delete the Serve applications it deployed on the session's
+    Ray: every model version reserves a share of the 2 CPUs, and versions left by earlier
+    modules would starve later modules' training tasks (they would wait for a CPU)."""
+    yield
+    import sys
+
+    if "ray" not in sys.modules:
+        return
+    import ray
+
+    if not ray.is_initialized():
+        return
+    from ray import serve
+
+    try:
+        names = list(serve.status().applications)
+    except Exception:  # noqa: BLE001 - Serve not started in this session
+        return
+    for name in names:
+        serve.delete(name)
+
+
 @pytest.fixture(scope="session")
 def ray_serve_example(services_dir: Path) -> Iterator[Service]:
     """The Ray Serve example model; ``url`` is ``http://127.0.0.1:<port>/my_model``."""
