@@ -82,8 +82,7 @@ def _task_of(options: dict[str, Any], model: str) -> tuple[Task, dict[str, Any]]
 def checked_options(options: dict[str, Any], model: str, task: Task) -> tuple[dict[str, Any], bool]:
     """The version's options (JSON hyperparams parsed, holdout checked, the task's own
     options checked by the task) and ``active``."""
-    task_options: tuple[str, ...] = getattr(task, "options", ())
-    known = (*BUILTIN_OPTIONS, *task_options)
+    known = (*BUILTIN_OPTIONS, *task.options)
     unknown = [k for k in options if k not in known]
     if unknown:
         hint = did_you_mean(unknown[0], known)
@@ -96,9 +95,7 @@ def checked_options(options: dict[str, Any], model: str, task: Task) -> tuple[di
             option=unknown[0],
             suggestion=hint,
         )
-    own = {k: options[k] for k in task_options if k in options}
-    if hasattr(task, "check_options"):
-        own = task.check_options(own)
+    own = task.check_options({k: options[k] for k in task.options if k in options})
     out = {k: options[k] for k in TRAINING_OPTIONS if k in options}
     out.update(own)
     hyper = out.get("hyperparams")
@@ -144,7 +141,7 @@ def plan_create(stmt: st.CreatePredictor, namespace: str) -> TrainBuiltinPlan:
                 option=key,
             )
     seed_form = "task" not in stmt.options
-    if "feedback" in getattr(task, "options", ()) and not stmt.target:
+    if "feedback" in task.options and not stmt.target:
         # Pairs alone (the seed form: user_id, item_id) are implicit feedback; explicit
         # feedback, HeatWave's default, needs the rating column as the target.
         options.setdefault("feedback", "implicit")
@@ -160,8 +157,7 @@ def plan_create(stmt: st.CreatePredictor, namespace: str) -> TrainBuiltinPlan:
         namespace=namespace,
         kind="builtin",
         format="ray_serve",
-        target=stmt.target
-        or (task.target_column if getattr(task, "target_required", True) else None),
+        target=stmt.target or (task.target_column if task.target_required else None),
         training_datasource=stmt.datasource,
         training_query=stmt.query,
         options=training,

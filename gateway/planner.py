@@ -300,12 +300,13 @@ def _plan_write_back(stmt: st.Query, resolver: Resolver) -> WriteBackPlan | None
         raise InvalidInput(
             f"INSERT names {len(columns)} column(s) but the SELECT gives {len(inner.outputs)}."
         )
+    knobs, params = join_options(stmt)
     return WriteBackPlan(
         datasource=datasource,
         table=target.name,
         schema=schema,
         mode=mode,
-        join=replace(inner, options=join_options(stmt)[0], model_params=join_options(stmt)[1]),
+        join=replace(inner, options=knobs, model_params=params),
         columns=columns,
     )
 

@@ -144,9 +144,8 @@ class BuiltinModels:
             self._end(record, version, "complete", None, result.rows_used, url, serve_url)
             if activate or self._active_version(name) is None:
                 self._services.catalog.activate_version(name, number)
-                tables = getattr(result, "tables", None) or {}
-                if tables:  # e.g. a recommender's <model>_users/_items/_interactions
-                    await asyncio.to_thread(write_tables, self._services, name, tables)
+                if result.tables:  # e.g. a recommender's <model>_users/_items/_interactions
+                    await asyncio.to_thread(write_tables, self._services, name, result.tables)
         except asyncio.CancelledError:
             if ref is not None:
                 _cancel_ray(ref)
@@ -172,7 +171,7 @@ class BuiltinModels:
         reader = QueryReader(services.datasource_record(source), version.training_query or "")
         options = version.options
         task = get_task(version.task)
-        task_options = {k: v for k, v in options.items() if k in getattr(task, "options", ())}
+        task_options = {k: v for k, v in options.items() if k in task.options}
         rename = column_renames(task, record.target, task_options)
         request = TrainingRequest(
             task=version.task,

@@ -57,7 +57,7 @@ def output_names(record: PredictorRecord, predictions: Predictions) -> list[str]
 def _answers_target(task: str) -> bool:
     from builtin_models.tasks import get_task  # the registry only: no ML framework
 
-    return bool(getattr(get_task(task), "answers_target", True))
+    return get_task(task).answers_target
 
 
 def row_outputs(predictions: Predictions, i: int) -> list[Any]:

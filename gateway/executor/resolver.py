@@ -77,10 +77,7 @@ class CatalogResolver:
 
     def datasource_names(self) -> list[str]:
         if self._datasource_names is None:
-            catalog = self._services.catalog
-            self._datasource_names = [self._services.default_datasource] + [
-                d.name for d in catalog.list_datasources()
-            ]
+            self._datasource_names = self._services.catalog_datasource_names()
         return self._datasource_names
 
     def project(self, name: str) -> ProjectRecord | None:

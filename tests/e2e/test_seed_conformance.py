@@ -231,6 +231,19 @@ def _count(columns: list[str], n: int) -> Check:
     return check
 
 
+def _version_end(api: TestClient, model: str, timeout: float = 120) -> dict[str, Any]:
+    """DESCRIBE's first version row once it left generating/training."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, described = run(api, f"DESCRIBE {model}")
+        assert status == 200, described
+        version = dict(zip(described["columns"], described["rows"][0], strict=True))
+        if version["status"] not in ("generating", "training"):
+            return version
+        assert time.monotonic() < deadline, version
+        time.sleep(0.2)
+
+
 def _classifier_created(api: TestClient, body: dict[str, Any]) -> None:
     """The built-in form answers the seed's one row; training (of 3 movies: too few rows)
     runs in the background on Ray and ends in a clear error."""
@@ -244,15 +257,7 @@ def _classifier_created(api: TestClient, body: dict[str, Any]) -> None:
         "SELECT movie.overview AS text, movie.genre AS labels FROM movie",
     ]
     assert isinstance(row[0], int) and row[4] == "generating"
-    deadline = time.monotonic() + 120
-    while True:
-        status, described = run(api, "DESCRIBE my_movie_classification_model")
-        assert status == 200, described
-        version = dict(zip(described["columns"], described["rows"][0], strict=True))
-        if version["status"] not in ("generating", "training"):
-            break
-        assert time.monotonic() < deadline, version
-        time.sleep(0.2)
+    version = _version_end(api, "my_movie_classification_model")
     assert version["status"] == "error"
     assert "at least 10 rows" in version["error"]
 
@@ -262,15 +267,7 @@ def _recommender_created(api: TestClient, body: dict[str, Any]) -> None:
     so training ends in HeatWave's error: ids must be strings."""
     (row,) = body["rows"]
     assert row[1:3] == ["my_movie_recommender_model", "recommendation"]
-    deadline = time.monotonic() + 120
-    while True:
-        status, described = run(api, "DESCRIBE my_movie_recommender_model")
-        assert status == 200, described
-        version = dict(zip(described["columns"], described["rows"][0], strict=True))
-        if version["status"] not in ("generating", "training"):
-            break
-        assert time.monotonic() < deadline, version
-        time.sleep(0.2)
+    version = _version_end(api, "my_movie_recommender_model")
     assert version["status"] == "error"
     assert "string" in version["error"].lower()
 
