@@ -9,10 +9,11 @@ the JOIN knobs for itself with ``USING batch_size=..., concurrency=..., timeout=
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.http import HttpSettings
@@ -66,7 +67,20 @@ KNOBS: tuple[Knob, ...] = (
          "CPUs each Serve replica of a built-in model reserves (default 0.2)"),
     Knob("serve_port", "BYOM_SERVE_PORT", "--serve-port", int, False,
          "port of Ray Serve's HTTP proxy when the gateway starts Serve (default 8000)"),
+    Knob("heartbeat_interval", "BYOM_HEARTBEAT_INTERVAL", "--heartbeat-interval", float, False,
+         "seconds between a gateway's heartbeats for the training jobs it owns (default 5)"),
+    Knob("heartbeat_timeout", "BYOM_HEARTBEAT_TIMEOUT", "--heartbeat-timeout", float, False,
+         "seconds without a heartbeat after which a job's owner counts as lost (default 30)"),
+    Knob("ray_join_rows", "BYOM_RAY_JOIN_ROWS", "--ray-join-rows", int, True,
+         "on a Ray cluster, JOINs over more source rows run on Ray Data (default 1000000; "
+         "0: only with USING engine='ray')"),
+    Knob("ray_join_workers", "BYOM_RAY_JOIN_WORKERS", "--ray-join-workers", int, False,
+         "Ray workers calling the models in an engine='ray' JOIN (default 4)"),
 )  # fmt: skip
+
+#: Knobs that are JSON objects of Ray resources (``{"trainer": 1}``): environment only.
+RESOURCE_KNOBS = {"train_resources": "BYOM_TRAIN_RESOURCES",
+                  "replica_resources": "BYOM_REPLICA_RESOURCES"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,15 @@ class Settings:
     train_cpus: float = 1.0
     replica_cpus: float = 0.2
     serve_port: int = 8000
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 30.0
+    ray_join_rows: int = 1_000_000
+    ray_join_workers: int = 4
+    #: Custom Ray resources each built-in training task / model replica asks for, on top
+    #: of its CPUs ($BYOM_TRAIN_RESOURCES / $BYOM_REPLICA_RESOURCES, JSON objects): how a
+    #: cluster pins training to the nodes that declare them (``ray start --resources``).
+    train_resources: Mapping[str, float] = field(default_factory=dict)
+    replica_resources: Mapping[str, float] = field(default_factory=dict)
     #: MLflow tracking URI of built-in models' runs ($BYOM_TRACKING_URI; None: a SQLite
     #: store under $BYOM_HOME).
     tracking_uri: str | None = None
@@ -103,6 +126,9 @@ class Settings:
             flag_value = getattr(flags, knob.field, None) if flags is not None else None
             if flag_value is not None:
                 values[knob.field] = knob.parse(flag_value, knob.flag)
+        for name, variable in RESOURCE_KNOBS.items():
+            if env.get(variable, "").strip():
+                values[name] = parse_resources(env[variable], variable)
         if env.get("BYOM_TRACKING_URI", "").strip():
             values["tracking_uri"] = env["BYOM_TRACKING_URI"].strip()
         return cls(**values)
@@ -115,6 +141,29 @@ class Settings:
             train_timeout=self.train_timeout,
             retries=self.predict_retries,
         )
+
+
+def parse_resources(raw: str, source: str) -> dict[str, float]:
+    """A JSON object of Ray resource names to positive amounts, checked."""
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidOption(
+            f"{source} must be a JSON object such as '{{\"trainer\": 1}}', got {raw!r}: {exc}.",
+            option=source,
+            value=raw,
+        ) from None
+    ok = isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+        for k, v in value.items()
+    )
+    if not ok:
+        raise InvalidOption(
+            f"{source} must map resource names to positive numbers, got {raw!r}.",
+            option=source,
+            value=raw,
+        )
+    return {k: float(v) for k, v in value.items()}
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:

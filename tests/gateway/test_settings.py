@@ -21,10 +21,14 @@ def test_every_knob_is_read_from_its_variable() -> None:
         "BYOM_BATCH_SIZE": "7", "BYOM_CONCURRENCY": "2", "BYOM_BATCH_TIMEOUT": "1.5",
         "BYOM_PREDICT_TIMEOUT": "9", "BYOM_CONNECT_TIMEOUT": "0.5", "BYOM_TRAIN_TIMEOUT": "60",
         "BYOM_PREDICT_RETRIES": "0", "BYOM_TRAIN_CPUS": "0.5", "BYOM_REPLICA_CPUS": "0.1",
-        "BYOM_SERVE_PORT": "8123",
+        "BYOM_SERVE_PORT": "8123", "BYOM_HEARTBEAT_INTERVAL": "2", "BYOM_HEARTBEAT_TIMEOUT": "7",
+        "BYOM_RAY_JOIN_ROWS": "0", "BYOM_RAY_JOIN_WORKERS": "3",
     }  # fmt: skip
     settings = Settings.load(env)
-    assert settings == Settings(7, 2, 1.5, 9.0, 0.5, 60.0, 0, 0.5, 0.1, 8123)
+    assert settings == Settings(
+        7, 2, 1.5, 9.0, 0.5, 60.0, 0, 0.5, 0.1, 8123,
+        heartbeat_interval=2.0, heartbeat_timeout=7.0, ray_join_rows=0, ray_join_workers=3,
+    )  # fmt: skip
     assert Settings.load({"BYOM_TRACKING_URI": " sqlite:///x.db "}).tracking_uri == "sqlite:///x.db"
     http = settings.http()
     assert (http.read_timeout, http.connect_timeout, http.train_timeout, http.retries) == (
@@ -34,6 +38,16 @@ def test_every_knob_is_read_from_its_variable() -> None:
         0,
     )
     assert {k.env for k in KNOBS} == set(env)  # the table and the test name the same knobs
+
+
+def test_resource_knobs_are_checked_json_objects() -> None:
+    env = {"BYOM_TRAIN_RESOURCES": '{"trainer": 1}', "BYOM_REPLICA_RESOURCES": '{"a": 0.5}'}
+    settings = Settings.load(env)
+    assert settings.train_resources == {"trainer": 1.0}
+    assert settings.replica_resources == {"a": 0.5}
+    for bad in ("trainer", '["trainer"]', '{"trainer": 0}', '{"trainer": true}'):
+        with pytest.raises(InvalidOption, match="BYOM_TRAIN_RESOURCES"):
+            Settings.load({"BYOM_TRAIN_RESOURCES": bad})
 
 
 def test_flags_override_the_environment() -> None:
