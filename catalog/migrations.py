@@ -18,6 +18,9 @@ versions): it uses the definitions frozen here for the version it produces.
        ``mindsdb`` (they were other names of it)
     4  model_versions added: one row per training run (version) of a built-in model; the
        predictor's ``version`` names the active one
+    5  several gateway replicas share one catalog: training_jobs get ``owner`` (the gateway
+       running the job) and ``heartbeat_at``; queries (streaming statements' progress) and
+       sessions (HTTP sessions' USE and SET @v) added
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     Connection,
     Engine,
@@ -48,7 +52,7 @@ from byom.errors import GatewayError
 from catalog.records import DEFAULT_PROJECT, PROJECT_ALIASES
 from catalog.tables import Base, SchemaVersionRow, UTCDateTime, utcnow
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 Step = Callable[[Connection], None]
 
@@ -167,6 +171,48 @@ _V4_MODEL_VERSIONS = Table(
 )
 
 
+_V5_TRAINING_JOBS = Table(
+    "training_jobs",
+    MetaData(),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("predictor", String(255), nullable=False, index=True),
+    Column("status", String(32), nullable=False),
+    Column("error", Text),
+    Column("rows", Integer),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("extra", JSON, nullable=False),
+    Column("owner", String(255)),
+    Column("heartbeat_at", UTCDateTime),
+)
+
+_V5_QUERIES = Table(
+    "queries",
+    MetaData(),
+    Column("id", String(255), primary_key=True),
+    Column("statement", Text, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("rows_done", BigInteger, nullable=False),
+    Column("rows_total", BigInteger),
+    Column("error", Text),
+    Column("owner", String(255)),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+_V5_SESSIONS = Table(
+    "sessions",
+    MetaData(),
+    Column("id", String(128), primary_key=True),
+    Column("datasource", String(255)),
+    Column("project", String(255)),
+    Column("variables", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False, index=True),
+)
+
+
 # -- upgrade steps --------------------------------------------------------------------------
 
 
@@ -203,6 +249,14 @@ def _v3_to_v4(conn: Connection) -> None:
     """Model versions: the table, empty (a predictor's next version is numbered past its
     ``version`` column too, so a version set before this table existed is not reused)."""
     _V4_MODEL_VERSIONS.create(conn, checkfirst=True)
+
+
+def _v4_to_v5(conn: Connection) -> None:
+    """Replicas: training jobs get an owner and a heartbeat (NULL for the existing rows: a
+    running one of them belongs to no live gateway); the queries and sessions tables."""
+    _widen_table(conn, _V5_TRAINING_JOBS)
+    _V5_QUERIES.create(conn, checkfirst=True)
+    _V5_SESSIONS.create(conn, checkfirst=True)
 
 
 def _add_projects(conn: Connection, names: set[str]) -> None:
@@ -265,7 +319,7 @@ def _rebuild_sqlite_table(conn: Connection, target: Table, existing: list[str]) 
 
 
 # UPGRADES[n] takes a catalog from version n to n + 1.
-UPGRADES: list[Step] = [_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4]
+UPGRADES: list[Step] = [_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5]
 
 
 def read_version(conn: Connection) -> int | None:

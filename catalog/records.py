@@ -107,6 +107,8 @@ class TrainingJobRecord:
     started_at: datetime
     finished_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    owner: str | None = None  # the gateway running it (None: recorded before schema v5)
+    heartbeat_at: datetime | None = None  # its owner's last heartbeat (None: none yet)
 
 
 @dataclass(frozen=True)
@@ -132,4 +134,31 @@ class ModelVersionRecord:
     error: str | None
     active: bool  # computed: the predictor's active version is this one
     created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class QueryRecord:
+    """The stored progress of one streaming statement (``gateway.progress.QueryProgress``)."""
+
+    id: str
+    statement: str
+    kind: str  # "join" | "write"
+    status: str  # "running" | "done" | "error" | "cancelled"
+    rows_done: int
+    rows_total: int | None
+    error: str | None
+    owner: str | None  # the gateway running it
+    started_at: datetime
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A stored HTTP session: its defaults (``USE``) and user variables (``SET @v``)."""
+
+    id: str
+    datasource: str | None
+    project: str | None
+    variables: dict[str, Any]
     updated_at: datetime

@@ -30,6 +30,8 @@ from byom.errors import (
 )
 from catalog import migrations
 from catalog.db import catalog_url, default_home, make_engine
+from catalog.liveness import BUSY_STATUSES, INTERRUPTED_MESSAGE, LivenessMixin
+from catalog.queries import QueriesMixin
 from catalog.records import (
     DEFAULT_PROJECT,
     JOB_STATUSES,
@@ -43,6 +45,7 @@ from catalog.records import (
     project_key,
 )
 from catalog.records import name_key as _key
+from catalog.sessions import SessionsMixin
 from catalog.tables import (
     DatasourceRow,
     PredictorRow,
@@ -52,13 +55,6 @@ from catalog.tables import (
     utcnow,
 )
 from catalog.versions import VersionsMixin, delete_versions, fail_busy_versions
-
-INTERRUPTED_MESSAGE = (
-    "interrupted: the gateway stopped while this job was running; "
-    "re-run CREATE PREDICTOR to train again"
-)
-# Predictor states that mean "a job of ours is working on it".
-_BUSY_STATUSES = ("generating", "training")
 
 
 def _datasource_record(row: DatasourceRow) -> DatasourceRecord:
@@ -132,6 +128,8 @@ def _job_record(row: TrainingJobRow) -> TrainingJobRecord:
         started_at=row.started_at,
         finished_at=row.finished_at,
         extra=dict(row.extra or {}),
+        owner=row.owner,
+        heartbeat_at=row.heartbeat_at,
     )
 
 
@@ -140,15 +138,18 @@ def _check_status(status: str, allowed: tuple[str, ...], what: str) -> None:
         raise InvalidOption(f"Unknown {what} status '{status}'; expected one of {list(allowed)}.")
 
 
-class Catalog(VersionsMixin):
-    """Datasources, projects, predictors, their versions (``catalog.versions``) and
-    training jobs, stored in a SQL database."""
+class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin):
+    """Datasources, projects, predictors, their versions (``catalog.versions``), training
+    jobs with their owners (``catalog.liveness``), streaming statements' progress
+    (``catalog.queries``) and HTTP sessions (``catalog.sessions``), in a SQL database."""
 
     # For the version methods, which live in catalog.versions.
     _predictor_record = staticmethod(_predictor_record)
 
-    def __init__(self, url: str) -> None:
-        """Open (and create or upgrade) the catalog at the SQLAlchemy ``url``."""
+    def __init__(self, url: str, owner: str | None = None) -> None:
+        """Open (and create or upgrade) the catalog at the SQLAlchemy ``url``. ``owner``
+        (a gateway's id) is recorded on the training jobs started through this object."""
+        self.owner = owner
         self._engine: Engine = make_engine(url)
         try:
             migrations.migrate(self._engine)
@@ -401,7 +402,8 @@ class Catalog(VersionsMixin):
     # -- training jobs -----------------------------------------------------------------
 
     def start_job(self, predictor: str, extra: dict[str, Any] | None = None) -> TrainingJobRecord:
-        """Record a running training job of ``predictor`` (which must exist)."""
+        """Record a running training job of ``predictor`` (which must exist), owned by
+        this catalog's ``owner``."""
         key = _key(predictor)
         with self._session() as s:
             exists = s.execute(select(PredictorRow.id).where(PredictorRow.name == key)).scalar()
@@ -414,6 +416,8 @@ class Catalog(VersionsMixin):
                     started_at=utcnow(),
                     finished_at=None,
                     extra=dict(extra or {}),
+                    owner=self.owner,
+                    heartbeat_at=None,
                 )
                 s.add(row)
                 s.flush()
@@ -459,7 +463,8 @@ class Catalog(VersionsMixin):
         A predictor is marked only by its own status: a built-in model that stayed
         ``complete`` while a new version trained keeps serving its active version.
 
-        Called at gateway start-up: whatever was running belonged to a process that is gone.
+        For a catalog only one gateway uses; with replicas, ``fail_lost`` (catalog.liveness)
+        marks only what belonged to gateways that are gone.
         """
         now = utcnow()
         with self._session() as s:
@@ -472,7 +477,7 @@ class Catalog(VersionsMixin):
             names = set(jobs)
             predictors = s.execute(
                 update(PredictorRow)
-                .where(PredictorRow.status.in_(_BUSY_STATUSES))
+                .where(PredictorRow.status.in_(BUSY_STATUSES))
                 .values(status="error", error=message, updated_at=now)
                 .returning(PredictorRow.name)
             ).scalars()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -105,7 +105,8 @@ class ProjectRow(Base):
 
 
 class TrainingJobRow(Base):
-    """One training run of a predictor (running, then complete or error)."""
+    """One training run of a predictor (running, then complete or error), by the gateway
+    ``owner`` that runs it, which beats ``heartbeat_at`` while it does (``catalog.liveness``)."""
 
     __tablename__ = "training_jobs"
 
@@ -117,6 +118,8 @@ class TrainingJobRow(Base):
     started_at: Mapped[datetime] = mapped_column(nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column()
     extra: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    owner: Mapped[str | None] = mapped_column(String(255))  # None: from before schema v5
+    heartbeat_at: Mapped[datetime | None] = mapped_column()  # None: never beaten yet
 
 
 class ModelVersionRow(Base):
@@ -150,6 +153,38 @@ class ModelVersionRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(nullable=False)
     updated_at: Mapped[datetime] = mapped_column(nullable=False)
+
+
+class QueryRow(Base):
+    """The progress of one streaming statement (JOIN, write-back), written by the gateway
+    ``owner`` running it and read by every replica (``catalog.queries``)."""
+
+    __tablename__ = "queries"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    statement: Mapped[str] = mapped_column(Text, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    rows_done: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    rows_total: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(nullable=False)
+
+
+class SessionRow(Base):
+    """One HTTP session (``X-Byom-Session``): what ``USE`` and ``SET @v`` left for the
+    session's next request, on whichever replica it lands (``catalog.sessions``)."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    datasource: Mapped[str | None] = mapped_column(String(255))
+    project: Mapped[str | None] = mapped_column(String(255))
+    variables: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(nullable=False, index=True)
 
 
 class SchemaVersionRow(Base):

@@ -296,6 +296,10 @@ class Client:
         """The gateway's ``/healthz`` answer (raises when it is not ok)."""
         return self._request("GET", "/healthz")
 
+    def status(self) -> dict[str, Any]:
+        """``GET /api/status``: the answering replica, the Ray cluster, Serve, running jobs."""
+        return self._request("GET", "/api/status")
+
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
@@ -335,8 +339,9 @@ class RowStream:
         # Split raw bytes ourselves: cheaper than decoding to text for lines of many rows,
         # and each chunk is scanned once however long a line is.
         parts: list[bytes] = []
-        with self._client._transport_errors():
-            for chunk in self._response.iter_bytes():
+        try:
+            chunks = self._response.iter_bytes()
+            for chunk in chunks:
                 start = 0
                 while (end := chunk.find(b"\n", start)) != -1:
                     parts.append(chunk[start:end])
@@ -347,6 +352,13 @@ class RowStream:
                     start = end + 1
                 if start < len(chunk):
                     parts.append(chunk[start:])
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            # The connection broke mid-answer (the gateway or its replica died): what was
+            # read is a part, never the whole - say so, with the count.
+            raise self._cut_off(str(exc)) from exc
+        except httpx.TransportError:
+            with self._client._transport_errors():
+                raise
         if parts:
             yield b"".join(parts)
 
@@ -365,10 +377,11 @@ class RowStream:
             ) from exc
         return value if isinstance(value, dict) else {}
 
-    def _cut_off(self) -> GatewayError:
+    def _cut_off(self, why: str = "") -> GatewayError:
+        because = f": {why}" if why else ""
         return GatewayError(
             f"the answer from {self._client.url} ended before its last line "
-            f"({self.rows_read} rows read); the gateway may have stopped",
+            f"({self.rows_read} rows read){because}; the gateway may have stopped",
             code="STREAM_INCOMPLETE",
             url=self._client.url,
         )

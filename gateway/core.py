@@ -33,12 +33,13 @@ from datasources import DatasourcePool
 from gateway import heatwave
 from gateway import statements as st
 from gateway.executor import Executor, Services
+from gateway.executor.liveness import heartbeat, make_owner, recover
 from gateway.parser import ScriptStatement
 from gateway.planner import plan
-from gateway.progress import QueryProgress
+from gateway.progress import ProgressRegistry, QueryProgress
 from gateway.result import Result, StreamResult
 from gateway.scripts import parse_for_run, run_statements
-from gateway.session import Session
+from gateway.session import CatalogSessionStore, Session
 from gateway.settings import Settings
 
 log = logging.getLogger("byom.gateway")
@@ -55,11 +56,19 @@ _USING_FIELDS = {"url_predict": "url.predict", "url_train": "url.train", "format
 class Gateway:
     """A running gateway. Create with ``await Gateway.start(...)``; end with ``await close()``."""
 
-    def __init__(self, executor: Executor, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, executor: Executor, client: httpx.AsyncClient, owner: str | None = None
+    ) -> None:
         self.executor = executor
         self._client = client
         self._started = time.time()
         self._restoring: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        # This gateway among the replicas sharing its catalog: recorded on the jobs it
+        # starts and the statements it runs (gateway.executor.liveness).
+        self.owner = owner or make_owner()
+        # The HTTP server's sessions (X-Byom-Session), kept in the catalog.
+        self.session_store = CatalogSessionStore(executor.services.catalog)
 
     @property
     def services(self) -> Services:
@@ -78,7 +87,8 @@ class Gateway:
         settings: Settings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> Gateway:
-        """Open the catalog (``$BYOM_HOME``), mark interrupted jobs as error, make the client.
+        """Open the catalog (``$BYOM_HOME``), mark the jobs of gateways that are gone as
+        error, make the client, and start beating for this gateway's own jobs.
 
         ``settings`` defaults to ``Settings.load()`` (the environment, read once, here).
         ``transport`` replaces the network under the shared HTTP client (tests pass an
@@ -87,8 +97,11 @@ class Gateway:
         settings = settings if settings is not None else Settings.load()
         home = Path(home) if home is not None else default_home()
         home.mkdir(parents=True, exist_ok=True)
-        catalog = await asyncio.to_thread(Catalog, catalog_url or default_catalog_url(home))
-        interrupted = catalog.fail_interrupted()
+        owner = make_owner()
+        url = catalog_url or default_catalog_url(home)
+        catalog = await asyncio.to_thread(Catalog, url, owner)
+        # Not every running job: other live replicas may share this catalog.
+        interrupted = await asyncio.to_thread(recover, catalog, owner, settings.heartbeat_timeout)
         if interrupted:
             log.warning("marked interrupted training as error: %s", ", ".join(interrupted))
         http = settings.http()
@@ -99,8 +112,12 @@ class Gateway:
             adapters=AdapterRegistry(AdapterContext(http=client, settings=http)),
             home=home,
             settings=settings,
+            progress=ProgressRegistry(store=catalog, owner=owner),
         )
-        gateway = cls(Executor(services), client)
+        gateway = cls(Executor(services), client, owner)
+        gateway._heartbeat = asyncio.get_running_loop().create_task(
+            heartbeat(catalog, owner, settings.heartbeat_interval, settings.heartbeat_timeout)
+        )
         if any(p.kind == "builtin" and p.version for p in catalog.list_predictors()):
             # Serve the active versions of built-in models again (Ray starts: seconds), in
             # the background; a prediction meanwhile waits for its own model's deployment.
@@ -116,8 +133,12 @@ class Gateway:
             await asyncio.gather(self._restoring, return_exceptions=True)
         await self.executor.trainer.close()
         await self.executor.builtin.close()
+        if self._heartbeat is not None:  # after training ended: its jobs are finished
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
         await self._client.aclose()
         self.services.datasources.close_all()
+        await asyncio.to_thread(self.services.progress.close)
         self.catalog.close()
 
     async def __aenter__(self) -> Gateway:
@@ -294,4 +315,16 @@ class Gateway:
             "uptime_s": round(time.time() - self._started, 1),
             "catalog_schema_version": self.catalog.schema_version,
             "training_in_flight": self.training_in_flight(),
+        }
+
+    def status_report(self) -> dict[str, Any]:
+        """``GET /api/status``: this replica (its owner id), the Ray cluster and Serve when
+        this process is on Ray (else null), and the catalog's running training jobs - any
+        replica's, with their owner and last heartbeat."""
+        from gateway.status import cluster_status, running_jobs
+
+        return {
+            "gateway": {**self.health(), "replica": self.owner},
+            "cluster": cluster_status(),
+            "jobs": running_jobs(self.catalog.list_jobs()),
         }

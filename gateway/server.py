@@ -23,7 +23,9 @@ from typing import Annotated, Any, Protocol, runtime_checkable
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,11 +38,12 @@ from gateway.result import Result, StreamResult
 from gateway.scripts import parse_for_run
 from gateway.session import HEADER as SESSION_HEADER
 from gateway.session import ID_PATTERN as SESSION_ID_PATTERN
-from gateway.session import Session, SessionStore
+from gateway.session import Session, Sessions, SessionStore
 from gateway.settings import Settings
 from gateway.sql_answers import ScriptAnswer, stream_response
 
 logger = logging.getLogger(__name__)
+REPLICA_HEADER = "X-Byom-Replica"
 
 
 @runtime_checkable
@@ -54,6 +57,10 @@ class GatewayAPI(Protocol):
     ``Gateway`` and the fake both match it; a route that needs more of the gateway adds the
     method here first.
     """
+
+    #: This gateway's id in the shared catalog (the owner of the jobs it runs); every
+    #: answer names it in the ``X-Byom-Replica`` header.
+    owner: str
 
     async def sql_stream(
         self, text: str, query_id: str | None = None, session: Session | None = None
@@ -82,6 +89,8 @@ class GatewayAPI(Protocol):
     async def predict(self, name: str, rows: list[dict[str, Any]]) -> Result: ...
 
     def health(self) -> dict[str, Any]: ...
+
+    def status_report(self) -> dict[str, Any]: ...
 
 
 class JSONBody(Response):
@@ -188,6 +197,29 @@ class _InternalErrorMiddleware:
             await error_response(exc)(scope, receive, send)
 
 
+class _ReplicaHeader:
+    """Adds ``X-Byom-Replica: <owner>`` to every answer: which replica behind a load
+    balancer (Ray Serve's proxy) answered, for logs, ``byom status`` and tests."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_replica(message: Message) -> None:
+            gateway = scope["app"].state.gateway
+            if message["type"] == "http.response.start" and gateway is not None:
+                message.setdefault("headers", []).append(
+                    (REPLICA_HEADER.lower().encode(), gateway.owner.encode())
+                )
+            await send(message)
+
+        await self.app(scope, receive, send_with_replica)
+
+
 # --- streamed answers ---------------------------------------------------------------------
 
 
@@ -243,11 +275,31 @@ SessionHeader = Annotated[
 
 
 def _session(request: Request, session_id: str | None) -> Session:
-    """The session a request names (kept by the app), or a fresh one for this request."""
+    """The session a request names (read from the app's store), or a fresh one for this
+    request."""
     if session_id is None:
         return Session()
-    store: SessionStore = request.app.state.sessions
+    store: Sessions = request.app.state.sessions
     return store.get(session_id)
+
+
+def _session_store(gateway: GatewayAPI | None) -> Sessions:
+    """USE's defaults per X-Byom-Session id: a gateway's own store (in its catalog, shared
+    by its replicas; idle sessions expire after an hour), else this process's memory
+    (``SessionStore``: a gateway without a catalog, like the tests' fake)."""
+    store: Sessions | None = getattr(gateway, "session_store", None)
+    return store if store is not None else SessionStore()
+
+
+def _keep_session(request: Request, session: Session, response: Response) -> None:
+    """Save the request's session now, and again once a streamed answer is sent: the later
+    statements of a streamed script run (and may ``USE``) while it streams."""
+    if session.id is None:
+        return
+    store: Sessions = request.app.state.sessions
+    store.save(session)
+    if isinstance(response, StreamingResponse):
+        response.background = BackgroundTask(store.save, session)
 
 
 def _one_record(result: Result, name: str) -> dict[str, Any]:
@@ -280,6 +332,7 @@ def create_app(
 
         started = await Gateway.start(home, catalog_url, settings=settings)
         app.state.gateway = started
+        app.state.sessions = _session_store(started)
         try:
             yield
         finally:
@@ -294,11 +347,9 @@ def create_app(
         default_response_class=JSONBody,
     )
     app.state.gateway = gateway
-    # USE's defaults per X-Byom-Session id, in this process's memory: bounded (1000 most
-    # recent sessions), idle ones expire after an hour (gateway.session.SessionStore).
-    # Sharing sessions between replicas comes later.
-    app.state.sessions = SessionStore()
+    app.state.sessions = _session_store(gateway)
     app.add_middleware(_InternalErrorMiddleware)
+    app.add_middleware(_ReplicaHeader)
     for exc_type in (GatewayError, RequestValidationError, StarletteHTTPException):
         app.add_exception_handler(exc_type, _handle)
 
@@ -353,6 +404,7 @@ def create_app(
                 response = JSONBody(result.to_dict())
         if session_id is not None:
             response.headers[SESSION_HEADER] = session_id
+            _keep_session(request, session, response)
         return response
 
     @app.get("/api/queries", tags=["sql"])
@@ -402,5 +454,11 @@ def create_app(
         health = gw.health()
         ok = health.get("status", "ok") == "ok"
         return JSONBody(health, status_code=200 if ok else 503)
+
+    @app.get("/api/status", tags=["ops"])
+    async def status(gw: GatewayDep) -> JSONBody:
+        """``byom status``: the answering replica, the Ray cluster and Serve's applications
+        (null when the gateway is not on Ray) and the catalog's running training jobs."""
+        return JSONBody(await run_in_threadpool(gw.status_report))
 
     return app

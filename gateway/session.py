@@ -7,10 +7,13 @@ Every ``Gateway`` method that runs SQL takes one; without it each call (one scri
 session of its own, so ``USE`` (and ``SET``) applies to the statements after it in the
 same script.
 
-Over HTTP a client names its session with the header ``X-Byom-Session: <id>`` and the
-server keeps the sessions in memory (``SessionStore``); without the header each request is
-its own session. The Python client sends one random id per ``Client``; the embedded CLI
-uses one session for its process.
+Over HTTP a client names its session with the header ``X-Byom-Session: <id>``; without the
+header each request is its own session. The server reads a named session at the start of a
+request and saves it at the end: in the catalog (``CatalogSessionStore``), so that every
+gateway replica sharing the catalog sees what a ``USE`` on another one set, or in this
+process's memory (``SessionStore``, for a gateway without a catalog, as in the API tests).
+The Python client sends one random id per ``Client``; the embedded CLI uses one session for
+its process.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from catalog.records import SessionRecord
 
 HEADER = "X-Byom-Session"
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
@@ -37,6 +43,15 @@ class Session:
     project: str | None = None
     # SET @name = value (names lower-case: MySQL's user variables are case-insensitive)
     variables: dict[str, Any] = field(default_factory=dict)
+    # A CatalogSessionStore's bookkeeping: the state it last read or wrote and when it was
+    # written (None: never), so that it writes only what changed.
+    stored: tuple[tuple[Any, ...], datetime | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def state(self) -> tuple[Any, ...]:
+        """What a session store keeps of this session."""
+        return (self.datasource, self.project, dict(self.variables))
 
 
 def valid_id(session_id: str) -> bool:
@@ -44,13 +59,25 @@ def valid_id(session_id: str) -> bool:
     return bool(_ID.match(session_id))
 
 
+class Sessions(Protocol):
+    """What the HTTP server needs of a session store."""
+
+    def get(self, session_id: str) -> Session:
+        """The session ``session_id`` as its last request left it (fresh when unknown)."""
+        ...
+
+    def save(self, session: Session) -> None:
+        """Keep ``session`` for its next request (after its request ran)."""
+        ...
+
+
 class SessionStore:
-    """The HTTP server's sessions, in this process's memory.
+    """Sessions in this process's memory (a gateway without a catalog: the API tests' fake).
 
     Bounded: at most ``capacity`` sessions (1000), the least recently used one forgotten
     first, and a session idle for ``ttl`` seconds (an hour) expires; a forgotten session
-    starts again with the defaults. Sessions are not shared between gateway replicas yet
-    (a later issue): behind a load balancer, route a session's requests to one replica.
+    starts again with the defaults. Not shared between processes: ``CatalogSessionStore``
+    is what a real gateway uses.
     """
 
     def __init__(
@@ -78,9 +105,88 @@ class SessionStore:
             self._sessions.popitem(last=False)
         return session
 
+    def save(self, session: Session) -> None:
+        """Nothing to do: ``get`` hands out the kept object itself."""
+
     def _expire(self, now: float) -> None:
         while self._sessions:
             _, (_, used) = next(iter(self._sessions.items()))
             if now - used < self.ttl:
                 return
             self._sessions.popitem(last=False)
+
+
+class SessionBackend(Protocol):
+    """Where a ``CatalogSessionStore`` keeps sessions (``catalog.repository.Catalog``)."""
+
+    def load_session(self, session_id: str, used_since: datetime) -> SessionRecord | None: ...
+
+    def save_session(
+        self,
+        session_id: str,
+        *,
+        datasource: str | None,
+        project: str | None,
+        variables: dict[str, Any],
+    ) -> SessionRecord: ...
+
+    def purge_sessions(self, used_before: datetime) -> int: ...
+
+
+class CatalogSessionStore:
+    """Sessions in the catalog, shared by every gateway replica that uses it.
+
+    ``get`` reads a session at the start of a request; ``save`` writes it at the end when
+    it changed, or when its last write is older than a tenth of ``ttl`` (so an idle session,
+    and only an idle one, expires ``ttl`` seconds - an hour - after its last request, give
+    or take that tenth). Expired sessions are deleted now and then (``purge_every``).
+    """
+
+    def __init__(
+        self,
+        backend: SessionBackend,
+        ttl: float = 3600.0,
+        purge_every: float = 60.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.ttl = ttl
+        self._backend = backend
+        self._purge_every = purge_every
+        self._clock = clock
+        self._purged: datetime | None = None
+
+    def get(self, session_id: str) -> Session:
+        """The session ``session_id``, made fresh when unknown or expired."""
+        now = self._clock()
+        record = self._backend.load_session(session_id, now - timedelta(seconds=self.ttl))
+        if record is None:
+            session = Session(id=session_id)
+        else:
+            session = Session(
+                id=session_id,
+                datasource=record.datasource,
+                project=record.project,
+                variables=dict(record.variables),
+            )
+        session.stored = (session.state(), record.updated_at if record is not None else None)
+        return session
+
+    def save(self, session: Session) -> None:
+        """Write ``session`` when it changed since ``get`` (or its last write is old)."""
+        if session.id is None:
+            return
+        now = self._clock()
+        state = session.state()
+        before, written = session.stored or ((None, None, {}), None)
+        recent = written is None or now - written < timedelta(seconds=self.ttl / 10)
+        if state != before or not recent:
+            record = self._backend.save_session(
+                session.id,
+                datasource=session.datasource,
+                project=session.project,
+                variables=session.variables,
+            )
+            session.stored = (state, record.updated_at)
+        if self._purged is None or (now - self._purged).total_seconds() >= self._purge_every:
+            self._purged = now
+            self._backend.purge_sessions(now - timedelta(seconds=self.ttl))

@@ -15,7 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LEAVES = ("byom", "adapters", "catalog", "datasources")
 # Modules that talk to the catalog database or the user's databases, and who may use them.
-TALKERS = ("catalog.repository", "catalog.migrations", "catalog.versions", "datasources")
+TALKERS = (
+    "catalog.repository", "catalog.migrations", "catalog.versions", "catalog.liveness",
+    "catalog.queries", "catalog.sessions", "datasources",
+)  # fmt: skip
 TALKER_USERS = ("gateway/core.py", "gateway/executor/", "gateway/demo.py")
 
 

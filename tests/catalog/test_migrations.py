@@ -196,7 +196,7 @@ def test_v1_catalog_upgrades_in_place(url: str) -> None:
 
     cat = Catalog(url)
     try:
-        assert cat.schema_version == migrations.SCHEMA_VERSION == 4
+        assert cat.schema_version == migrations.SCHEMA_VERSION == 5
         _assert_v1_rows_survived(cat)
         _assert_builtin_models_fit(cat)
         # The name is still unique after the upgrade (SQLite rebuilt the table).
@@ -216,7 +216,7 @@ def test_v1_catalog_upgrades_in_place(url: str) -> None:
     # Reopening does nothing more.
     again = Catalog(url)
     try:
-        assert again.schema_version == 4
+        assert again.schema_version == 5
         assert [p.name for p in again.list_predictors()] == ["home_rentals", "sentiment"]
     finally:
         again.close()
@@ -252,7 +252,7 @@ def test_unversioned_catalog_upgrades_to_current(url: str) -> None:
 
     cat = Catalog(url)
     try:
-        assert cat.schema_version == 4
+        assert cat.schema_version == 5
         rec = cat.get_predictor("home_rentals")
         assert rec.kind == "external" and rec.url_predict == V1_PREDICTOR["url_predict"]
         assert cat.list_jobs() == []
@@ -282,7 +282,7 @@ def test_replicas_starting_together_upgrade_once(url: str) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert errors == [] and versions == [4] * 4
+    assert errors == [] and versions == [5] * 4
 
     cat = Catalog(url)
     try:
@@ -315,7 +315,7 @@ def test_sqlite_upgrade_refuses_to_drop_unknown_columns(tmp_path: Path) -> None:
         engine.dispose()
 
 
-@pytest.mark.parametrize("step", [1, 2, 3])
+@pytest.mark.parametrize("step", [1, 2, 3, 4])
 def test_upgrade_step_is_idempotent(url: str, step: int) -> None:
     Catalog(url).close()
     before = _schema(url)
@@ -358,7 +358,7 @@ def test_v2_catalog_gets_projects(url: str) -> None:
 
     cat = Catalog(url)
     try:
-        assert cat.schema_version == 4
+        assert cat.schema_version == 5
         _assert_v1_rows_survived(cat)
         # mindsdb's other names became mindsdb; any other namespace became a project
         namespaces = {p.name: p.namespace for p in cat.list_predictors()}
@@ -412,7 +412,7 @@ def test_v3_catalog_gets_model_versions(url: str) -> None:
 
     cat = Catalog(url)
     try:
-        assert cat.schema_version == 4
+        assert cat.schema_version == 5
         _assert_v1_rows_survived(cat)
         assert cat.list_versions() == []
         model = cat.get_predictor("sentiment")
@@ -439,3 +439,72 @@ def test_v3_upgrade_matches_fresh_catalog(url: str, tmp_path: Path) -> None:
     Catalog(fresh_url).close()
     assert upgraded["model_versions"] == _schema(fresh_url)["model_versions"]
     assert upgraded["model_versions"]["unique"] == [("predictor", "version")]
+
+
+# -- version 4 -> 5: replicas (job owners and heartbeats, queries, sessions) -----------------
+
+
+def _make_v4_catalog(url: str) -> None:
+    """A version-4 catalog (the version-1 one upgraded by the steps of that time) with one
+    more training job still running: a gateway of that version stopped while it trained."""
+    _make_old_catalog(url)
+    engine = create_engine(url)
+    try:
+        assert migrations.migrate(engine, target=4) == 4
+        running = {**V1_JOB, "status": "running", "finished_at": None, "rows": None}
+        with engine.begin() as conn:
+            conn.execute(migrations.V1_METADATA.tables["training_jobs"].insert().values(**running))
+            assert migrations.read_version(conn) == 4
+            columns = {c["name"] for c in inspect(conn).get_columns("training_jobs")}
+            assert "owner" not in columns and "heartbeat_at" not in columns
+            assert not {"queries", "sessions"} & set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_v4_catalog_gets_owners_queries_and_sessions(url: str) -> None:
+    _make_v4_catalog(url)
+
+    cat = Catalog(url, owner="host:1:abcd")
+    try:
+        assert cat.schema_version == 5
+        # the old jobs survived, owned by nobody, never beaten
+        done, running = cat.list_jobs("home_rentals")
+        for field, value in V1_JOB.items():
+            assert getattr(done, field) == value, field
+        assert (running.status, running.owner, running.heartbeat_at) == ("running", None, None)
+        # new jobs are owned; an unowned running one counts as lost
+        mine = cat.start_job("home_rentals")
+        assert (mine.owner, mine.heartbeat_at) == ("host:1:abcd", None)
+        assert cat.running_owners() == {None, "host:1:abcd"}
+        assert cat.fail_lost(unowned=True, alive="host:1:abcd") == ["home_rentals"]
+        jobs = {j.id: j for j in cat.list_jobs()}
+        assert jobs[running.id].status == "error" and jobs[mine.id].status == "running"
+        # the new tables work
+        saved = cat.save_session("s1", datasource="mydb", project=None, variables={"a": 1})
+        assert cat.load_session("s1", used_since=CREATED) == saved
+        assert cat.list_queries() == [] and cat.find_query("q1") is None
+    finally:
+        cat.close()
+    assert {"queries", "sessions"} <= _table_names(url)
+
+
+def test_v4_upgrade_matches_fresh_catalog(url: str, tmp_path: Path) -> None:
+    _make_v4_catalog(url)
+    Catalog(url).close()
+    upgraded = _schema(url)
+    fresh_url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    if not url.startswith("sqlite"):
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+        fresh_url = url
+    Catalog(fresh_url).close()
+    fresh = _schema(fresh_url)
+    for name in ("training_jobs", "queries", "sessions"):
+        assert upgraded[name] == fresh[name], name
+    assert upgraded["training_jobs"]["indexes"] == [
+        ("ix_training_jobs_predictor", ("predictor",), False)
+    ]

@@ -208,6 +208,11 @@ class FakeGateway:
             "training_in_flight": list(self.training_now),
         }
 
+    owner = "fake-replica"
+
+    def status_report(self) -> dict[str, Any]:
+        return {"gateway": {**self.health(), "replica": self.owner}, "cluster": None, "jobs": []}
+
 
 @pytest.fixture
 def fake() -> FakeGateway:
@@ -469,6 +474,14 @@ def test_predict_errors(client: TestClient) -> None:
 
 
 # --- health, docs, lifespan -----------------------------------------------------------
+
+
+def test_status_answers_the_gateways_report(client: TestClient) -> None:
+    response = client.get("/api/status")
+    body = response.json()
+    assert body["gateway"]["replica"] == "fake-replica"
+    assert response.headers["X-Byom-Replica"] == "fake-replica"  # on every answer
+    assert body["cluster"] is None and body["jobs"] == []
 
 
 def test_healthz(client: TestClient, fake: FakeGateway) -> None:
