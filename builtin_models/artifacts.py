@@ -9,13 +9,20 @@ with :func:`load_model`.
 Tracking URI: a parameter; the default is MLflow 3's own recommendation, a SQLite database,
 here ``sqlite:///<home>/mlflow.db`` with artifacts in ``<home>/mlartifacts`` (``home`` is
 ``$BYOM_HOME`` or ``~/.byom``). Any other URI (``http://...`` a tracking server,
-``file:...``) works the same way.
+``postgresql://...``, ``file:...``) works the same way.
+
+Artifact root: where a new experiment keeps its models (``artifact_root``, the gateway's
+``$BYOM_ARTIFACT_ROOT``: ``s3://bucket/prefix``, or a folder every Ray node mounts at the
+same path). On a cluster, training tasks and Serve replicas run on any node, so both the
+tracking store and the artifact root must be reachable from every node; the SQLite default
+is only when ``$BYOM_HOME`` itself is such a shared folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +40,8 @@ __all__ = [
     "pip_requirements",
     "tracking",
 ]
+
+log = logging.getLogger("byom.artifacts")
 
 DEFAULT_EXPERIMENT = "byom"
 MODEL_ARTIFACT = "model"  # the logged model's name (and its artifact key in the pyfunc)
@@ -88,13 +97,38 @@ def tracking(tracking_uri: str | None) -> Iterator[str]:
         mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets it
 
 
-def _experiment_id(name: str, tracking_uri: str) -> str:
+def _experiment_id(name: str, tracking_uri: str, artifact_root: str | None = None) -> str:
+    """The experiment ``name``, created with ``artifact_root`` (default: next to a SQLite
+    store, else the store's or server's own default) when it does not exist."""
     import mlflow
 
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
+        if artifact_root and not _same_location(found.artifact_location, artifact_root):
+            # MLflow fixes an experiment's location when it is created: say why the
+            # models do not go where the setting says.
+            log.warning(
+                "MLflow experiment %r keeps its artifacts at %s, not at the artifact root %s "
+                "(an existing experiment's location cannot change; use another experiment "
+                "or tracking store)",
+                name,
+                found.artifact_location,
+                artifact_root,
+            )
         return str(found.experiment_id)
-    return str(mlflow.create_experiment(name, artifact_location=_artifact_root(tracking_uri)))
+    location = artifact_root or _artifact_root(tracking_uri)
+    return str(mlflow.create_experiment(name, artifact_location=location))
+
+
+def _same_location(location: str, root: str) -> bool:
+    """Whether an experiment's location is ``root`` (a path and its ``file:`` URI agree)."""
+
+    def norm(text: str) -> str:
+        if "://" not in text and not text.startswith("file:"):
+            text = Path(text).expanduser().absolute().as_uri()
+        return text.rstrip("/")
+
+    return norm(location) == norm(root)
 
 
 def pip_requirements(packages: Sequence[str] | None = None) -> list[str]:
@@ -118,6 +152,7 @@ def log_model(
     *,
     code_path: Path,
     tracking_uri: str | None = None,
+    artifact_root: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
     run_name: str | None = None,
     params: Mapping[str, Any] | None = None,
@@ -134,14 +169,15 @@ def log_model(
 
     ``params_example``: the predict params the model takes, with their defaults (declared in
     the signature, so pyfunc and ``mlflow models serve`` pass them through); ``packages``:
-    what serving needs (default: :func:`pip_requirements`'s). Metrics that are None
+    what serving needs (default: :func:`pip_requirements`'s); ``artifact_root``: where the
+    experiment keeps its artifacts if this run creates it. Metrics that are None
     (undefined on this holdout) are left out.
     """
     import mlflow
     from mlflow.models import infer_signature
 
     with tracking(tracking_uri) as uri:
-        experiment_id = _experiment_id(experiment, uri)
+        experiment_id = _experiment_id(experiment, uri, artifact_root)
         with mlflow.start_run(
             experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {})
         ) as run:

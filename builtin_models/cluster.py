@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from byom.errors import GatewayError
 
-__all__ = ["RayOptions", "ServeInfo", "connect", "disconnect"]
+__all__ = ["RayOptions", "ServeInfo", "connect", "disconnect", "resource_options"]
 
 log = logging.getLogger("byom.ray")
 _lock = threading.Lock()
@@ -106,6 +108,20 @@ def _serve_info(options: RayOptions) -> ServeInfo:
         return ServeInfo(host=str(config.host), port=int(config.port))
     except Exception:  # noqa: BLE001 - any change in that private API
         return ServeInfo(host=options.serve_host, port=options.serve_port)
+
+
+def resource_options(resources: Mapping[str, float] | None) -> dict[str, Any]:
+    """Ray options (of a task, or a Serve replica's ``ray_actor_options``) that reserve
+    ``resources``: ``GPU`` as ``num_gpus`` (Ray refuses it among custom resources), the
+    others as custom ``resources`` (``{"trainer": 1}``: a node started with ``ray start
+    --resources '{"trainer": 1}'``). Empty: nothing to add."""
+    custom = dict(resources or {})
+    options: dict[str, Any] = {}
+    if "GPU" in custom:
+        options["num_gpus"] = custom.pop("GPU")
+    if custom:
+        options["resources"] = custom
+    return options
 
 
 def disconnect() -> None:

@@ -9,7 +9,8 @@ function here blocks (seconds for a deploy) and belongs in a worker thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from byom.errors import GatewayError
 
@@ -18,10 +19,12 @@ __all__ = ["DeployOptions", "app_name", "deploy", "is_running", "predict_url", "
 
 @dataclass(frozen=True)
 class DeployOptions:
-    """How a version is served: CPUs per replica, replicas, batching, output names."""
+    """How a version is served: CPUs and custom Ray resources per replica (``{"serving":
+    1}`` places replicas on the nodes that declare it), replicas, batching."""
 
     num_cpus: float = 0.2
     num_replicas: int = 1
+    resources: Mapping[str, float] = field(default_factory=dict)
     max_batch_size: int = 16
     batch_wait_timeout_s: float = 0.005
     num_threads: int | None = 1
@@ -68,6 +71,7 @@ def deploy(
         tracking_uri=tracking_uri,
         num_cpus=opts.num_cpus,
         num_replicas=opts.num_replicas,
+        resources=opts.resources,
         max_batch_size=opts.max_batch_size,
         batch_wait_timeout_s=opts.batch_wait_timeout_s,
         num_threads=opts.num_threads,

@@ -43,9 +43,11 @@ def submit_evaluation(
     rename: Mapping[str, str] | None = None,
     *,
     num_cpus: float = 1,
+    resources: Mapping[str, float] | None = None,
 ) -> Any:
-    """Start :func:`run_evaluation` as a Ray task; an ObjectRef of the metrics."""
+    """Start :func:`run_evaluation` as a Ray task (``num_cpus`` and custom ``resources``
+    as a training task's); an ObjectRef of the metrics."""
     import ray
 
-    remote = ray.remote(run_evaluation).options(**task_options(num_cpus))
+    remote = ray.remote(run_evaluation).options(**task_options(num_cpus, resources))
     return remote.remote(reader, task_name, model_uri, tracking_uri, dict(rename or {}))

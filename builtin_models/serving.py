@@ -25,6 +25,7 @@ import bisect
 import json
 import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -34,6 +35,7 @@ from ray import serve
 from ray.serve import Application
 
 from builtin_models import artifacts
+from builtin_models.cluster import resource_options
 
 __all__ = [
     "DEFAULT_NUM_CPUS",
@@ -42,6 +44,7 @@ __all__ = [
     "answer_lists",
     "build_app",
     "parse_body",
+    "replica_actor_options",
 ]
 
 #: CPUs a replica reserves: small, so many versions fit next to training on a small box.
@@ -212,19 +215,19 @@ def build_app(
     tracking_uri: str | None = None,
     num_cpus: float = DEFAULT_NUM_CPUS,
     num_replicas: int = 1,
+    resources: Mapping[str, float] | None = None,
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S,
     num_threads: int | None = None,
     outputs: dict[str, str] | None = None,
 ) -> Application:
     """The Serve application of one model version, for ``serve.run(app, name=...,
-    route_prefix=...)``. ``name`` names the deployment (unique per version)."""
-    env = {k: os.environ[k] for k in _REPLICA_ENV if k in os.environ}
-    actor_options: dict[str, Any] = {"num_cpus": num_cpus}
-    if env:
-        actor_options["runtime_env"] = {"env_vars": env}
+    route_prefix=...)``. ``name`` names the deployment (unique per version); each of its
+    ``num_replicas`` replicas reserves ``num_cpus`` and the custom Ray ``resources``."""
     deployment = ModelDeployment.options(
-        name=name, num_replicas=num_replicas, ray_actor_options=actor_options
+        name=name,
+        num_replicas=num_replicas,
+        ray_actor_options=replica_actor_options(num_cpus, resources),
     )
     return deployment.bind(
         model_uri,
@@ -234,3 +237,15 @@ def build_app(
         num_threads=num_threads,
         outputs=outputs,
     )
+
+
+def replica_actor_options(
+    num_cpus: float, resources: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """Serve's ``ray_actor_options`` of a replica: its CPUs, its custom Ray resources (if
+    any) and the environment it needs wherever Ray starts it."""
+    options: dict[str, Any] = {"num_cpus": num_cpus, **resource_options(resources)}
+    env = {k: os.environ[k] for k in _REPLICA_ENV if k in os.environ}
+    if env:
+        options["runtime_env"] = {"env_vars": env}
+    return options

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from builtin_models import artifacts, base_models, holdout
+from builtin_models.cluster import resource_options
 from builtin_models.tasks import Task, get_task
 from byom.errors import GatewayError, InvalidOption
 
@@ -82,6 +83,8 @@ class TrainingRequest:
     test_size: float | int | None = None
     test_sampling: str | None = None
     tracking_uri: str | None = None  # None: artifacts.default_tracking_uri()
+    #: Where a new experiment keeps the models (None: see artifacts._experiment_id).
+    artifact_root: str | None = None
     experiment: str = artifacts.DEFAULT_EXPERIMENT
     run_name: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -216,6 +219,7 @@ def run_training(
             model_dir,
             code_path=impl.MODEL_CODE_PATH,
             tracking_uri=request.tracking_uri,
+            artifact_root=request.artifact_root,
             experiment=request.experiment,
             run_name=request.run_name,
             params={
@@ -284,30 +288,36 @@ def submit(
     progress: ProgressFn | None = None,
     *,
     num_cpus: float = 1,
+    resources: Mapping[str, float] | None = None,
 ) -> Any:
     """Start :func:`run_training` as a Ray task on the connected cluster; an ObjectRef.
 
     ``num_cpus`` is what the task reserves (keep some CPU for serving replicas); torch uses
-    as many threads unless the request says otherwise. ``progress`` runs in the task: pass
-    something that forwards events to the caller (e.g. an actor method's ``.remote``).
+    as many threads unless the request says otherwise. ``resources``: custom Ray resources
+    it also reserves (``{"trainer": 1}`` runs it on a node started with ``--resources
+    '{"trainer": 1}'``). ``progress`` runs in the task: pass something that forwards events
+    to the caller (e.g. an actor method's ``.remote``).
     """
     import ray
 
     if request.num_threads is None:
         request = dataclasses.replace(request, num_threads=max(1, int(num_cpus)))
-    remote = ray.remote(run_training).options(**task_options(num_cpus))
+    remote = ray.remote(run_training).options(**task_options(num_cpus, resources))
     return remote.remote(reader, request, progress)
 
 
-def task_options(num_cpus: float) -> dict[str, Any]:
-    """Ray options of a training or evaluation task: its CPUs, no retry (a failure is the
-    user's to see), and the environment it needs (offline hub, the gateway's home)."""
+def task_options(num_cpus: float, resources: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Ray options of a training or evaluation task: its CPUs and custom resources, no
+    retry (a failure is the user's to see), and the environment it needs (offline hub, the
+    gateway's home)."""
     env = {k: os.environ[k] for k in _TASK_ENV if k in os.environ}
-    return {
+    options: dict[str, Any] = {
         "num_cpus": num_cpus,
         "max_retries": 0,
         "runtime_env": {"env_vars": env} if env else None,
     }
+    options.update(resource_options(resources))
+    return options
 
 
 class ProgressBox:

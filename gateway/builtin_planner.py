@@ -32,11 +32,16 @@ from gateway.plans import (
     Resolver,
     TrainBuiltinPlan,
 )
+from gateway.settings import parse_resources
 from gateway.sql_tree import conjuncts, literal_value
 
 #: USING options of a built-in model, kept per version.
 TRAINING_OPTIONS = ("model_name", "hyperparams", "test_size", "test_sampling")
-BUILTIN_OPTIONS = ("task", *TRAINING_OPTIONS, "active")
+#: USING options of where a version runs on Ray, kept per version too (a restart deploys it
+#: again with the same replicas): Serve replicas, custom Ray resources of the training task
+#: and of each replica (instead of $BYOM_TRAIN_RESOURCES / $BYOM_REPLICA_RESOURCES).
+CLUSTER_OPTIONS = ("replicas", "train_resources", "replica_resources")
+BUILTIN_OPTIONS = ("task", *TRAINING_OPTIONS, *CLUSTER_OPTIONS, "active")
 #: Tasks of the SQL product's MODEL_NAME list that this release does not train yet.
 PLANNED_TASKS = (
     "question_answering",
@@ -98,6 +103,7 @@ def checked_options(options: dict[str, Any], model: str, task: Task) -> tuple[di
     own = task.check_options({k: options[k] for k in task.options if k in options})
     out = {k: options[k] for k in TRAINING_OPTIONS if k in options}
     out.update(own)
+    out.update(cluster_options(options, model))
     hyper = out.get("hyperparams")
     if isinstance(hyper, str):
         try:
@@ -127,6 +133,53 @@ def checked_options(options: dict[str, Any], model: str, task: Task) -> tuple[di
             f"Model '{model}': active must be true or false, got {active!r}.", option="active"
         )
     return out, active
+
+
+def cluster_options(options: dict[str, Any], model: str) -> dict[str, Any]:
+    """The :data:`CLUSTER_OPTIONS` among ``options``, checked: ``replicas`` a positive
+    whole number (``2`` or ``'2'``), the resources a JSON object of positive amounts."""
+    out: dict[str, Any] = {}
+    if "replicas" in options:
+        out["replicas"] = _replicas(options["replicas"], model)
+    for key in ("train_resources", "replica_resources"):
+        if key not in options:
+            continue
+        raw = options[key]
+        text = raw if isinstance(raw, str) else json.dumps(raw, default=str)
+        try:
+            out[key] = parse_resources(text, key)
+        except InvalidOption as exc:
+            raise InvalidOption(
+                f"Model '{model}': {exc.message} Example: {key} = '{{\"trainer\": 1}}'.",
+                model=model,
+                option=key,
+            ) from None
+        if "CPU" in out[key]:
+            raise InvalidOption(
+                f"Model '{model}': {key} takes custom Ray resources (and GPU); the CPUs are "
+                "the gateway's BYOM_TRAIN_CPUS / BYOM_REPLICA_CPUS.",
+                model=model,
+                option=key,
+            )
+    return out
+
+
+def _replicas(value: Any, model: str) -> int:
+    """``USING replicas = n``: Serve replicas of the version, a positive whole number."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None or number < 1:
+        raise InvalidOption(
+            f"Model '{model}': replicas must be a positive whole number (the Ray Serve "
+            f"replicas of the version), got {value!r}.",
+            model=model,
+            option="replicas",
+            value=str(value),
+        )
+    return number
 
 
 def plan_create(stmt: st.CreatePredictor, namespace: str) -> TrainBuiltinPlan:

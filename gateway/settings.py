@@ -109,6 +109,9 @@ class Settings:
     #: MLflow tracking URI of built-in models' runs ($BYOM_TRACKING_URI; None: a SQLite
     #: store under $BYOM_HOME).
     tracking_uri: str | None = None
+    #: Where new MLflow experiments keep the models ($BYOM_ARTIFACT_ROOT: ``s3://...``, or a
+    #: path every Ray node mounts; None: next to a SQLite store, else the tracking server's).
+    artifact_root: str | None = None
 
     @classmethod
     def load(
@@ -131,6 +134,8 @@ class Settings:
                 values[name] = parse_resources(env[variable], variable)
         if env.get("BYOM_TRACKING_URI", "").strip():
             values["tracking_uri"] = env["BYOM_TRACKING_URI"].strip()
+        if env.get("BYOM_ARTIFACT_ROOT", "").strip():
+            values["artifact_root"] = env["BYOM_ARTIFACT_ROOT"].strip()
         return cls(**values)
 
     def http(self) -> HttpSettings:
@@ -160,6 +165,13 @@ def parse_resources(raw: str, source: str) -> dict[str, float]:
     if not ok:
         raise InvalidOption(
             f"{source} must map resource names to positive numbers, got {raw!r}.",
+            option=source,
+            value=raw,
+        )
+    if "CPU" in value:
+        raise InvalidOption(
+            f"{source} names CPU; CPUs have knobs of their own (BYOM_TRAIN_CPUS, "
+            "BYOM_REPLICA_CPUS).",
             option=source,
             value=raw,
         )

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from byom.errors import GatewayError
 from catalog.records import ModelVersionRecord, PredictorRecord
@@ -25,6 +26,10 @@ from catalog.repository import INTERRUPTED_MESSAGE
 from datasources.reader import QueryReader
 from gateway.executor.builtin_tables import drop_tables, write_tables
 from gateway.executor.services import Services
+from gateway.settings import Settings
+
+if TYPE_CHECKING:  # Ray and friends load on the first built-in statement, not here
+    from builtin_models.deployments import DeployOptions
 
 log = logging.getLogger("byom.builtin")
 
@@ -124,8 +129,13 @@ class BuiltinModels:
             serve_url = await self.serve_url()
             request, reader = self._request(record, version)
             box, progress = await asyncio.to_thread(training.start_progress_box)
+            settings = self._services.settings
             ref = training.submit(
-                reader, request, progress, num_cpus=self._services.settings.train_cpus
+                reader,
+                request,
+                progress,
+                num_cpus=settings.train_cpus,
+                resources=train_resources(settings, version.options),
             )
             self._set_status(record, number, "training")
             result = await self._follow(ref, box, name, number)
@@ -140,7 +150,7 @@ class BuiltinModels:
                 tracking_uri=result.tracking_uri,
                 progress={"phase": "deploying", "percent": 100.0},
             )
-            url = await self._deploy(record, number, result.model_uri, result.tracking_uri)
+            url = await self._deploy(record, version, result.model_uri, result.tracking_uri)
             self._end(record, version, "complete", None, result.rows_used, url, serve_url)
             if activate or self._active_version(name) is None:
                 self._services.catalog.activate_version(name, number)
@@ -181,6 +191,7 @@ class BuiltinModels:
             test_sampling=options.get("test_sampling"),
             tracking_uri=services.settings.tracking_uri
             or artifacts.default_tracking_uri(services.home),
+            artifact_root=services.settings.artifact_root,
             run_name=f"{record.name}-v{version.version}",
             tags={"byom.model": record.name, "byom.version": str(version.version)},
             rename=rename,
@@ -225,13 +236,19 @@ class BuiltinModels:
                 return future.result()
 
     async def _deploy(
-        self, record: PredictorRecord, number: int, model_uri: str, tracking_uri: str | None
+        self,
+        record: PredictorRecord,
+        version: ModelVersionRecord,
+        model_uri: str,
+        tracking_uri: str | None,
     ) -> str:
-        """Deploy a version on Serve (in a thread: seconds); its predict URL."""
+        """Deploy a version on Serve (in a thread: seconds), with the replicas and
+        resources its options ask for; its predict URL."""
         from builtin_models import deployments
 
+        number = version.version
         serve_url = await self.serve_url()
-        options = deployments.DeployOptions(num_cpus=self._services.settings.replica_cpus)
+        options = deploy_options(self._services.settings, version.options)
         url = await asyncio.to_thread(
             deployments.deploy,
             record.name,
@@ -315,7 +332,7 @@ class BuiltinModels:
             self._live.add((record.name, number))
         else:
             log.info("deploying model %s version %s again", record.name, number)
-            url = await self._deploy(record, number, version.model_uri, version.tracking_uri)
+            url = await self._deploy(record, version, version.model_uri, version.tracking_uri)
         if url != version.url_predict:
             catalog.update_version(record.name, number, url_predict=url)
             if self._active_version(record.name) == number:
@@ -344,6 +361,26 @@ class BuiltinModels:
         for v in versions:
             await asyncio.to_thread(deployments.remove, name, v.version)
             self._live.discard((name, v.version))
+
+
+def train_resources(settings: Settings, options: Mapping[str, Any]) -> dict[str, float]:
+    """Custom Ray resources of a version's training (and EVALUATE) task: its ``USING
+    train_resources``, else the gateway's ``train_resources`` ($BYOM_TRAIN_RESOURCES)."""
+    given = options.get("train_resources")
+    return dict(settings.train_resources if given is None else given)
+
+
+def deploy_options(settings: Settings, options: Mapping[str, Any]) -> DeployOptions:
+    """The ``DeployOptions`` of a version: the gateway's CPUs per replica, the version's
+    ``replicas`` (default 1) and its ``replica_resources`` (else the gateway's)."""
+    from builtin_models.deployments import DeployOptions
+
+    given = options.get("replica_resources")
+    return DeployOptions(
+        num_cpus=settings.replica_cpus,
+        num_replicas=int(options.get("replicas") or 1),
+        resources=dict(settings.replica_resources if given is None else given),
+    )
 
 
 def column_renames(task: Any, target: str | None, task_options: dict[str, Any]) -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from byom.errors import InvalidInput, InvalidOption
 from catalog.records import PredictorSpec
-from gateway.executor.builtin import BuiltinModels, column_renames
+from gateway.executor.builtin import BuiltinModels, column_renames, train_resources
 from gateway.executor.catalog_tables import models_table
 from gateway.executor.models import existing_answer, forget
 from gateway.executor.services import Services
@@ -130,6 +130,7 @@ async def evaluate(services: Services, builtin: BuiltinModels, p: EvaluatePlan) 
         version.tracking_uri,
         rename,
         num_cpus=services.settings.train_cpus,
+        resources=train_resources(services.settings, version.options),
     )
     try:
         metrics = await asyncio.wrap_future(ref.future())

@@ -34,9 +34,9 @@ DATASOURCE_COLUMNS = ["name", "engine", "parameters"]
 # DESCRIBE of a built-in model, and mindsdb.models_versions: one row per version.
 VERSION_COLUMNS = [
     "name", "version", "active", "status", "phase", "percent", "epoch", "step",
-    "total_steps", "task", "model_name", "hyperparams", "metrics", "training_datasource",
-    "training_query", "job_id", "run_id", "model_uri", "url_predict", "error", "created_at",
-    "updated_at",
+    "total_steps", "task", "model_name", "hyperparams", "replicas", "metrics",
+    "training_datasource", "training_query", "job_id", "run_id", "model_uri", "url_predict",
+    "error", "created_at", "updated_at",
 ]  # fmt: skip
 # mindsdb.model_catalog (HeatWave's ML_SCHEMA_<user>.MODEL_CATALOG): one row per version of
 # a built-in model, in HeatWave's column names.
@@ -68,7 +68,8 @@ def models_table(records: Sequence[PredictorRecord]) -> Result:
 
 
 def versions_table(versions: Sequence[ModelVersionRecord]) -> Result:
-    """One row per version of built-in models: status, progress, options, metrics."""
+    """One row per version of built-in models: status, progress, options, metrics;
+    ``replicas``: the Serve replicas a deployment of the version runs."""
     rows = []
     for v in versions:
         progress = v.progress or {}
@@ -79,7 +80,8 @@ def versions_table(versions: Sequence[ModelVersionRecord]) -> Result:
                 round(float(percent), 1) if percent is not None else None,
                 progress.get("epoch"), progress.get("step"), progress.get("total_steps"),
                 v.task, v.options.get("model_name"), dict(v.hyperparams or
-                v.options.get("hyperparams") or {}), dict(v.metrics), v.training_datasource,
+                v.options.get("hyperparams") or {}), v.options.get("replicas", 1),
+                dict(v.metrics), v.training_datasource,
                 v.training_query, v.job_id, v.run_id, v.model_uri, v.url_predict, v.error,
                 v.created_at.isoformat(), v.updated_at.isoformat(),
             ]

@@ -69,6 +69,22 @@ def api(tmp_path: Path) -> Iterator[TestClient]:
         ("task = 'text_classification', url.predict = 'http://x/p'", "INVALID_OPTION",
          "takes no url.predict"),
         ("model_name = 'bert-base-uncased'", "INVALID_OPTION", "the task is missing"),
+        ("task = 'text_classification', replicas = 0", "INVALID_OPTION",
+         "replicas must be a positive whole number"),
+        ("task = 'text_classification', replicas = 'x'", "INVALID_OPTION",
+         "replicas must be a positive whole number (the Ray Serve replicas of the version), "
+         "got 'x'"),
+        ("task = 'text_classification', replicas = 1.5", "INVALID_OPTION",
+         "got 1.5"),
+        ("task = 'text_classification', replicas = TRUE", "INVALID_OPTION", "got True"),
+        ("task = 'text_classification', replica = 2", "INVALID_OPTION",
+         "Did you mean replicas"),
+        ("task = 'text_classification', train_resources = 'trainer'", "INVALID_OPTION",
+         "train_resources must be a JSON object"),
+        ("task = 'text_classification', train_resources = '{\"trainer\": 0}'",
+         "INVALID_OPTION", "positive numbers"),
+        ("task = 'text_classification', replica_resources = {\"CPU\": 1}", "INVALID_OPTION",
+         "BYOM_REPLICA_CPUS"),
     ],
 )  # fmt: skip
 def test_create_mistakes(api: TestClient, using: str, code: str, fragment: str) -> None:
@@ -134,3 +150,57 @@ def test_version_switch_forms(api: TestClient) -> None:
         body = run(api, sql, 400)
         assert body["error"]["code"] == "UNSUPPORTED_STATEMENT", sql
         assert fragment in body["error"]["message"], body
+
+
+def test_cluster_options_are_kept_with_the_version() -> None:
+    """``replicas`` and the resources are checked and stored in the version's options (a
+    restart deploys it again from there); RETRAIN keeps them unless it gives new ones."""
+    from builtin_models.tasks import get_task
+    from gateway import statements as st
+    from gateway.builtin_planner import checked_options, plan_create
+    from gateway.parser import parse_one
+
+    def options_of(using: str) -> dict[str, Any]:
+        stmt = parse_one(f"CREATE MODEL m {FROM} USING task = 'text_classification', {using}")
+        assert isinstance(stmt, st.CreatePredictor)
+        return plan_create(stmt, "mindsdb").spec.options
+
+    stored = options_of(
+        'replicas = 2, train_resources = \'{"trainer": 1}\', replica_resources = {"serving": 0.5}'
+    )
+    assert stored == {
+        "replicas": 2,
+        "train_resources": {"trainer": 1.0},
+        "replica_resources": {"serving": 0.5},
+    }
+    assert options_of("replicas = '3'") == {"replicas": 3}
+    # RETRAIN's options: the version's, overridden by the statement's (plan_retrain's merge)
+    task = get_task("text_classification")
+    kept, _ = checked_options({**stored, "test_size": 0.3}, "m", task)
+    assert kept["replicas"] == 2 and kept["train_resources"] == {"trainer": 1.0}
+    changed, _ = checked_options({**stored, "replicas": 4}, "m", task)
+    assert changed["replicas"] == 4
+
+
+def test_describe_shows_the_replicas_of_each_version() -> None:
+    """DESCRIBE of a built-in model (and mindsdb.models_versions) has a replicas column:
+    shown here on the catalog's versions table without training anything."""
+    from datetime import UTC, datetime
+
+    from catalog.records import ModelVersionRecord
+    from gateway.executor.catalog_tables import versions_table
+
+    now = datetime.now(UTC)
+    versions = [
+        ModelVersionRecord(
+            predictor="m", version=n, status="complete", task="text_classification",
+            job_id=n, training_datasource="shop", training_query="SELECT 1", options=options,
+            progress={}, metrics={}, hyperparams={}, run_id=None, model_uri=None,
+            tracking_uri=None, deployment=None, url_predict=None, error=None, active=n == 2,
+            created_at=now, updated_at=now,
+        )
+        for n, options in ((1, {}), (2, {"replicas": 3}))
+    ]  # fmt: skip
+    result = versions_table(versions)
+    rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+    assert [r["replicas"] for r in rows] == [1, 3]

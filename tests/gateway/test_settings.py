@@ -45,9 +45,20 @@ def test_resource_knobs_are_checked_json_objects() -> None:
     settings = Settings.load(env)
     assert settings.train_resources == {"trainer": 1.0}
     assert settings.replica_resources == {"a": 0.5}
-    for bad in ("trainer", '["trainer"]', '{"trainer": 0}', '{"trainer": true}'):
+    for bad in ("trainer", '["trainer"]', '{"trainer": 0}', '{"trainer": true}', '{"CPU": 1}'):
         with pytest.raises(InvalidOption, match="BYOM_TRAIN_RESOURCES"):
             Settings.load({"BYOM_TRAIN_RESOURCES": bad})
+
+
+def test_artifact_root_is_read_next_to_the_tracking_uri() -> None:
+    env = {"BYOM_TRACKING_URI": "postgresql://db/mlflow", "BYOM_ARTIFACT_ROOT": " s3://b/byom "}
+    settings = Settings.load(env)
+    assert (settings.tracking_uri, settings.artifact_root) == (
+        "postgresql://db/mlflow",
+        "s3://b/byom",
+    )
+    assert Settings.load({"BYOM_ARTIFACT_ROOT": " "}).artifact_root is None
+    assert Settings.load({}).artifact_root is None
 
 
 def test_flags_override_the_environment() -> None:
