@@ -28,7 +28,9 @@ from gateway.sql_tree import (
 )
 
 # Per-statement tuning knobs of a JOIN (``... JOIN m USING batch_size=5000``).
-JOIN_KNOBS = ("batch_size", "concurrency", "timeout")
+JOIN_KNOBS = ("batch_size", "concurrency", "timeout", "engine", "workers")
+# Where a JOIN runs (``USING engine='ray'``): in the gateway's process, or on Ray Data.
+JOIN_ENGINES = ("local", "ray")
 
 
 def plan_join(
@@ -169,8 +171,9 @@ def join_options(stmt: st.Query) -> tuple[dict[str, Any], dict[str, Any]]:
     """``... USING batch_size=5000, recommend='items', topk=10``: (the JOIN's knobs, the
     model parameters sent with each batch).
 
-    Knobs are positive numbers; any other key goes to the model as a parameter, except one
-    that looks like a misspelt knob (``batch_sise``), which is an error.
+    Knobs are positive numbers (``workers`` a whole one), except ``engine``: 'local' or
+    'ray'. Any other key goes to the model as a parameter, except one that looks like a
+    misspelt knob (``batch_sise``), which is an error.
     """
     knobs: dict[str, Any] = {}
     params: dict[str, Any] = {}
@@ -184,10 +187,31 @@ def join_options(stmt: st.Query) -> tuple[dict[str, Any], dict[str, Any]]:
                 )
             params[key] = value
             continue
+        if key == "engine":
+            knobs[key] = _engine_option(value)
+            continue
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise InvalidOption(f"JOIN option {key} must be a positive number, got {value!r}.")
+        if key == "workers" and not isinstance(value, int):
+            raise InvalidOption(f"JOIN option workers must be a whole number, got {value!r}.")
         knobs[key] = value
     return knobs, params
+
+
+def _engine_option(value: Any) -> str:
+    """``USING engine = 'local' | 'ray'`` (any case), else InvalidOption with a hint."""
+    name = value.strip().lower() if isinstance(value, str) else None
+    if name in JOIN_ENGINES:
+        return name
+    hint = did_you_mean(name, JOIN_ENGINES) if name else None
+    raise InvalidOption(
+        f"Unknown JOIN engine {value!r}."
+        + (f" Did you mean {hint}?" if hint else "")
+        + f" Known: {', '.join(JOIN_ENGINES)}.",
+        option="engine",
+        value=value,
+        suggestion=hint,
+    )
 
 
 def _table_side(table: exp.Expression, resolver: Resolver) -> tuple[str, exp.Expression]:

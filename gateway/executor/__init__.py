@@ -12,6 +12,8 @@ the adapters.
     inputs.py          inputs checked against the model's dtype_dict before any call
     join.py            the streaming prediction JOIN
     write_back.py      a JOIN's rows into a datasource table
+    ray_join.py        a JOIN or write-back on Ray Data (USING engine='ray'), the driver
+    ray_join_worker.py its Ray side: shard readers, model-calling workers
     datasource_ddl.py  CREATE/DROP DATABASE, plain SQL passed through
     projects.py        CREATE/DROP PROJECT, USE, SET @var (the session's defaults, variables)
     show.py            SHOW MODELS/DATABASES/TABLES/PROJECTS/ENGINES

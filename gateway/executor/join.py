@@ -19,7 +19,7 @@ from adapters.base import Predictions
 from byom.errors import EndpointTimeout, GatewayError, InvalidInput, did_you_mean
 from catalog.records import PredictorRecord
 from gateway.batching import aiter_thread, ordered_map
-from gateway.executor.predict import check_ready, output_names, predict_batch
+from gateway.executor.predict import AdapterSource, check_ready, output_names, predict_batch
 from gateway.executor.services import Services
 from gateway.filters import compile_condition
 from gateway.plans import MODEL_SIDE, TABLE_SIDE, JoinPlan, OutputColumn
@@ -34,45 +34,53 @@ async def run_join(
 ) -> StreamResult:
     """Start a streaming JOIN; its first batch is computed before this returns."""
     entry = services.progress.start(label, "join", query_id)
-    stream = join_batches(services, p, entry)
+    stream = engine_batches(services, p, entry)
     return await _first_batch_then_rest(stream, entry, services.progress)
 
 
-async def join_batches(services: Services, p: JoinPlan, entry: QueryProgress) -> Batches:
-    """Yield (labels, output rows) per batch, in source order; updates ``entry``."""
+async def engine_batches(services: Services, p: JoinPlan, entry: QueryProgress) -> Batches:
+    """The JOIN's batches from the engine it runs on: in this process, or on Ray Data
+    (``USING engine='ray'``, or a big source while the gateway is connected to Ray)."""
+    from gateway.executor import ray_join  # it imports this module; Ray itself only on use
+
+    engine, total = await ray_join.choose_engine(services, p)
+    inner = ray_join.stream_for(services, p, entry, engine, total)
+    try:
+        async for item in inner:
+            yield item
+    finally:
+        await inner.aclose()
+
+
+async def join_batches(
+    services: Services, p: JoinPlan, entry: QueryProgress, *, total: int | None = None
+) -> Batches:
+    """Yield (labels, output rows) per batch, in source order; updates ``entry``.
+
+    ``total``: the source's row count when the caller counted it already.
+    """
     models = [await services.ensure_served(check_ready(m)) for m in p.models]
     ds = services.datasource(p.datasource)
     settings = services.settings
     batch_size = int(p.options.get("batch_size", settings.batch_size))
     concurrency = int(p.options.get("concurrency", settings.concurrency))
     timeout = p.options.get("timeout", settings.batch_timeout)
-    counting = asyncio.ensure_future(asyncio.to_thread(ds.count, p.source_sql, p.params))
-    counting.add_done_callback(lambda f: _set_total(entry, f))
+    counting: asyncio.Future[int | None] | None = None
+    if total is None:
+        counting = asyncio.ensure_future(asyncio.to_thread(ds.count, p.source_sql, p.params))
+        counting.add_done_callback(lambda f: _set_total(entry, f))
+    else:
+        entry.rows_total = total
 
     async def predict_all(columns: list[str], rows: list[tuple[Any, ...]]) -> list[Predictions]:
-        calls = [predict_batch(services, m, columns, rows, params=p.model_params) for m in models]
-        if timeout is None:
-            return list(await asyncio.gather(*calls))
-        try:
-            return list(await asyncio.wait_for(asyncio.gather(*calls), float(timeout)))
-        except TimeoutError:
-            raise EndpointTimeout(
-                f"Predicting a batch of {len(rows)} rows took longer than the JOIN's "
-                f"timeout of {timeout}s; raise USING timeout=... or lower batch_size.",
-                models=[m.name for m in models],
-            ) from None
+        return await predict_models(services, models, p, timeout, columns, rows)
 
     remaining = p.limit
     chunks = aiter_thread(ds.stream(p.source_sql, p.params, chunk_rows=batch_size))
     done = ordered_map(chunks, predict_all, concurrency)
     try:
         async for batch in done:
-            rows, answers = one_row_per_answer(batch.rows, batch.answer, models)
-            values, labels = _projection(p.outputs, batch.columns, rows, models, answers)
-            out = list(zip(*values, strict=True))  # column lists -> row tuples (JSON arrays)
-            keep = _post_filter(p, models, batch.columns, answers)
-            if keep is not None:
-                out = [r for j, (r, row) in enumerate(zip(out, rows, strict=True)) if keep(row, j)]
+            labels, out = shape_batch(p, models, batch.columns, batch.rows, batch.answer)
             if remaining is not None:
                 out = out[:remaining]
                 remaining -= len(out)
@@ -88,10 +96,50 @@ async def join_batches(services: Services, p: JoinPlan, entry: QueryProgress) ->
     finally:
         # The row count runs on its own pooled connection in a thread that cannot be
         # cancelled; wait for it so the statement leaves no connection in use behind it.
-        if not counting.done():
+        if counting is not None and not counting.done():
             await asyncio.wait([counting])
         await done.aclose()
         await chunks.aclose()
+
+
+async def predict_models(
+    services: AdapterSource,
+    models: list[PredictorRecord],
+    p: JoinPlan,
+    timeout: float | None,
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+) -> list[Predictions]:
+    """One batch to every joined model at once, within the JOIN's ``timeout`` (if any)."""
+    calls = [predict_batch(services, m, columns, rows, params=p.model_params) for m in models]
+    if timeout is None:
+        return list(await asyncio.gather(*calls))
+    try:
+        return list(await asyncio.wait_for(asyncio.gather(*calls), float(timeout)))
+    except TimeoutError:
+        raise EndpointTimeout(
+            f"Predicting a batch of {len(rows)} rows took longer than the JOIN's "
+            f"timeout of {timeout}s; raise USING timeout=... or lower batch_size.",
+            models=[m.name for m in models],
+        ) from None
+
+
+def shape_batch(
+    p: JoinPlan,
+    models: list[PredictorRecord],
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+    answers: list[Predictions],
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """A predicted batch as the JOIN's output: (labels, row tuples), the WHERE on model
+    outputs applied (not the LIMIT: the caller counts rows across batches)."""
+    rows, answers = one_row_per_answer(rows, answers, models)
+    values, labels = _projection(p.outputs, columns, rows, models, answers)
+    out = list(zip(*values, strict=True))  # column lists -> row tuples (JSON arrays)
+    keep = _post_filter(p, models, columns, answers)
+    if keep is not None:
+        out = [r for j, (r, row) in enumerate(zip(out, rows, strict=True)) if keep(row, j)]
+    return labels, out
 
 
 RowCheck = Callable[[Sequence[Any], int], bool]

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
-from adapters.base import Predictions
+from adapters.base import Adapter, Endpoint, Predictions
 from byom.errors import EndpointError, InvalidInput, ModelNotReady, did_you_mean
 from catalog.records import PredictorRecord
 from gateway.executor import inputs
@@ -23,6 +23,12 @@ from gateway.plans import PredictRowPlan
 from gateway.result import Result
 
 PREDICTION_COLUMN = "prediction"  # the output column of a model registered without PREDICT
+
+
+class AdapterSource(Protocol):
+    """What ``predict_batch`` needs: ``Services``, or a Ray JOIN worker's own adapters."""
+
+    def adapter_for(self, record: PredictorRecord) -> tuple[Adapter, Endpoint]: ...
 
 
 def check_ready(record: PredictorRecord) -> PredictorRecord:
@@ -66,7 +72,7 @@ def row_outputs(predictions: Predictions, i: int) -> list[Any]:
 
 
 async def predict_batch(
-    services: Services,
+    services: AdapterSource,
     record: PredictorRecord,
     columns: list[str],
     rows: Sequence[Sequence[Any]],

@@ -29,6 +29,10 @@ class ModelHost(Protocol):
         """``record`` with a running deployment (deployed again after a restart)."""
         ...
 
+    async def serve_url(self) -> str:
+        """Connect to Ray (local, or RAY_ADDRESS) and Serve on first use; Serve's base URL."""
+        ...
+
 
 @dataclass
 class Services:
@@ -76,12 +80,16 @@ class Services:
         Every model - external or hosted by the gateway - is reached this way: one predict
         path, whatever runs the model.
         """
-        endpoint = Endpoint(
-            model=record.name,
-            url_predict=record.url_predict or "",
-            url_train=record.url_train,
-            target=record.target,
-            dtype_dict=dict(record.dtype_dict),
-            options=dict(record.options),
-        )
-        return self.adapters.get(record.format), endpoint
+        return self.adapters.get(record.format), endpoint_for(record)
+
+
+def endpoint_for(record: PredictorRecord) -> Endpoint:
+    """The adapter's view of a model's catalog record (also built in Ray JOIN workers)."""
+    return Endpoint(
+        model=record.name,
+        url_predict=record.url_predict or "",
+        url_train=record.url_train,
+        target=record.target,
+        dtype_dict=dict(record.dtype_dict),
+        options=dict(record.options),
+    )

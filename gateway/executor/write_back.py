@@ -2,19 +2,43 @@
 
 ``CREATE TABLE ds.t AS <JOIN>`` creates the table; ``INSERT INTO ds.t [(cols)] <JOIN>``
 appends. Each batch is its own transaction: when one fails, the batches before it stay
-written and the error says how many rows that was.
+written and the error says how many rows that was. On Ray (``USING engine='ray'``) without
+a LIMIT the workers write their batches themselves, in parallel (``ray_join``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from byom.errors import GatewayError, InvalidInput
 from datasources import Datasource, TableWriter
-from gateway.executor.join import join_batches
+from gateway.executor import ray_join
 from gateway.executor.services import Services
 from gateway.plans import WriteBackPlan
 from gateway.result import Result
+
+
+@dataclass
+class WriteState:
+    """The write-back's table writer (opened on the first batch) and rows written so far."""
+
+    target: Datasource
+    plan: WriteBackPlan
+    writer: TableWriter | None = None
+    written: int = 0
+    parallel: bool = False  # Ray workers write too: ``written`` lags what they committed
+
+    def open(self, labels: list[str]) -> TableWriter:
+        """The writer, opened for ``labels`` (the JOIN's column names) on first use."""
+        if self.writer is None:
+            self.writer = _open_writer(self.target, self.plan, labels)
+        return self.writer
+
+    async def write(self, rows: list[tuple[object, ...]]) -> None:
+        writer = self.writer
+        assert writer is not None, "open() comes first"
+        self.written += await asyncio.to_thread(writer.write, rows)
 
 
 async def write_back(
@@ -23,33 +47,39 @@ async def write_back(
     """Stream a JOIN's rows into a datasource table, one transaction per batch."""
     progress = services.progress
     entry = progress.start(label, "write", query_id)
-    target = services.datasource(p.datasource)
-    writer = None
-    written = 0
-    stream = join_batches(services, p.join, entry)
+    state = WriteState(services.datasource(p.datasource), p)
     try:
         with progress.failing(entry):
             try:
-                async for labels, rows in stream:
-                    if writer is None:
-                        writer = _open_writer(target, p, labels)
-                    if rows:
-                        written += await asyncio.to_thread(writer.write, rows)
-                if writer is not None:
+                engine, total = await ray_join.choose_engine(services, p.join)
+                if engine == "ray" and p.join.limit is None:
+                    await ray_join.write_parallel(services, p, entry, total, state)
+                else:  # the LIMIT counts rows across batches: one writer, here
+                    stream = ray_join.stream_for(services, p.join, entry, engine, total)
+                    try:
+                        async for labels, rows in stream:
+                            state.open(labels)
+                            if rows:
+                                await state.write(rows)
+                    finally:
+                        await stream.aclose()
+                if state.writer is not None:
                     # an empty result still makes its table
-                    await asyncio.to_thread(writer.finish)
+                    await asyncio.to_thread(state.writer.finish)
             except GatewayError as exc:
+                written = state.written
                 if written and "rows_written" not in exc.details:  # the writer says so itself
                     exc.amend(
-                        after=f" ({written} rows were already written to {p.table} and stay "
-                        "there: each batch is its own transaction)"
+                        after=f" ({'at least ' if state.parallel else ''}{written} rows were "
+                        f"already written to {p.table} and stay there: each batch is its "
+                        "own transaction)"
                     )
                 raise
     finally:
-        await stream.aclose()
-        if writer is not None:
-            writer.close()
+        if state.writer is not None:
+            state.writer.close()
     progress.finish(entry, "done")
+    written = state.written
     where = f"{p.datasource}.{p.schema + '.' if p.schema else ''}{p.table}"
     return Result(
         columns=["rows_written", "table"],
