@@ -28,7 +28,9 @@ MODEL_COLUMNS = [
     "dtype_dict", "training_datasource", "training_query", "task", "version", "error",
     "created_at", "updated_at",
 ]  # fmt: skip
-JOB_COLUMNS = ["id", "model", "status", "error", "rows", "started_at", "finished_at"]
+# owner: the gateway (replica) running the job, heartbeat_at its last sign of life.
+JOB_COLUMNS = ["id", "model", "status", "error", "rows", "started_at", "finished_at", "owner",
+               "heartbeat_at"]  # fmt: skip
 PROJECT_COLUMNS = ["name", "models", "created_at"]
 DATASOURCE_COLUMNS = ["name", "engine", "parameters"]
 # DESCRIBE of a built-in model, and mindsdb.models_versions: one row per version.
@@ -222,7 +224,8 @@ def catalog_query(services: Services, p: CatalogQueryPlan) -> Result:
         columns=list(JOB_COLUMNS),
         rows=[
             [j.id, j.predictor, j.status, j.error, j.rows, j.started_at.isoformat(),
-             j.finished_at.isoformat() if j.finished_at else None]
+             j.finished_at.isoformat() if j.finished_at else None, j.owner,
+             j.heartbeat_at.isoformat() if j.heartbeat_at else None]
             for j in services.catalog.list_jobs()
         ],
     )  # fmt: skip

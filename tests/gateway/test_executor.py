@@ -189,8 +189,8 @@ def test_training_reads_rows_calls_train_and_completes(tmp_path: Path) -> None:
             assert await gw.wait_idle() == ["tr"]
             row = (await gw.describe_predictor("tr")).records()[0]
             assert (row["status"], row["error"], row["kind"]) == ("complete", None, "external")
-            jobs = await gw.sql("SELECT model, status, rows FROM mindsdb.jobs")
-            assert jobs.rows == [["tr", "complete", 4]]
+            jobs = await gw.sql("SELECT model, status, rows, owner FROM mindsdb.jobs")
+            assert jobs.rows == [["tr", "complete", 4, gw.owner]]  # who ran it
 
     asyncio.run(go())
     assert model.trained == [{"rows": [{"a": 10 * i, "y": i} for i in range(1, 5)], "target": "y"}]
