@@ -1,4 +1,4 @@
-"""The ``byom`` command: ``serve``, ``sql`` and ``demo``.
+"""The ``byom`` command: ``serve``, ``sql``, ``status`` and ``demo``.
 
 ``byom sql`` talks to a running gateway when given ``--url`` (or ``$BYOM_URL``) and otherwise
 runs the statement on an embedded gateway over the home directory (``--home`` or
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from byom.errors import GatewayError
+from gateway.cli_ops import add_ray_flags, add_status_parser, serve_ray, status
 from gateway.cli_progress import (
     ProgressBar,
     embedded_progress,
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log one line per HTTP request (off by default: it costs ~0.1 ms a request)",
     )
     add_flags(serve)
+    add_ray_flags(serve)
 
     sql = commands.add_parser(
         "sql",
@@ -135,12 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
         "a terminal)",
     )
 
+    add_status_parser(commands)
+
     demo = commands.add_parser("demo", help="run the end-to-end scenario on the embedded default")
     demo.add_argument("--home", type=Path, help="data directory (default $BYOM_HOME or ~/.byom)")
     return parser
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.ray:
+        return serve_ray(args)
     import uvicorn
 
     from gateway.server import create_app
@@ -343,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give the SQL text or -f FILE (one of them)")
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
-    handlers = {"serve": _serve, "sql": _sql, "demo": _demo}
+    handlers = {"serve": _serve, "sql": _sql, "demo": _demo, "status": status}
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2

@@ -36,6 +36,8 @@ __all__ = [
 
 LOG_TAIL_LINES = 40
 READY_PREFIX = "READY "
+#: What ``byom serve --ray`` prints once the gateway answers through Serve's proxy.
+RAY_READY_TEXT = "byom gateway on Ray Serve at "
 _POLL_S = 0.2
 
 
@@ -298,6 +300,19 @@ def start_mlflow_example(
     return service
 
 
+def _wait_log_line(
+    log_path: Path, text: str, timeout: float, process: subprocess.Popen[bytes], what: str
+) -> None:
+    """Until ``text`` appears in the log; fails fast when ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while text not in log_tail(log_path, 10_000):
+        if process.poll() is not None:
+            raise _died(process, what, log_path)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: no {text!r} within {timeout:g} s:\n{log_tail(log_path)}")
+        time.sleep(_POLL_S)
+
+
 def start_gateway(
     home: Path,
     port: int | None = None,
@@ -322,6 +337,10 @@ def start_gateway(
     service = Service("gateway", f"http://{host}:{port}", process, log_path)
     what = f"byom serve --home {home}"
     try:
+        if "--ray" in extra_args:
+            # Serve's proxy answers 404 until the app's routes reach it: the command's own
+            # line says when the gateway answers through it.
+            _wait_log_line(log_path, RAY_READY_TEXT, timeout, process, what)
         # uvicorn binds its socket only after the lifespan started the Gateway, so the
         # first answer comes from a gateway that is ready; it must also say it is ok.
         wait_http(f"{service.url}/healthz", timeout, process, log_path=log_path, what=what)

@@ -55,6 +55,12 @@ async def train_hangs(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def slow_doubler(request: Request) -> Response:
+    """``doubler`` taking 50 ms a batch: a JOIN over it lasts long enough to be interrupted."""
+    await asyncio.sleep(0.05)
+    return await doubler(request)
+
+
 async def doubler(request: Request) -> Response:
     """A working model for tests that only need something that answers: 2 * first column."""
     body = await request.json()
@@ -71,6 +77,7 @@ ROUTES = [
     Route("/train_refused", train_refused, methods=["POST"]),
     Route("/train_hangs", train_hangs, methods=["POST"]),
     Route("/doubler", doubler, methods=["POST"]),
+    Route("/slow_doubler", slow_doubler, methods=["POST"]),
 ]
 
 

@@ -25,7 +25,7 @@ import mlflow.pyfunc
 import pandas as pd
 import pytest
 
-from byom.errors import ModelNotReady
+from byom.errors import GatewayError, ModelNotReady
 from catalog.db import catalog_url
 from catalog.records import PredictorRecord, TrainingJobRecord
 from catalog.repository import Catalog
@@ -358,3 +358,48 @@ def test_clean_shutdown_marks_training_interrupted(
     assert row["error"] == predictor.error
     restarted.stop()
     assert_catalog_consistent(home, row["error"])
+
+
+def _slow_join(home: Path, gateways: StartGateway, bad_url: str) -> tuple[Service, Any, Any]:
+    """A gateway on ``home`` and an ndjson JOIN of 3000 rows over ``slow_doubler`` (~3 s),
+    its first row read: (gateway, stream, iterator of the remaining rows)."""
+    home.mkdir()
+    with closing(sqlite3.connect(home / "local.sqlite")) as conn, conn:
+        conn.execute("CREATE TABLE numbers (x INTEGER)")
+        conn.executemany("INSERT INTO numbers VALUES (?)", [(i,) for i in range(3000)])
+    gateway = gateways(home)
+    client = Client(gateway.url)
+    client.sql(
+        f"CREATE PREDICTOR slow PREDICT y USING url.predict='{bad_url}/slow_doubler', "
+        "format='ray_serve'"
+    )
+    stream = client.iter_sql(
+        "SELECT t.x, m.y FROM local.numbers AS t JOIN slow AS m "
+        "USING batch_size = 50, concurrency = 1"
+    )
+    return gateway, stream, iter(stream.rows())
+
+
+def test_sigterm_drains_a_streaming_join_before_the_gateway_stops(
+    tmp_path: Path, gateways: StartGateway, bad_url: str
+) -> None:
+    gateway, stream, rows = _slow_join(tmp_path / "home", gateways, bad_url)
+    with stream:
+        got = [next(rows)]  # the statement is running: ~60 batches of 50 ms to go
+        gateway.process.send_signal(signal.SIGTERM)
+        got.extend(rows)  # a cut-off answer would raise STREAM_INCOMPLETE here
+    assert [tuple(r) for r in got] == [(i, 2 * i) for i in range(3000)]
+    assert gateway.process.wait(timeout=60) in (0, -signal.SIGTERM)
+
+
+def test_a_gateway_killed_mid_join_gives_the_client_an_error_not_a_short_answer(
+    tmp_path: Path, gateways: StartGateway, bad_url: str
+) -> None:
+    gateway, stream, rows = _slow_join(tmp_path / "home", gateways, bad_url)
+    with stream, pytest.raises(GatewayError) as caught:
+        next(rows)
+        os.killpg(gateway.process.pid, signal.SIGKILL)
+        for _ in rows:
+            pass
+    assert caught.value.code == "STREAM_INCOMPLETE", caught.value
+    assert "ended before its last line" in caught.value.message
