@@ -227,6 +227,8 @@ def build_app(
     deployment = ModelDeployment.options(
         name=name,
         num_replicas=num_replicas,
+        # Serve's default (5 requests at once per replica) would cap every batch at 5.
+        max_ongoing_requests=max(2 * max_batch_size, 32),
         ray_actor_options=replica_actor_options(num_cpus, resources),
     )
     return deployment.bind(

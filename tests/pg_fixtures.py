@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -76,19 +77,28 @@ def postgres_params(postgres_url: str) -> Iterator[dict[str, Any]]:
     admin.dispose()
 
 
-@pytest.fixture(scope="session")
-def pg_catalog_url(postgres_url: str) -> Iterator[str]:
-    """The URL of a dedicated catalog database (``byom_test_catalog_*``), dropped at the end."""
+@contextmanager
+def fresh_database(postgres_url: str, prefix: str) -> Iterator[str]:
+    """The URL of a new database ``<prefix>_*`` on the test server, dropped on exit."""
     url = make_url(postgres_url)
-    name = _unique("byom_test_catalog")
+    name = _unique(prefix)
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        # FORCE: a test that failed half way may still hold a connection.
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            # FORCE: a test that failed half way may still hold a connection.
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_catalog_url(postgres_url: str) -> Iterator[str]:
+    """The URL of a dedicated catalog database (``byom_test_catalog_*``), dropped at the end."""
+    with fresh_database(postgres_url, "byom_test_catalog") as url:
+        yield url
 
 
 @pytest.fixture

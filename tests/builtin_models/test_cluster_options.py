@@ -74,6 +74,7 @@ def test_build_app_asks_serve_for_replicas_and_resources() -> None:
     deployment = app._bound_deployment
     assert deployment.name == "byom-m-v1"
     assert deployment.num_replicas == 2
+    assert deployment.max_ongoing_requests >= 16  # batches of max_batch_size can form
     assert deployment.ray_actor_options["num_cpus"] == 0.3
     assert deployment.ray_actor_options["resources"] == {"serving": 1.0}
 

@@ -19,7 +19,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from sqlalchemy import create_engine, make_url
 
 from gateway.processes import Service, free_port, start_gateway, wait_http
 from tests.builtin_models.conftest import TINY_HYPERPARAMS, build_tiny_bert, sentiment_frame
 from tests.e2e import recording_model
+from tests.pg_fixtures import fresh_database
 from tests.ray_nodes import RayNodes
 
 pytestmark = pytest.mark.slow
@@ -61,15 +60,8 @@ def serve_port() -> int:
 @pytest.fixture(scope="module")
 def catalog_url(postgres_url: str) -> Iterator[str]:
     """A PostgreSQL database of this module's own: the replicas' shared catalog."""
-    url = make_url(postgres_url)
-    name = f"byom_test_cluster_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with fresh_database(postgres_url, "byom_test_cluster") as url:
+        yield url
 
 
 def test_the_serve_config_file_deploys_with_serve_run(

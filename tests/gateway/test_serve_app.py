@@ -121,5 +121,6 @@ def test_embedded_status_reads_the_homes_catalog(
 ) -> None:
     assert main(["status", "--home", str(tmp_path), "--json"]) == 0
     body = yaml.safe_load(capsys.readouterr().out)  # JSON is YAML
-    assert body["cluster"] is None and body["jobs"] == []
+    assert body["jobs"] == []  # (cluster: whatever Ray this test process is connected to)
+    assert "cluster" in body
     assert body["gateway"]["catalog_schema_version"] == 5
