@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 # CPU (4 workers fit on one core); a shard reader decodes rows and pickles them.
 WORKER_CPUS = 0.25
 READER_CPUS = 0.5
+# Ray Data block size for this pipeline: a few pickled chunks each.
+BLOCK_BYTES = 256 * 1024
 
 
 def ray_connected() -> bool:
@@ -127,6 +129,10 @@ def build_dataset(job: JoinJob, spans: list[tuple[int, int]], workers: int) -> A
     ctx.execution_options.preserve_order = True  # source order, as the local JOIN
     ctx.enable_progress_bars = False  # the gateway reports progress itself
     ctx.print_on_execution_start = False
+    # A shard reader yields one small row per source chunk; Ray Data would gather a whole
+    # window into one block (default target 128 MiB) and release nothing before the
+    # window's end. Small blocks let chunks flow to the model callers as they are read.
+    ctx.target_max_block_size = BLOCK_BYTES
     chunks = ds.map_batches(read_shards, fn_kwargs={"job": job}, batch_size=1, num_cpus=READER_CPUS)
     return chunks.map_batches(
         ModelCaller,
