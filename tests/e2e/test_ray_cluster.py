@@ -290,3 +290,28 @@ def test_a_killed_owner_replica_leaves_its_job_in_error_and_the_model_retrains(
         gateway.url, "longrun", 2, lambda r: r["status"] not in ("generating", "training")
     )
     assert row["status"] == "complete", row
+
+
+def test_an_engine_ray_join_from_a_replica_equals_the_local_one(
+    gateway: Service, tmp_path: Path
+) -> None:
+    """A replica (itself a Ray actor) runs the JOIN on Ray Data across both nodes."""
+    path = tmp_path / "numbers.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE numbers (id INTEGER, x INTEGER)")
+        conn.executemany("INSERT INTO numbers VALUES (?, ?)", [(i, i % 97) for i in range(20_000)])
+    params = json.dumps({"path": str(path)})
+    sql(gateway.url, f"CREATE DATABASE nums WITH ENGINE = 'sqlite', PARAMETERS = {params}")
+    with recording_model.running() as model:
+        sql(
+            gateway.url,
+            f"CREATE PREDICTOR twice PREDICT y USING url.predict='{model.url}/predict', "
+            "format='ray_serve'",
+        )
+        join = "SELECT t.id, m.y FROM nums.numbers AS t JOIN twice AS m ORDER BY t.id "
+        local, _ = sql(gateway.url, join + "USING batch_size = 500, engine = 'local'")
+        on_ray, _ = sql(gateway.url, join + "USING batch_size = 500, engine = 'ray', workers = 2")
+        sql(gateway.url, "DROP PREDICTOR twice")
+    assert len(local["rows"]) == 20_000
+    assert on_ray == local
+    assert local["rows"][:3] == [[0, 0], [1, 2], [2, 4]]  # the model doubles the first column
