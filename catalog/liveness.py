@@ -87,6 +87,31 @@ class LivenessMixin:
             owners.update(queries)
         return owners
 
+    def request_cancel(self, predictor: str) -> str | None:
+        """Ask the owner of ``predictor``'s running job to cancel it (``cancel_requested``
+        in the job's extra, read by ``cancel_requests``); that owner, or None when no job
+        of ``predictor`` runs."""
+        with self._session() as s:
+            job = s.execute(
+                select(TrainingJobRow)
+                .where(TrainingJobRow.predictor == predictor, TrainingJobRow.status == "running")
+                .order_by(TrainingJobRow.id.desc())
+            ).scalars().first()  # fmt: skip
+            if job is None:
+                return None
+            job.extra = {**job.extra, "cancel_requested": True}  # a new dict: the ORM sees it
+            return job.owner or ""
+
+    def cancel_requests(self, owner: str) -> list[str]:
+        """Predictors whose running job ``owner`` runs and another replica asked to cancel."""
+        with self._session() as s:
+            jobs = s.execute(
+                select(TrainingJobRow).where(
+                    TrainingJobRow.status == "running", TrainingJobRow.owner == owner
+                )
+            ).scalars()
+            return sorted({j.predictor for j in jobs if j.extra.get("cancel_requested")})
+
     def beat(self, owner: str) -> int:
         """``owner`` is alive: its running jobs' ``heartbeat_at`` and its running
         statements' ``updated_at`` become now. Returns how many jobs it runs."""

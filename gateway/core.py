@@ -116,7 +116,13 @@ class Gateway:
         )
         gateway = cls(Executor(services), client, owner)
         gateway._heartbeat = asyncio.get_running_loop().create_task(
-            heartbeat(catalog, owner, settings.heartbeat_interval, settings.heartbeat_timeout)
+            heartbeat(
+                catalog,
+                owner,
+                settings.heartbeat_interval,
+                settings.heartbeat_timeout,
+                on_cancel=gateway.executor.builtin.cancel,
+            )  # fmt: skip
         )
         if any(p.kind == "builtin" and p.version for p in catalog.list_predictors()):
             # Serve the active versions of built-in models again (Ray starts: seconds), in

@@ -100,7 +100,7 @@ class Executor:
             case EvaluatePlan():
                 return await builtin_statements.evaluate(s, self.builtin, p)
             case CancelTrainingPlan():
-                return await builtin_statements.cancel(self.builtin, p)
+                return await builtin_statements.cancel(self.services, self.builtin, p)
             case ActivateVersionPlan():
                 return await builtin_statements.activate(s, self.builtin, p)
             case PredictRowPlan():

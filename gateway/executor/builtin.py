@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,9 @@ log = logging.getLogger("byom.builtin")
 CANCELLED_MESSAGE = "training cancelled (CANCEL TRAINING or DROP MODEL)"
 # How often the progress of a training task is copied into the catalog.
 PROGRESS_INTERVAL_S = 1.0
+# A training task that sent no progress this long after submission is reported ``queued``
+# (Ray has not started it: usually no node has the resources it asks for).
+QUEUED_AFTER_S = 5.0
 
 
 def proba_column(target: str | None) -> str:
@@ -138,7 +142,8 @@ class BuiltinModels:
                 resources=train_resources(settings, version.options),
             )
             self._set_status(record, number, "training")
-            result = await self._follow(ref, box, name, number)
+            asked = {"CPU": settings.train_cpus, **train_resources(settings, version.options)}
+            result = await self._follow(ref, box, name, number, asked)
             ref = None
             self._services.catalog.update_version(
                 name,
@@ -217,12 +222,29 @@ class BuiltinModels:
             readers[key] = QueryReader(record, f"SELECT * FROM {table}")
         return readers
 
-    async def _follow(self, ref: Any, box: Any, name: str, number: int) -> Any:
-        """Await the training task, copying its progress into the catalog meanwhile."""
+    async def _follow(
+        self, ref: Any, box: Any, name: str, number: int, asked: dict[str, float]
+    ) -> Any:
+        """Await the training task, copying its progress into the catalog meanwhile.
+
+        Until the task's first event the version says ``queued``, with the resources it
+        waits for: a cluster without them (a ``trainer`` node that is gone, CPUs held by
+        other deployments) would otherwise leave it silently ``training`` at 0%."""
         future = asyncio.wrap_future(ref.future())
         last: Any = None
+        waiting = ", ".join(f"{k}={v:g}" for k, v in sorted(asked.items()))
+        started = time.monotonic()
+        queued = False
         while True:
             done, _ = await asyncio.wait({future}, timeout=PROGRESS_INTERVAL_S)
+            if last is None and not queued and time.monotonic() - started > QUEUED_AFTER_S:
+                queued = True
+                log.warning("%s v%d: Ray has not started its training; waiting for %s",
+                            name, number, waiting)  # fmt: skip
+                self._services.catalog.update_version(
+                    name, number, progress={"phase": "queued", "percent": 0.0,
+                                            "message": f"waiting for Ray resources {waiting}"}
+                )  # fmt: skip
             try:
                 event = await asyncio.wrap_future(box.get.remote().future())
             except Exception:  # noqa: BLE001 - progress is best effort

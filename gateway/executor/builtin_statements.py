@@ -153,15 +153,24 @@ def _metric_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, dict | list) else value
 
 
-async def cancel(builtin: BuiltinModels, p: CancelTrainingPlan) -> Result:
-    """CANCEL TRAINING m: stop its running job (the version ends as error: cancelled)."""
-    if not await builtin.cancel(p.model.name):
+async def cancel(services: Services, builtin: BuiltinModels, p: CancelTrainingPlan) -> Result:
+    """CANCEL TRAINING m: stop its running job (the version ends as error: cancelled).
+
+    The job may run in another replica sharing the catalog: then the request is recorded
+    there, and that replica cancels it at its next heartbeat."""
+    name = p.model.name
+    if await builtin.cancel(name):
+        return Result(message=f"Training of model '{name}' cancelled.")
+    owner = services.catalog.request_cancel(name)
+    if owner is None:
         raise InvalidInput(
-            f"Model '{p.model.name}' has no training running in this gateway "
-            f"(status '{p.model.status}').",
-            model=p.model.name,
+            f"Model '{name}' has no training running (status '{p.model.status}').", model=name
         )
-    return Result(message=f"Training of model '{p.model.name}' cancelled.")
+    every = services.settings.heartbeat_interval
+    return Result(
+        message=f"Cancel of model '{name}''s training requested: the gateway running it "
+        f"({owner or 'unknown'}) stops it within about {every:g} s (DESCRIBE {name} shows it)."
+    )
 
 
 async def activate(services: Services, builtin: BuiltinModels, p: ActivateVersionPlan) -> Result:

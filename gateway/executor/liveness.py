@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from catalog.repository import Catalog
@@ -71,9 +72,17 @@ def sweep(catalog: Catalog, owner: str, timeout: float) -> list[str]:
     return sorted({*names, *catalog.fail_orphans(stale)})
 
 
-async def heartbeat(catalog: Catalog, owner: str, interval: float, timeout: float) -> None:
+async def heartbeat(
+    catalog: Catalog,
+    owner: str,
+    interval: float,
+    timeout: float,
+    on_cancel: Callable[[str], Awaitable[object]] | None = None,
+) -> None:
     """``sweep`` every ``interval`` seconds, in a worker thread, until cancelled. A failed
-    sweep (the catalog unreachable for a while) is logged and tried again next time."""
+    sweep (the catalog unreachable for a while) is logged and tried again next time. Then
+    ``on_cancel(name)`` for each of this owner's jobs another replica asked to cancel
+    (CANCEL TRAINING answered by a replica that does not run the job)."""
     while True:
         await asyncio.sleep(interval)
         running = asyncio.ensure_future(asyncio.to_thread(sweep, catalog, owner, timeout))
@@ -90,3 +99,12 @@ async def heartbeat(catalog: Catalog, owner: str, interval: float, timeout: floa
             continue
         if lost:
             log.warning("marked training of lost gateways as error: %s", ", ".join(lost))
+        if on_cancel is not None:
+            try:
+                asked = await asyncio.to_thread(catalog.cancel_requests, owner)
+            except Exception:  # noqa: BLE001 - as a failed sweep: next time
+                log.warning("reading cancel requests failed", exc_info=True)
+                continue
+            for name in asked:
+                log.info("cancelling the training of %s, as another replica was asked", name)
+                await on_cancel(name)

@@ -315,3 +315,15 @@ def test_an_engine_ray_join_from_a_replica_equals_the_local_one(
     assert len(local["rows"]) == 20_000
     assert on_ray == local
     assert local["rows"][:3] == [[0, 0], [1, 2], [2, 4]]  # the model doubles the first column
+
+
+def test_training_no_node_can_take_says_queued_and_can_be_cancelled(
+    gateway: Service, shop: Path
+) -> None:
+    sql(gateway.url, create("stranded", shop, epochs=1) + ", train_resources = '{\"gpu_box\": 1}'")
+    row = wait_version(gateway.url, "stranded", 1, lambda r: r["phase"] == "queued", timeout=120)
+    assert row["status"] == "training", row  # not an error: a node may yet join
+    sql(gateway.url, "CANCEL TRAINING stranded")
+    row = wait_version(gateway.url, "stranded", 1, lambda r: r["status"] == "error", timeout=120)
+    assert "cancel" in row["error"], row
+    sql(gateway.url, "DROP MODEL stranded")

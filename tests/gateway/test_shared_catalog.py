@@ -38,7 +38,7 @@ from catalog.records import PredictorSpec, QueryRecord
 from catalog.repository import Catalog
 from catalog.tables import TrainingJobRow
 from gateway.core import Gateway
-from gateway.executor.liveness import dead_here, make_owner
+from gateway.executor.liveness import dead_here, heartbeat, make_owner
 from gateway.progress import ProgressRegistry
 from gateway.server import create_app
 from gateway.session import CatalogSessionStore, Session
@@ -407,6 +407,36 @@ def test_heartbeat_marks_a_silent_owners_job_and_the_model_retrains(
         asyncio.run(go())
     finally:
         other.close()
+
+
+def test_a_cancel_asked_elsewhere_reaches_the_owner_at_its_heartbeat(catalog_url: str) -> None:
+    owner = f"here:1:{make_owner()[-8:]}"
+    catalog = Catalog(catalog_url, owner=owner)
+    try:
+        add_training_model(catalog, "m")
+        assert catalog.cancel_requests(owner) == []
+        assert catalog.request_cancel("nothing") is None  # no job runs: nothing to ask
+        assert catalog.request_cancel("m") == owner  # asked by some other replica
+        assert catalog.cancel_requests(owner) == ["m"]
+        assert catalog.cancel_requests("someone:else:1") == []
+
+        async def go() -> list[str]:
+            asked: list[str] = []
+
+            async def on_cancel(name: str) -> None:
+                asked.append(name)
+
+            beating = asyncio.ensure_future(heartbeat(catalog, owner, 0.05, 60, on_cancel))
+            try:
+                await eventually(lambda: asked, "the owner's heartbeat to pass the cancel on")
+            finally:
+                beating.cancel()
+                await asyncio.gather(beating, return_exceptions=True)
+            return asked
+
+        assert asyncio.run(go())[0] == "m"
+    finally:
+        catalog.close()
 
 
 def test_b_leaves_a_live_replicas_job_alone(tmp_path: Path, catalog_url: str) -> None:
