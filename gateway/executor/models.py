@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from byom.errors import ModelExists
+from byom.errors import GatewayError, ModelExists
 from catalog.records import PredictorRecord, PredictorSpec, project_key
 from gateway import statements as st
 from gateway.executor.builtin import BuiltinModels
@@ -97,11 +97,35 @@ async def forget(
 ) -> None:
     """Stop whatever trains ``record``, remove its deployments, drop it from the catalog."""
     if record.kind == "builtin":
-        await builtin.cancel(record.name)
+        if not await builtin.cancel(record.name):
+            await stop_elsewhere(services, record.name)
         await builtin.remove_deployments(record.name)
     else:
         await stop_training(trainer, record.name)
     services.catalog.drop_predictor(record.name)
+
+
+async def stop_elsewhere(services: Services, name: str) -> None:
+    """The training of ``name`` runs in another replica (or none does): ask its owner to
+    cancel it and wait until its job has ended, so dropping the rows never leaves a Ray
+    task (and the deployment it would make) behind. GatewayError when the owner does not
+    stop it in time; nothing is dropped then."""
+    owner = services.catalog.request_cancel(name)
+    if owner is None:
+        return
+    loop = asyncio.get_running_loop()
+    wait = 2 * services.settings.heartbeat_interval + STOP_TIMEOUT_S
+    deadline = loop.time() + wait
+    while any(j.status == "running" for j in services.catalog.list_jobs(name)):
+        if loop.time() > deadline:
+            raise GatewayError(
+                f"Model '{name}' is training in gateway {owner or '(unknown)'}, which did not "
+                f"stop it within {wait:g} s; nothing was dropped. Try again, or wait "
+                f"{services.settings.heartbeat_timeout:g} s for that gateway to count as lost.",
+                code="TRAINING_ELSEWHERE",
+                model=name,
+            )
+        await asyncio.sleep(0.2)
 
 
 async def stop_training(trainer: Trainer, name: str) -> None:

@@ -318,7 +318,7 @@ def test_an_engine_ray_join_from_a_replica_equals_the_local_one(
 
 
 def test_training_no_node_can_take_says_queued_and_can_be_cancelled(
-    gateway: Service, shop: Path
+    gateway: Service, shop: Path, nodes: RayNodes
 ) -> None:
     sql(gateway.url, create("stranded", shop, epochs=1) + ", train_resources = '{\"gpu_box\": 1}'")
     row = wait_version(gateway.url, "stranded", 1, lambda r: r["phase"] == "queued", timeout=120)
@@ -327,3 +327,23 @@ def test_training_no_node_can_take_says_queued_and_can_be_cancelled(
     row = wait_version(gateway.url, "stranded", 1, lambda r: r["status"] == "error", timeout=120)
     assert "cancel" in row["error"], row
     sql(gateway.url, "DROP MODEL stranded")
+    # DROP alone, through whichever replica: the owner stops the job first, nothing stays
+    sql(gateway.url, create("stranded2", shop, epochs=1) + ", train_resources = '{\"gpu_box\": 1}'")
+    wait_version(gateway.url, "stranded2", 1, lambda r: r["phase"] == "queued", timeout=120)
+    assert "gpu_box" in pending_demands(nodes)  # the task waits on Ray
+    sql(gateway.url, "DROP MODEL stranded2")
+    assert not [j for j in _status(gateway.url)["jobs"] if j["model"] == "stranded2"]
+    deadline = time.monotonic() + 60  # Ray's status refreshes every few seconds
+    while "gpu_box" in pending_demands(nodes):
+        assert time.monotonic() < deadline, "the dropped model's training task still waits"
+        time.sleep(1)
+
+
+def pending_demands(nodes: RayNodes) -> str:
+    """The "Pending Demands" part of `ray status` on the test cluster."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), "status", "--address", nodes.address],
+        env=nodes.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.partition("Pending Demands:")[2]
