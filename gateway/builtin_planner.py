@@ -43,12 +43,7 @@ TRAINING_OPTIONS = ("model_name", "hyperparams", "test_size", "test_sampling")
 CLUSTER_OPTIONS = ("replicas", "train_resources", "replica_resources")
 BUILTIN_OPTIONS = ("task", *TRAINING_OPTIONS, *CLUSTER_OPTIONS, "active")
 #: Tasks of the SQL product's MODEL_NAME list that this release does not train yet.
-PLANNED_TASKS = (
-    "question_answering",
-    "summarization",
-    "text_generation",
-    "translation",
-)
+PLANNED_TASKS = ("text_generation",)
 VERSION_TABLES = ("models", "models_versions")
 
 
