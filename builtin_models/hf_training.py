@@ -161,17 +161,20 @@ def run_trainer(
     workdir: Path,
     collator: Any,
     on_step: StepCallback | None = None,
+    trainer_class: type[Trainer] = Trainer,
+    arguments_class: type[TrainingArguments] = TrainingArguments,
 ) -> tuple[Trainer, float]:
     """Train ``model`` on ``dataset`` with ``params`` (TrainingArguments fields only).
 
     No checkpoints, no reporting to outside services, progress to ``on_step``. Returns the
     trainer and the mean training loss; OOM becomes :func:`out_of_memory`'s error.
+    ``trainer_class``/``arguments_class``: e.g. ``Seq2SeqTrainer`` and its arguments.
     """
     settings = dict(params)
     # pin_memory only helps a GPU; on CPU it warns on every run.
     settings.setdefault("dataloader_pin_memory", torch.cuda.is_available())
     try:
-        args = TrainingArguments(
+        args = arguments_class(
             output_dir=str(workdir),
             save_strategy="no",
             eval_strategy="no",
@@ -182,7 +185,7 @@ def run_trainer(
         )
     except (TypeError, ValueError) as exc:
         raise InvalidOption(f"Invalid hyperparams: {exc}", option="hyperparams") from exc
-    trainer = Trainer(
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=dataset,  # type: ignore[arg-type]  # a list of dicts is a map dataset

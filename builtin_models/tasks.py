@@ -169,6 +169,34 @@ TASKS: dict[str, Task] = {
             metrics=("accuracy", "precision", "recall", "f1", "roc_auc"),
         ),
         Task(
+            name="question_answering",
+            description="fine-tune an encoder to extract the answer to a question from its "
+            "context (answers answer, score, start, end)",
+            input_columns=("question", "context"),
+            target_column="answer",
+            implementation="builtin_models.question_answering",
+            metrics=("exact_match", "f1"),
+        ),
+        Task(
+            name="summarization",
+            description="fine-tune an encoder-decoder to summarize text (ROUGE)",
+            input_columns=("source",),
+            target_column="summary",
+            implementation="builtin_models.summarization",
+            metrics=("rouge1", "rouge2", "rougeL"),
+        ),
+        Task(
+            name="translation",
+            description="fine-tune an encoder-decoder to translate text from source_lang to "
+            "target_lang (BLEU, chrF)",
+            input_columns=("source",),
+            target_column="target",
+            implementation="builtin_models.translation",
+            metrics=("bleu", "chrf"),
+            options=("source_lang", "target_lang"),
+            options_checker="builtin_models.translation_options:check",
+        ),
+        Task(
             name="recommendation",
             description="a TwoTower recommender trained on user-item interactions "
             "(HeatWave semantics)",

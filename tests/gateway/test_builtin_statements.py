@@ -97,8 +97,8 @@ def test_create_mistakes(api: TestClient, using: str, code: str, fragment: str) 
 def test_seed_form_of_a_task_not_in_this_release(api: TestClient) -> None:
     body = run(
         api,
-        "CREATE MODEL model.summ FROM (SELECT 'a' AS source, 'b' AS summary) AS training_data "
-        "WHERE MODEL_NAME = 'summarization'",
+        "CREATE MODEL model.gen FROM (SELECT 'a' AS text, 'b' AS continuation) AS "
+        "training_data WHERE MODEL_NAME = 'text_generation'",
         400,
     )
     assert body["error"]["code"] == "UNSUPPORTED_STATEMENT"
