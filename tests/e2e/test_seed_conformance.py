@@ -262,6 +262,20 @@ def _classifier_created(api: TestClient, body: dict[str, Any]) -> None:
     assert "at least 10 rows" in version["error"]
 
 
+def _summarizer_created(api: TestClient, body: dict[str, Any]) -> None:
+    """The seed's summarization form answers its row; the seed's 3 movies are too few to
+    train, so the version ends in error saying how many it needs."""
+    (row,) = body["rows"]
+    assert row[1:4] == [
+        "my_movie_summarization_model",
+        "summarization",
+        "SELECT movie.overview AS summary, movie.description AS source FROM movie",
+    ]
+    version = _version_end(api, "my_movie_summarization_model")
+    assert version["status"] == "error"
+    assert "at least 10 rows" in version["error"]
+
+
 def _recommender_created(api: TestClient, body: dict[str, Any]) -> None:
     """The seed's recommender form answers its row; the seed's movie_rating has INTEGER ids,
     so training ends in HeatWave's error: ids must be strings."""
@@ -307,6 +321,7 @@ CHECKS: dict[str, Check] = {
     "sql_ml_custom_models_1": _rows(["text", "labels"], [[m[0], m[1]] for m in MOVIES]),
     "sql_ml_custom_models_2": _classifier_created,
     "sql_ml_custom_models_4": _recommender_created,
+    "sql_ml_custom_models_6": _summarizer_created,
     "sql_ml_custom_models_3": _rows(
         ["user_id", "item_id"], [[u, m] for u, m, r in RATINGS if r > 3]
     ),
@@ -365,5 +380,7 @@ def test_every_seed_statement_verbatim(
                 assert product in error["message"], where
             if block.expect == "INVALID_INPUT":
                 assert "'y'" in error["message"], where
+            if block.expect == "INVALID_OPTION":  # the seed's translation names no languages
+                assert "source_lang" in error["message"], where
         checked.append(block.name)
     assert len(checked) == len(blocks)
