@@ -370,3 +370,52 @@ def load(pyfunc_model: Any) -> Trained:
     """The Trained model inside a loaded MLflow pyfunc model of a seq2seq task."""
     generator: Seq2SeqGenerator = pyfunc_model.unwrap_python_model().generator
     return Trained(generator.model, generator.tokenizer, dict(generator.meta))
+
+
+# -- one task implementation per Spec
+
+
+@dataclasses.dataclass(frozen=True)
+class Seq2SeqTask:
+    """The ``TaskImplementation`` functions of one seq2seq task, bound to its ``spec``:
+    summarization.py and translation.py expose these as their module-level names.
+    ``check_options`` checks the task's USING options (translation's languages)."""
+
+    spec: Spec
+    check_options: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+
+    def validate_hyperparams(self, hyperparams: Mapping[str, Any] | None) -> dict[str, Any]:
+        return validate_hyperparams(self.spec, hyperparams)
+
+    def prepare(
+        self,
+        frame: pd.DataFrame,
+        hyperparams: Mapping[str, Any],
+        *,
+        task_options: Mapping[str, Any] | None = None,
+        side: Mapping[str, pd.DataFrame] | None = None,
+    ) -> Examples:
+        """Check the options (if the task has any) and the rows; side tables are ignored."""
+        options = self.check_options(task_options or {}) if self.check_options else None
+        return prepare(self.spec, frame, hyperparams, task_options=options)
+
+    def prepare_for(self, trained: Trained, frame: pd.DataFrame) -> Examples:
+        return prepare_for(self.spec, trained, frame)
+
+    def labels(self, trained: Trained) -> list[Any]:
+        return []  # no classes
+
+    def train(
+        self,
+        examples: Examples,
+        *,
+        base_model: str,
+        hyperparams: Mapping[str, Any],
+        workdir: Path,
+        on_step: StepCallback | None = None,
+    ) -> Trained:
+        return train(self.spec, examples, base_model=base_model, hyperparams=hyperparams,
+                     workdir=workdir, on_step=on_step)  # fmt: skip
+
+    def evaluate(self, trained: Trained, examples: Examples) -> dict[str, Any]:
+        return evaluate(self.spec, trained, examples)

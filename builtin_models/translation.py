@@ -19,16 +19,13 @@ Hyperparameters (any other ``TrainingArguments`` field is accepted too) and thei
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from builtin_models import hf_training, seq2seq, seq2seq_model, text_metrics
 from builtin_models.seq2seq import Examples, Trained
 from builtin_models.seq2seq_model import PARAMS_EXAMPLE
-from builtin_models.tasks import StepCallback
 from builtin_models.translation_options import check, language_name
 
 __all__ = [
@@ -84,64 +81,15 @@ SPEC = seq2seq.Spec(
 )
 
 
-def validate_hyperparams(hyperparams: Mapping[str, Any] | None) -> dict[str, Any]:
-    return seq2seq.validate_hyperparams(SPEC, hyperparams)
-
-
-def prepare(
-    frame: pd.DataFrame,
-    hyperparams: Mapping[str, Any],
-    *,
-    task_options: Mapping[str, Any] | None = None,
-    side: Mapping[str, pd.DataFrame] | None = None,
-) -> Examples:
-    """Check the options (source_lang, target_lang) and the rows; build the Examples (no
-    side tables: ignored)."""
-    return seq2seq.prepare(SPEC, frame, hyperparams, task_options=check(task_options or {}))
-
-
-def prepare_for(trained: Trained, frame: pd.DataFrame) -> Examples:
-    return seq2seq.prepare_for(SPEC, trained, frame)
-
-
-def stratify_keys(examples: Examples) -> list[Any]:
-    return seq2seq.stratify_keys(examples)
-
-
-def subset(examples: Examples, indices: Sequence[int]) -> Examples:
-    return seq2seq.subset(examples, indices)
-
-
-def labels(trained: Trained) -> list[Any]:
-    return []
-
-
-def train(
-    examples: Examples,
-    *,
-    base_model: str,
-    hyperparams: Mapping[str, Any],
-    workdir: Path,
-    on_step: StepCallback | None = None,
-) -> Trained:
-    return seq2seq.train(
-        SPEC,
-        examples,
-        base_model=base_model,
-        hyperparams=hyperparams,
-        workdir=workdir,
-        on_step=on_step,
-    )
-
-
-def evaluate(trained: Trained, examples: Examples) -> dict[str, Any]:
-    """BLEU and chrF, ``test_rows`` and a ``samples`` report; {} for an empty holdout."""
-    return seq2seq.evaluate(SPEC, trained, examples)
-
-
-def save(trained: Trained, path: Path) -> None:
-    seq2seq.save(trained, path)
-
-
-def load(pyfunc_model: Any) -> Trained:
-    return seq2seq.load(pyfunc_model)
+_TASK = seq2seq.Seq2SeqTask(SPEC, check_options=check)
+# The TaskImplementation names (tasks.py), bound to this task's SPEC.
+validate_hyperparams = _TASK.validate_hyperparams
+prepare = _TASK.prepare
+prepare_for = _TASK.prepare_for
+labels = _TASK.labels
+train = _TASK.train
+evaluate = _TASK.evaluate
+stratify_keys = seq2seq.stratify_keys
+subset = seq2seq.subset
+save = seq2seq.save
+load = seq2seq.load
