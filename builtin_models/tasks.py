@@ -129,12 +129,18 @@ class Task:
     #: The model a task trains from scratch (no pretrained base model, no ``model_name``);
     #: None: the task fine-tunes the base model that ``model_name`` names.
     own_model: str | None = None
+    #: The base model when ``model_name`` is not given: a hub id that a package installs
+    #: offline (``packaged_models.PACKAGED``).
+    default_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     #: Whether training needs the target column (a recommender learns from pairs alone:
     #: implicit feedback, no rating).
     target_required: bool = True
     #: Whether predictions are values of the target (a classifier's labels); a recommender
     #: answers ids and scores, so its first output is called ``prediction``.
     answers_target: bool = True
+    #: Whether the training rows hold the target column. A text generator learns from its
+    #: text alone: its target (``PREDICT continuation``) only names the column it answers.
+    target_in_rows: bool = True
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -195,6 +201,18 @@ TASKS: dict[str, Task] = {
             metrics=("bleu", "chrf"),
             options=("source_lang", "target_lang"),
             options_checker="builtin_models.translation_options:check",
+        ),
+        Task(
+            name="text_generation",
+            description="fine-tune a causal language model on text to continue prompts "
+            "(perplexity)",
+            input_columns=("text",),
+            target_column="continuation",
+            implementation="builtin_models.text_generation",
+            metrics=("perplexity", "base_perplexity"),
+            default_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+            target_required=False,
+            target_in_rows=False,
         ),
         Task(
             name="recommendation",

@@ -267,7 +267,7 @@ def _base_model(task: Task, model_name: str | None) -> tuple[str, str]:
     """``(name, local path)`` of the base model; a task with its own model has none (and
     takes no ``model_name``)."""
     if task.own_model is None:
-        base = base_models.resolve(model_name)
+        base = base_models.resolve(model_name, default=task.default_model)
         return base.name, base.path
     if model_name is not None and str(model_name).strip().lower() not in (
         "",

@@ -42,8 +42,6 @@ TRAINING_OPTIONS = ("model_name", "hyperparams", "test_size", "test_sampling")
 #: and of each replica (instead of $BYOM_TRAIN_RESOURCES / $BYOM_REPLICA_RESOURCES).
 CLUSTER_OPTIONS = ("replicas", "train_resources", "replica_resources")
 BUILTIN_OPTIONS = ("task", *TRAINING_OPTIONS, *CLUSTER_OPTIONS, "active")
-#: Tasks of the SQL product's MODEL_NAME list that this release does not train yet.
-PLANNED_TASKS = ("text_generation",)
 VERSION_TABLES = ("models", "models_versions")
 
 
@@ -64,13 +62,6 @@ def _task_of(options: dict[str, Any], model: str) -> tuple[Task, dict[str, Any]]
     if key in TASKS:
         options.pop("model_name")
         return TASKS[key], options
-    if key in PLANNED_TASKS:
-        raise UnsupportedStatement(
-            f"Model '{model}': the built-in task '{key}' is not available in this release; "
-            f"available tasks: {', '.join(sorted(TASKS))}.",
-            model=model,
-            task=key,
-        )
     raise InvalidOption(
         f"Model '{model}': model_name '{name}' is a base model, so the task is missing: add "
         f"USING task = '{next(iter(sorted(TASKS)))}' (tasks: {', '.join(sorted(TASKS))}).",
@@ -195,9 +186,10 @@ def plan_create(stmt: st.CreatePredictor, namespace: str) -> TrainBuiltinPlan:
         options.setdefault("feedback", "implicit")
     training, active = checked_options(options, stmt.name, task)
     if not (stmt.query or "").strip():
+        columns = task.columns if task.target_in_rows else task.input_columns
         raise InvalidOption(
             f"Model '{stmt.name}': a built-in model is trained from your rows: add FROM "
-            f"mydb (SELECT ... AS {', ... AS '.join(task.columns)} FROM ...).",
+            f"mydb (SELECT ... AS {', ... AS '.join(columns)} FROM ...).",
             model=stmt.name,
         )
     spec = PredictorSpec(
@@ -205,7 +197,10 @@ def plan_create(stmt: st.CreatePredictor, namespace: str) -> TrainBuiltinPlan:
         namespace=namespace,
         kind="builtin",
         format="ray_serve",
-        target=stmt.target or (task.target_column if task.target_required else None),
+        # The default target names the answer column too, unless training reads it and
+        # may do without it (a recommender's pairs alone: implicit feedback).
+        target=stmt.target
+        or (task.target_column if task.target_required or not task.target_in_rows else None),
         training_datasource=stmt.datasource,
         training_query=stmt.query,
         options=training,

@@ -89,7 +89,7 @@ def _checked_spec(services: Services, spec: PredictorSpec) -> PredictorSpec:
     columns, _ = ds.query(probe_sql(sql))
     named = {v: k for k, v in column_renames(task, spec.target, spec.options).items()}
     needed = [named.get(c, c) for c in task.input_columns]
-    if spec.target:
+    if spec.target and task.target_in_rows:  # a generator's PREDICT column is its answer
         needed.append(spec.target)
     lower = {c.lower() for c in columns}
     missing = [c for c in needed if c.lower() not in lower]

@@ -94,15 +94,20 @@ def test_create_mistakes(api: TestClient, using: str, code: str, fragment: str) 
     assert run(api, "SHOW MODELS LIKE 'm'")["rows"] == []
 
 
-def test_seed_form_of_a_task_not_in_this_release(api: TestClient) -> None:
+def test_text_generation_needs_a_text_column_not_its_answer_column(api: TestClient) -> None:
+    """The seed form names the task; the training query must return ``text`` - never the
+    answer column (``continuation``, or the PREDICT column), which no row holds."""
     body = run(
         api,
-        "CREATE MODEL model.gen FROM (SELECT 'a' AS text, 'b' AS continuation) AS "
-        "training_data WHERE MODEL_NAME = 'text_generation'",
+        "CREATE MODEL model.gen FROM (SELECT 'a' AS body) AS training_data "
+        "WHERE MODEL_NAME = 'text_generation'",
         400,
     )
-    assert body["error"]["code"] == "UNSUPPORTED_STATEMENT"
-    assert "text_classification" in body["error"]["message"]
+    assert body["error"]["code"] == "INVALID_INPUT"
+    assert "needs text; alias them" in body["error"]["message"]
+    assert "continuation" not in body["error"]["message"]
+    none = run(api, "CREATE MODEL gen PREDICT continuation USING task = 'text_generation'", 400)
+    assert "SELECT ... AS text FROM" in none["error"]["message"]
 
 
 def test_training_data_is_required_and_checked(api: TestClient) -> None:
