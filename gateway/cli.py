@@ -220,14 +220,15 @@ def _sql_remote(
 
 
 def _trained_model(statement: str) -> str | None:
-    """The model a CREATE MODEL / RETRAIN statement trains (None for other statements)."""
+    """The model a CREATE MODEL / RETRAIN / pgml.tune statement trains (None for others)."""
     from gateway import statements as st
     from gateway.parser import parse_one
+    from gateway.postgresml import tuned_model
 
     parsed = parse_one(statement)
     if isinstance(parsed, st.CreatePredictor | st.Retrain):
         return parsed.name
-    return None
+    return tuned_model(parsed)  # PostgresML's SELECT pgml.tune(...)
 
 
 def _output_format(args: argparse.Namespace) -> str:

@@ -170,8 +170,9 @@ async def run_embedded(
                     continue
                 trained = await gateway.wait_idle()
                 statement = item.statement
-                if isinstance(statement, st.CreatePredictor) and statement.name in trained:
-                    result = await gateway.describe_predictor(statement.name)
+                created = _created_model(statement)
+                if created is not None and created in trained:
+                    result = await gateway.describe_predictor(created)
                 _write_result(result, writer)
         finally:
             await results.aclose()
@@ -217,14 +218,24 @@ def _run_remote_one(
     client: Any, url: str, item: ScriptStatement, writer: ResultWriter, bar: ProgressBar | None
 ) -> None:
     statement = item.statement
-    if isinstance(statement, st.CreatePredictor):
+    created = _created_model(statement)
+    if created is not None:
         # A small answer: wait for the training it started, then print the model's final
         # row (DESCRIBE's) instead of the 'generating' one.
         client.sql(item.sql)
-        name = _sql_name(statement.namespace, statement.name)
-        _write_result(client.wait_for_training(name), writer)
+        namespace = statement.namespace if isinstance(statement, st.CreatePredictor) else None
+        _write_result(client.wait_for_training(_sql_name(namespace, created)), writer)
         return
     stream_remote(client, url, item.sql, writer, bar)
+
+
+def _created_model(statement: st.Statement) -> str | None:
+    """The model a CREATE MODEL or PostgresML's pgml.tune creates (None for others)."""
+    from gateway.postgresml import tuned_model
+
+    if isinstance(statement, st.CreatePredictor):
+        return statement.name
+    return tuned_model(statement)
 
 
 def _sql_name(namespace: str | None, name: str) -> str:

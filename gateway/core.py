@@ -24,13 +24,13 @@ import httpx
 from adapters.base import AdapterContext
 from adapters.http import make_client
 from adapters.registry import AdapterRegistry
-from byom.errors import GatewayError, InvalidOption, NotFound
+from byom.errors import GatewayError, InvalidOption, NotFound, UserError
 from catalog.db import catalog_url as default_catalog_url
 from catalog.db import default_home
 from catalog.records import PredictorSpec
 from catalog.repository import Catalog
 from datasources import DatasourcePool
-from gateway import heatwave
+from gateway import heatwave, postgresml
 from gateway import statements as st
 from gateway.executor import Executor, Services
 from gateway.executor.liveness import heartbeat, make_owner, recover
@@ -215,12 +215,21 @@ class Gateway:
         session: Session | None = None,
     ) -> Result | StreamResult:
         """One parsed statement of ``session``: its session variables read and a HeatWave
-        form translated (``heatwave.resolve``), plan it (each name looked up once, the
-        session's defaults applied), then run the plan."""
+        or PostgresML form translated (``heatwave.resolve``, ``postgresml.translate``: in a
+        thread, as pgml.tune asks the datasource for its relation's columns), plan it (each
+        name looked up once, the session's defaults applied), then run the plan."""
         session = session if session is not None else Session()
         resolver = self.executor.resolver(session)
         statement = heatwave.resolve(statement, session, resolver)
-        planned = plan(statement, resolver)
+        note = ""  # a PostgresML form's errors name the native statement it became
+        if isinstance(statement, st.PostgresMLCall):
+            statement, note = await asyncio.to_thread(postgresml.translate, statement, resolver)
+        try:
+            planned = plan(statement, resolver)
+        except UserError as e:
+            if note:
+                e.amend(after=note)
+            raise
         label = statement.sql if isinstance(statement, st.Query) else type(statement).__name__
         return await self.executor.run(planned, label=label, query_id=query_id, session=session)
 

@@ -1,5 +1,8 @@
 """Other products' SQL forms, recognised and refused by name until their own issues
-implement them: PostgresML's ``pgml.*(...)`` functions, MySQL HeatWave's ``sys.ML_*``
+implement them: PostgresML's ``pgml.*(...)`` functions that ``gateway.postgresml`` does not
+translate (``pgml.train``, ``pgml.embed``, ``pgml.transform``, ``pgml.deploy``,
+``pgml.load_dataset``, ...) and the translated ones written where they do not translate
+(inside another statement or expression), MySQL HeatWave's ``sys.ML_*``
 routines that ``gateway.heatwave`` does not translate (and the translated ones written where
 they do not translate: ``sys.ML_PREDICT_ROW`` inside another query, a procedure called as a
 function), and any other ``CALL``.
@@ -26,27 +29,45 @@ _ONE_ROW = "SELECT * FROM m WHERE col = value"
 _A_TABLE = "SELECT t.*, p.y FROM ds.t AS t JOIN m AS p"
 _PREDICT = f"here: {_ONE_ROW} for one row, or {_A_TABLE} for a table"
 
+_TRANSLATED = (
+    "it translates only as a column of its own in a SELECT: SELECT pgml.{name}('project', "
+    "'text') [AS name] [FROM ...] (the gateway translates pgml.tune, pgml.predict, "
+    "pgml.predict_proba and pgml.generate)"
+)
 _PGML = {
-    "train": f"here: {_CREATE}",
-    "predict": _PREDICT,
-    "predict_proba": _PREDICT,
-    "predict_batch": _PREDICT,
-    "embed": _PREDICT,
-    "transform": f"here: {_ONE_ROW} with a model that generates text",
-    "generate": f"here: {_ONE_ROW} with a model that generates text",
-    "tune": (
-        "here: CREATE MODEL m FROM ds (SELECT ...) PREDICT y USING task = '...', "
-        "model_name = '...' (fine-tuning built-in models is not available in this release)"
+    "tune": _TRANSLATED,
+    "predict": _TRANSLATED,
+    "predict_proba": _TRANSLATED,
+    "generate": _TRANSLATED,
+    "train": (
+        "here: pgml.tune(...) fine-tunes a built-in task (CREATE MODEL m FROM ds (SELECT "
+        "...) PREDICT y USING task = 'text_classification'), and a model that runs elsewhere "
+        f"is registered by URL: {_CREATE}"
     ),
-    "deploy": "here a model is used as registered, and CREATE OR REPLACE MODEL m replaces it",
+    "predict_batch": _PREDICT,
+    "predict_joint": _PREDICT,
+    "embed": (
+        "it has no equivalent here: the built-in tasks are text_classification, "
+        "question_answering, summarization, translation and recommendation; a model that "
+        f"embeds can be registered by URL and read with {_ONE_ROW}"
+    ),
+    "transform": (
+        "here a model is trained on your rows first, then used: SELECT pgml.tune(...) then "
+        f"SELECT pgml.generate('project', 'text') or pgml.predict(...), or {_ONE_ROW}"
+    ),
+    "deploy": (
+        "here the version that training makes is deployed when it completes (pgml.tune's "
+        "automatic_deploy => false trains it without switching to it), and UPDATE models SET "
+        "active = true WHERE name = 'm' AND version = n switches versions"
+    ),
     "load_dataset": (
         "here: load the rows into a table of a datasource (CREATE TABLE, INSERT) and read "
         "them from there"
     ),
 }
 _PGML_OTHER = (
-    "it has no equivalent here; models are registered with CREATE MODEL and used with "
-    f"{_ONE_ROW} or a JOIN"
+    "it has no equivalent here; models are registered with CREATE MODEL (or fine-tuned with "
+    f"pgml.tune) and used with {_ONE_ROW}, a JOIN, or pgml.predict / pgml.generate"
 )
 
 _PROCEDURE = "it is a procedure here too: CALL sys.{name}(...) (the gateway translates it)"
@@ -109,11 +130,16 @@ def check(toks: list[Token]) -> None:
             and after[2].token_type == TokenType.L_PAREN
         )
         if dot_call and text.lower() == "pgml":
-            function = after[1].text.lower()
-            hint = _PGML.get(function, _PGML_OTHER)
-            raise UnsupportedStatement(f"pgml.{function} is PostgresML's; {hint}.")
+            raise pgml_refusal(after[1].text)
         if dot_call and text.lower() == "sys" and after[1].text.upper().startswith("ML_"):
             raise _heatwave_function(after[1].text)
+
+
+def pgml_refusal(function: str) -> UnsupportedStatement:
+    """The refusal of ``pgml.<function>`` where it does not translate."""
+    name = function.lower()
+    hint = _PGML.get(name, _PGML_OTHER).replace("{name}", name)
+    return UnsupportedStatement(f"pgml.{name} is PostgresML's; {hint}.")
 
 
 def _heatwave_function(function: str) -> UnsupportedStatement:

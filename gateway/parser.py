@@ -7,18 +7,19 @@ recursive-descent parser over sqlglot tokens; everything else is handed to sqlgl
 back as a ``Query`` holding its tree. One tokenizer (the ``Byom`` dialect) serves both, so
 positions in errors are always 1-based line/col in the script the user sent. MySQL
 HeatWave's recommendation forms (``SET @var``, ``CALL sys.ML_TRAIN(...)``, ``SELECT
-sys.ML_PREDICT_ROW(...)``, ``ML_SCHEMA_<user>``) are read by ``parse_heatwave`` and translated
-into the gateway's own statements once the session is known; other products' forms
-(``pgml.train(...)``, any other ``CALL``) are refused by name while parsing
-(UNSUPPORTED_STATEMENT).
+sys.ML_PREDICT_ROW(...)``, ``ML_SCHEMA_<user>``) are read by ``parse_heatwave`` and
+PostgresML's (``SELECT pgml.tune|predict|predict_proba|generate(...)``) by
+``parse_postgresml``, both translated into the gateway's own statements once the session
+is known; other products' forms (``pgml.train(...)``, any other ``CALL``) are refused by
+name while parsing (UNSUPPORTED_STATEMENT).
 
 This module is the public API and the statement dispatch; the pieces live next to it:
 ``parse_tokens`` (dialect, cursor, positions), ``parse_options`` (``USING``/``WHERE``
 options and their values), ``parse_models`` (model statements), ``parse_builtin``
 (RETRAIN, EVALUATE, CANCEL TRAINING), ``parse_ddl`` (datasources, projects, USE),
-``parse_show`` (SHOW), ``parse_heatwave`` (MySQL HeatWave's forms), ``parse_foreign`` (other
-products' forms), ``parse_query`` (plain SQL through sqlglot) and ``parse_split`` (where the
-statements of a script end, with sqlparse).
+``parse_show`` (SHOW), ``parse_heatwave`` (MySQL HeatWave's forms), ``parse_postgresml``
+(PostgresML's), ``parse_foreign`` (other products' forms), ``parse_query`` (plain SQL
+through sqlglot) and ``parse_split`` (where the statements of a script end, with sqlparse).
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from sqlglot.parser import Parser
 from sqlglot.tokens import Token, TokenType
 
 from byom.errors import ParseError, UserError, did_you_mean
-from gateway import parse_builtin, parse_ddl, parse_foreign, parse_heatwave, parse_models
+from gateway import (
+    parse_builtin,
+    parse_ddl,
+    parse_foreign,
+    parse_heatwave,
+    parse_models,
+    parse_postgresml,
+)
 from gateway import statements as st
 from gateway.parse_query import USING_META
 from gateway.parse_query import query as _query
@@ -247,6 +255,8 @@ def _statement(sql: str, toks: list[Token]) -> st.Statement:
         found = _word(first)
         suggestion = did_you_mean(found, _STATEMENT_WORDS) if found else None
         raise c.error(f"Unknown statement starting with '{first.text}'.", first, suggestion)
+    if parse_postgresml.is_pgml(toks):
+        return parse_postgresml.statement(sql, toks)  # pgml.tune, pgml.predict, ...
     parse_foreign.check(toks)
     toks = parse_heatwave.fix_tokens(toks)
     return parse_heatwave.rewrite_query(_query(sql, toks), toks)

@@ -227,6 +227,28 @@ class HeatWaveRoutine:
 
 
 @dataclass(frozen=True, eq=False)
+class PostgresMLCall:
+    """PostgresML's ``SELECT pgml.tune|predict|predict_proba|generate(...)``, read but not
+    translated yet: the models and the training relation's columns are the catalog's and
+    the datasource's to say, so ``gateway.postgresml.resolve`` makes the gateway's own
+    statement of it just before planning.
+
+    ``args`` are under PostgresML's argument names: Python values (``ARRAY[...]`` a list,
+    ``'{...}'::jsonb`` parsed), or a sqlglot expression for a value read from a table's
+    rows. ``label`` names the answer's column (the ``AS`` alias, else the function's name);
+    ``query`` is the SELECT itself when it reads a table (``... FROM ds.t``), else None;
+    ``using`` the ``USING k = v`` options written after it.
+    """
+
+    function: str  # lower-case: tune, predict, predict_proba, generate
+    args: dict[str, Any]
+    label: str
+    query: exp.Select | None
+    using: dict[str, Any]
+    sql: str  # the statement as written
+
+
+@dataclass(frozen=True, eq=False)
 class Query:
     """Any other statement sqlglot understands (SELECT, INSERT, CREATE TABLE/VIEW, ...).
 
@@ -257,6 +279,7 @@ Statement = (
     | Describe
     | SetVariables
     | HeatWaveRoutine
+    | PostgresMLCall
     | Query
 )
 

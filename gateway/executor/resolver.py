@@ -15,6 +15,7 @@ import datasources as dsmod
 from byom.errors import DatasourceNotFound
 from catalog.records import DEFAULT_PROJECT, PredictorRecord, ProjectRecord, project_key
 from gateway.executor.services import Services
+from gateway.executor.training_query import probe_sql
 from gateway.session import Session
 
 _MISSING = object()
@@ -91,3 +92,11 @@ class CatalogResolver:
         if self._project_names is None:
             self._project_names = [p.name for p in self._services.catalog.list_projects()]
         return self._project_names
+
+    def relation_columns(self, datasource: str, table: str) -> list[str]:
+        """The columns of ``table`` (SQL text) in ``datasource``, read by a query that
+        returns no rows (PostgresML's pgml.tune maps them to a task's columns)."""
+        columns, _ = self._services.datasource(datasource).query(
+            probe_sql(f"SELECT * FROM {table}")
+        )
+        return list(columns)

@@ -192,7 +192,7 @@ def test_malformed_routines_are_parse_errors_at_their_place(
         ("CALL other.proc(1)", "CALL other.proc runs a stored procedure"),
         ("SELECT sys.ML_PREDICT_ROW(JSON_OBJECT('a', t.a), @m, NULL) FROM t", "JOIN m AS p"),
         ("SELECT x, sys.ML_PREDICT_ROW('{}', @m, NULL) FROM t", "a statement of its own"),
-        ("SELECT pgml.predict('p', ARRAY[1])", "pgml.predict is PostgresML's"),
+        ("SELECT pgml.train('p', 'regression')", "pgml.train is PostgresML's"),
         ("SHOW MODELS FROM ML_SCHEMA_u", "SHOW TABLES FROM ML_SCHEMA_u"),
         ("DELETE FROM ML_SCHEMA_u.MODEL_CATALOG", "read-only"),
     ],

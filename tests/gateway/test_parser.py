@@ -723,7 +723,8 @@ def test_new_statement_errors_have_position(sql: str, line: int, col: int, fragm
     ("sql", "fragment"),
     [
         ("SELECT pgml.train('p', 'regression', 't', 'y')", "pgml.train is PostgresML's"),
-        ("SELECT a, PGML.Predict('p', ARRAY[a]) FROM t", "pgml.predict is PostgresML's"),
+        ("SELECT a, PGML.Embed('p', a) FROM t", "pgml.embed is PostgresML's"),
+        ("INSERT INTO t SELECT pgml.predict('p', a) FROM u", "pgml.predict is PostgresML's"),
         ("CALL sys.ML_EXPLAIN('t', 'y', @m, NULL)", "sys.ML_EXPLAIN is MySQL HeatWave's"),
         ("CALL proc()", "CALL proc runs a stored procedure"),
         ("SET @@autocommit = 1", "@@autocommit is a MySQL system variable"),
@@ -743,8 +744,8 @@ def test_other_products_forms_are_refused_while_parsing(sql: str, fragment: str)
 
 def test_a_refused_form_in_a_script_names_its_statement() -> None:
     with pytest.raises(UnsupportedStatement) as info:
-        parse_script("SELECT 1;\nSELECT pgml.predict('p', 1)")
-    assert info.value.message.startswith("Statement 2: pgml.predict is PostgresML's")
+        parse_script("SELECT 1;\nSELECT pgml.embed('p', 1)")
+    assert info.value.message.startswith("Statement 2: pgml.embed is PostgresML's")
     assert info.value.details == {"statement": 2, "done": []}
 
 

@@ -570,19 +570,24 @@ def test_describe_features_adds_a_target_missing_from_dtype_dict(
             "CREATE MODEL m FROM ds",
         ),
         (
-            "SELECT pgml.predict('p', ARRAY[1, 2])",
-            "pgml.predict is PostgresML's",
+            "SELECT pgml.predict_batch('p', ARRAY[1, 2])",
+            "pgml.predict_batch is PostgresML's",
             "SELECT * FROM m WHERE",
         ),
         (
-            "SELECT * FROM pgml.predict('p', ARRAY[1])",
-            "pgml.predict is PostgresML's",
+            "SELECT * FROM pgml.predict_joint('p', ARRAY[1])",
+            "pgml.predict_joint is PostgresML's",
             "JOIN m AS p",
+        ),
+        (
+            "INSERT INTO t SELECT pgml.predict('p', a) FROM t",
+            "pgml.predict is PostgresML's",
+            "SELECT pgml.predict('project', 'text') [AS name] [FROM ...]",
         ),
         (
             "SELECT pgml.deploy('p', 'best_score')",
             "pgml.deploy is PostgresML's",
-            "CREATE OR REPLACE MODEL",
+            "UPDATE models SET active = true",
         ),
         ("SELECT pgml.whatever(1)", "pgml.whatever is PostgresML's", "CREATE MODEL"),
         (
