@@ -38,6 +38,7 @@ __all__ = [
     "load_model",
     "log_model",
     "pip_requirements",
+    "store_lock",
     "tracking",
 ]
 
@@ -95,6 +96,29 @@ def tracking(tracking_uri: str | None) -> Iterator[str]:
         yield uri
     finally:
         mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets it
+
+
+@contextlib.contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """One process at a time through a block that may create a SQLite store's tables or an
+    experiment (a lock file next to the database; nothing for other stores or without
+    ``fcntl``): two trainings starting on a fresh store would both run its migrations
+    (Alembic fails "expected to match one row") or create the same experiment."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        fcntl = None  # type: ignore[assignment]
+    if fcntl is None or not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(tracking_uri[len("sqlite:///") :])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _experiment_id(name: str, tracking_uri: str, artifact_root: str | None = None) -> str:
@@ -177,7 +201,8 @@ def log_model(
     from mlflow.models import infer_signature
 
     with tracking(tracking_uri) as uri:
-        experiment_id = _experiment_id(experiment, uri, artifact_root)
+        with store_lock(uri):
+            experiment_id = _experiment_id(experiment, uri, artifact_root)
         with mlflow.start_run(
             experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {})
         ) as run:

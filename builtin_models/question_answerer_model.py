@@ -24,6 +24,9 @@ Predict answers, one entry per input row (a DataFrame from pyfunc, lists from
   answer; ``end`` is exclusive).
 
 A NULL question or context, or a context without a token, answers ``None`` in all four.
+
+Params, per query: ``max_answer_length``, the longest answer in tokens (1 to
+``MAX_ANSWER_LIMIT``; 0, the declared default: the model's own, set when it was trained).
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ ARTIFACT_KEY = "model"
 INFERENCE_BATCH = 64
 OUTPUTS = ("prediction", "score", "start", "end")
 _DIGITS = 6
+#: The params the logged signature declares, with their defaults (MLflow fills these in).
+PARAMS_EXAMPLE: dict[str, Any] = {"max_answer_length": 0}
+MAX_ANSWER_LIMIT = 512
 
 
 def clip_questions(tokenizer: Any, questions: Sequence[str], max_tokens: int) -> list[str]:
@@ -145,12 +151,45 @@ class QuestionAnswerer:
         model = AutoModelForQuestionAnswering.from_pretrained(str(path))
         return cls(model, tokenizer, meta)
 
+    def answer_length(self, params: dict[str, Any] | None = None) -> int:
+        """The longest answer of ``params`` (``max_answer_length``; 0 or none: the model's
+        own); ValueError for unknown params or a value out of range."""
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(PARAMS_EXAMPLE))
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(unknown)}; this model takes "
+                f"{', '.join(PARAMS_EXAMPLE)}"
+            )
+        value = params.get("max_answer_length")
+        if value is None:
+            return self.max_answer_length
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = None
+        if isinstance(value, bool) or number is None or number != float(value):
+            raise ValueError(f"max_answer_length must be a whole number, got {value!r}")
+        if not 0 <= number <= MAX_ANSWER_LIMIT:
+            raise ValueError(
+                f"max_answer_length must be in [1, {MAX_ANSWER_LIMIT}] tokens (0: the "
+                f"model's own, {self.max_answer_length}), got {value!r}"
+            )
+        return number or self.max_answer_length
+
     def spans(
-        self, questions: list[str], contexts: list[str], batch_size: int = INFERENCE_BATCH
+        self,
+        questions: list[str],
+        contexts: list[str],
+        batch_size: int = INFERENCE_BATCH,
+        max_answer_length: int | None = None,
     ) -> list[tuple[str, float, int, int] | None]:
         """``(answer, score, start char, end char)`` per row, None for a row whose context
-        has no token."""
+        has no token; answers of at most ``max_answer_length`` tokens (default: the
+        model's own)."""
         import torch
+
+        longest = max_answer_length or self.max_answer_length
 
         if not questions:
             return []
@@ -174,7 +213,7 @@ class QuestionAnswerer:
                     found = context_range(encoded.sequence_ids(w))
                     if found is None:
                         continue
-                    i, j, score = best_span(starts[b], ends[b], *found, self.max_answer_length)
+                    i, j, score = best_span(starts[b], ends[b], *found, longest)
                     row = rows[w]
                     current = best[row]
                     if current is None or score > current[1]:
@@ -183,15 +222,20 @@ class QuestionAnswerer:
                         best[row] = (contexts[row][start:end], score, start, end)
         return best
 
-    def predict(self, questions: list[Any], contexts: list[Any]) -> dict[str, list[Any]]:
+    def predict(
+        self, questions: list[Any], contexts: list[Any], params: dict[str, Any] | None = None
+    ) -> dict[str, list[Any]]:
         """The answer lists (module docstring); rows with a NULL input answer None."""
+        longest = self.answer_length(params)
         present = [
             i
             for i, (q, c) in enumerate(zip(questions, contexts, strict=True))
             if not _missing(q) and not _missing(c)
         ]
         found = self.spans(
-            [str(questions[i]) for i in present], [str(contexts[i]) for i in present]
+            [str(questions[i]) for i in present],
+            [str(contexts[i]) for i in present],
+            max_answer_length=longest,
         )
         answer: dict[str, list[Any]] = {name: [None] * len(questions) for name in OUTPUTS}
         for row, span in zip(present, found, strict=True):
@@ -242,7 +286,8 @@ class QuestionAnswererModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        return pd.DataFrame(self.answerer.predict(*inputs_of(model_input)), dtype=object)
+        answer = self.answerer.predict(*inputs_of(model_input), params)
+        return pd.DataFrame(answer, dtype=object)
 
 
 mlflow.models.set_model(QuestionAnswererModel())

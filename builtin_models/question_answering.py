@@ -23,7 +23,8 @@ Hyperparameters (any other ``TrainingArguments`` field is accepted too) and thei
   (when not given, lowered to fit a shorter ``max_length``; lowered to ``max_length / 4``
   when ``max_length`` is cut to the tokenizer's limit);
   questions are cut to ``max_length / 4`` tokens;
-- ``max_answer_length`` 30: the longest answer predicted, in tokens.
+- ``max_answer_length`` 30: the longest answer predicted, in tokens (per query: ``USING
+  max_answer_length = n``, 1 to 512).
 
 Metrics: ``exact_match`` and ``f1`` (SQuAD v1.1 definitions, ``qa_metrics``), as fractions.
 """
@@ -45,6 +46,7 @@ from builtin_models import hf_training, question_answerer_model
 from builtin_models.qa_metrics import qa_metrics
 from builtin_models.question_answerer_model import (
     META_FILE,
+    PARAMS_EXAMPLE,
     QuestionAnswerer,
     context_range,
     encode_windows,
@@ -56,6 +58,7 @@ __all__ = [
     "DEFAULT_HYPERPARAMS",
     "MIN_ROWS",
     "MODEL_CODE_PATH",
+    "PARAMS_EXAMPLE",
     "Examples",
     "Trained",
     "answer_start",

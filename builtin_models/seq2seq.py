@@ -18,7 +18,8 @@ Base models (``model_name``):
 
 T5 checkpoints were pretrained with a task prefix ("summarize: ", "translate English to
 French: "), put before each source when the base model is a T5 (``source_prefix`` in the
-hyperparams overrides it, for any model).
+hyperparams overrides it, for any model). Multilingual translation models (mBART-50, NLLB,
+M2M100) get their language codes instead (``language_codes.py``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from transformers import (
     Seq2SeqTrainingArguments,
 )
 
-from builtin_models import hf_training
+from builtin_models import hf_training, language_codes
 from builtin_models.seq2seq_model import META_FILE, Seq2SeqGenerator
 from builtin_models.tasks import StepCallback
 from byom.errors import InvalidInput, InvalidOption
@@ -281,6 +282,8 @@ def train(
     own = {k: params.pop(k) for k in OWN_KEYS}
     transformers.set_seed(int(params.get("seed", 42)))
     model, tokenizer, model_type = _load(spec, base_model)
+    # mBART-50, NLLB, M2M100: their own language codes, set on the tokenizer (label tokens).
+    languages = language_codes.resolve(tokenizer, examples.options)
     prefix = _prefix(spec, model_type, own, examples.options)
     max_length = _capped(tokenizer, int(own["max_length"]))
     max_target = _capped(tokenizer, int(own["max_target_length"]))
@@ -330,6 +333,7 @@ def train(
         "max_new_tokens": int(own["max_new_tokens"] or max_target),
         "num_beams": int(own["num_beams"]),
         **examples.options,
+        **languages,
     }
     return Trained(trainer.model.eval(), tokenizer, meta, loss)
 

@@ -7,7 +7,10 @@ load, so it imports only mlflow, pandas, torch and transformers - never the gate
 A saved model is a ``save_pretrained`` directory (an encoder-decoder: T5, BART, Marian, or
 a BERT2BERT ``EncoderDecoderModel``) plus ``byom_seq2seq.json``: the task, the ``prefix``
 put before every source (T5's "summarize: "; "" for other models), ``max_length`` (source
-tokens kept) and the generation defaults ``max_new_tokens`` and ``num_beams``.
+tokens kept) and the generation defaults ``max_new_tokens`` and ``num_beams``; for a
+multilingual translation model (mBART-50, NLLB, M2M100) also the tokenizer's language codes
+(``tokenizer_src_lang``, ``tokenizer_tgt_lang``) and the target language's token, which
+starts every generated text (``forced_bos_token_id``).
 
 ``predict(DataFrame with source, params)`` answers one ``prediction`` (the generated text)
 per row; a NULL source answers None. Params, per query (``pgml.generate``'s names):
@@ -19,8 +22,9 @@ per row; a NULL source answers None. Params, per query (``pgml.generate``'s name
 * ``seed``: with sampling, a seed makes each row's output reproducible (each row is then
   generated on its own, so it does not depend on the other rows of the batch); -1: none.
 
-Rows are generated in batches of similar source lengths (sorted by length, so little
-padding), answered in input order.
+Rows are generated in batches of ``INFERENCE_BATCH`` sources of similar lengths (sorted by
+their token counts, so little padding), answered in input order. The deployment merges
+concurrent requests with the same params into one call (``serving.py``).
 """
 
 from __future__ import annotations
@@ -62,6 +66,13 @@ class Seq2SeqGenerator:
         self.max_length = int(meta.get("max_length", 256))
         self.max_new_tokens = int(meta.get("max_new_tokens", 64))
         self.num_beams = int(meta.get("num_beams", 1))
+        # A multilingual model (mBART-50, NLLB, M2M100): the tokenizer marks the source
+        # language, generation starts with the target's token.
+        if meta.get("tokenizer_src_lang"):
+            self.tokenizer.src_lang = meta["tokenizer_src_lang"]
+            self.tokenizer.tgt_lang = meta.get("tokenizer_tgt_lang")
+        forced = meta.get("forced_bos_token_id")
+        self.forced_bos_token_id = int(forced) if forced is not None else None
 
     @classmethod
     def load(cls, path: str | Path) -> Seq2SeqGenerator:
@@ -96,6 +107,8 @@ class Seq2SeqGenerator:
             "max_new_tokens": max_new or self.max_new_tokens,
             "num_beams": beams or self.num_beams,
         }
+        if self.forced_bos_token_id is not None:
+            out["forced_bos_token_id"] = self.forced_bos_token_id
         if temperature and temperature > 0:
             out.update(do_sample=True, temperature=temperature, top_p=top_p)
             if seed is not None and seed >= 0:
@@ -103,6 +116,14 @@ class Seq2SeqGenerator:
         else:
             out["do_sample"] = False
         return out
+
+    def length_order(self, sources: list[str]) -> list[int]:
+        """Row indexes by source length in tokens (as truncated), shortest first: batches of
+        neighbours pad little."""
+        ids = self.tokenizer(
+            sources, truncation=True, max_length=self.max_length, return_token_type_ids=False
+        )["input_ids"]
+        return sorted(range(len(sources)), key=lambda i: len(ids[i]))
 
     def generate(self, texts: list[str], params: dict[str, Any] | None = None) -> list[str]:
         """One generated text per source text, in order."""
@@ -113,8 +134,7 @@ class Seq2SeqGenerator:
         if not texts:
             return []
         sources = [self.prefix + str(t) for t in texts]
-        lengths = [len(t) for t in sources]
-        order = sorted(range(len(sources)), key=lambda i: lengths[i])
+        order = self.length_order(sources)
         # A seeded row is generated alone: its sample cannot depend on its batch mates.
         size = 1 if seed is not None else INFERENCE_BATCH
         out: list[str] = [""] * len(sources)

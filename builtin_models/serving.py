@@ -6,13 +6,15 @@ Routes under the application's route prefix (e.g. ``/my_model``):
   <more per-row lists>}``: the logged MLflow model's output columns, one list each (for
   text classification ``prediction``, ``confidence``, ``probabilities``; see
   ``text_classifier_model.py``). ``df`` may also be columnar JSON. An empty ``df`` answers
-  empty lists; a body that is not ``{"df": <JSON string>}``, or rows the model cannot read,
-  answer 400 with ``{"detail": ...}``.
+  empty lists; a body that is not ``{"df": <JSON string>}``, rows the model cannot read,
+  or ``params`` its signature does not declare (or values it refuses) answer 400 with
+  ``{"detail": ...}``.
 * ``GET /`` ``{"status": "ready", "model_uri": ...}`` for health checks.
 
-Concurrent requests are merged by ``@serve.batch`` into one model call (up to
-``max_batch_size`` requests or ``batch_wait_timeout_s``). The weights are loaded from MLflow
-(:func:`builtin_models.artifacts.load_model`) when the replica starts.
+Concurrent requests are merged by ``@serve.batch`` (up to ``max_batch_size`` requests or
+``batch_wait_timeout_s``) into one model call per distinct ``params``: requests are never
+answered with another request's settings (e.g. generation options). The weights are
+loaded from MLflow (:func:`builtin_models.artifacts.load_model`) when the replica starts.
 
     serve.run(build_app(model_uri, "my_model"), name="my_model", route_prefix="/my_model")
 """
@@ -43,6 +45,7 @@ __all__ = [
     "ModelServer",
     "answer_lists",
     "build_app",
+    "declared_params",
     "parse_body",
     "replica_actor_options",
 ]
@@ -116,6 +119,17 @@ def split_answer(merged: dict[str, list[Any]], lengths: list[int]) -> list[dict[
     return answers
 
 
+def declared_params(model: Any) -> list[str] | None:
+    """The params a loaded MLflow model's signature declares ([] for none); None for a
+    stand-in without MLflow metadata (anything goes). MLflow itself would drop undeclared
+    params with a log warning only: a misspelt ``USING max_new_token`` must be an error."""
+    metadata = getattr(model, "metadata", None)
+    if metadata is None or not hasattr(metadata, "get_params_schema"):
+        return None
+    schema = metadata.get_params_schema()
+    return [] if schema is None else [param.name for param in schema.params]
+
+
 class ModelServer:
     """The protocol without HTTP: one logged MLflow model (a model version), batched.
 
@@ -140,6 +154,7 @@ class ModelServer:
         # Output renames, e.g. {"probabilities": "labels_proba"}: the SQL column names.
         self.outputs = dict(outputs or {})
         self.model = artifacts.load_model(model_uri, tracking_uri)
+        self.param_names = declared_params(self.model)
         # Batched per instance (Serve's decorator on the class would share one queue, and
         # its event loop, between every ModelServer of a process).
         self.predict_frames = serve.batch(
@@ -156,6 +171,13 @@ class ModelServer:
         params = body.get("params") or {}
         if not isinstance(params, dict):
             raise HTTPException(400, '"params" must be a JSON object of model parameters')
+        declared = self.param_names
+        unknown = sorted(set(params) - set(declared)) if declared is not None else []
+        if unknown:
+            takes = ", ".join(declared or ()) or "none"
+            raise HTTPException(
+                400, f"unknown parameter(s) {', '.join(unknown)}; this model takes: {takes}"
+            )
         if frame.empty:
             return {"prediction": []}
         try:

@@ -15,6 +15,10 @@ Hyperparameters (any other ``TrainingArguments`` field is accepted too) and thei
   defaults of the holdout evaluation and of the deployment;
 - ``source_prefix`` null: T5 base models get "translate English to French: " (language names
   of the codes), others nothing.
+
+Multilingual base models (mBART-50, NLLB, M2M100) get their tokenizer's language codes
+instead (``en`` -> ``en_XX``, ``eng_Latn`` or ``en``; ``language_codes.py``), and every
+generated text starts with the target language's token.
 """
 
 from __future__ import annotations

@@ -9,13 +9,23 @@ JSON rows), a cheap per-column look at a JOIN's batches.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from operator import itemgetter
 from typing import Any, Protocol
 
 from adapters.base import Adapter, Endpoint, Predictions
-from byom.errors import EndpointError, InvalidInput, ModelNotReady, did_you_mean
+from byom.errors import (
+    EndpointError,
+    EndpointHTTPError,
+    InvalidInput,
+    InvalidOption,
+    ModelNotReady,
+    UserError,
+    did_you_mean,
+)
 from catalog.records import PredictorRecord
 from gateway.executor import inputs
 from gateway.executor.services import Services
@@ -102,7 +112,13 @@ async def predict_batch(
     adapter, endpoint = services.adapter_for(record)
     if params:
         endpoint = replace(endpoint, params=dict(params))
-    predictions = await adapter.predict(endpoint, columns, rows)
+    try:
+        predictions = await adapter.predict(endpoint, columns, rows)
+    except EndpointHTTPError as exc:
+        refusal = refused(record, exc, params)
+        if refusal is None:
+            raise
+        raise refusal from exc
     if predictions.rows is not None:  # one-to-many: the adapter checked the row indexes
         return predictions
     if len(predictions.values) != len(rows):  # adapters check this too; never trust blindly
@@ -113,6 +129,40 @@ async def predict_batch(
             url=record.url_predict,
         )
     return predictions
+
+
+def refused(
+    record: PredictorRecord, exc: EndpointHTTPError, params: Mapping[str, Any] | None
+) -> UserError | None:
+    """A built-in model's HTTP 400/422 as the user's error (the gateway runs its deployment,
+    so a refusal is of the query's rows or ``USING`` values, not a broken endpoint):
+    ``InvalidOption`` naming the first ``params`` key its reason names, else
+    ``InvalidInput``. None for other models and other answers."""
+    status = exc.details.get("endpoint_status")
+    if record.kind != "builtin" or status not in (400, 422):
+        return None
+    reason = _reason(str(exc.details.get("body") or ""))
+    given = dict(params or {})
+    named = [k for k in given if re.search(rf"\b{re.escape(k)}\b", reason)]
+    if named:
+        key = named[0]
+        return InvalidOption(
+            f"Model '{record.name}' refused USING {key} = {given[key]!r}: {reason}",
+            model=record.name,
+            option=key,
+        )
+    return InvalidInput(f"Model '{record.name}' cannot predict: {reason}", model=record.name)
+
+
+def _reason(body: str) -> str:
+    """The ``detail`` of a FastAPI error body (without the deployment's "cannot predict: "),
+    else the body as it is."""
+    try:
+        detail = json.loads(body).get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    text = detail if isinstance(detail, str) else body or "no reason given"
+    return text.removeprefix("cannot predict: ")
 
 
 async def predict_row(services: Services, p: PredictRowPlan) -> Result:

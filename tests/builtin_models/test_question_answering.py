@@ -209,6 +209,55 @@ def test_prediction_picks_the_best_span_of_all_windows(tiny_bert: Path) -> None:
     assert answer["score"][0] > 0.9
 
 
+class _Span:
+    """A stand-in span model: starts at one token id, ends at another."""
+
+    def __init__(self, start_id: int, end_id: int) -> None:
+        self.start_id, self.end_id = start_id, end_id
+
+    def eval(self) -> _Span:
+        return self
+
+    def __call__(self, input_ids: Any, **kwargs: Any) -> Any:
+        starts = (input_ids == self.start_id).float() * 10.0
+        ends = (input_ids == self.end_id).float() * 10.0
+        return SimpleNamespace(start_logits=starts, end_logits=ends)
+
+
+def test_max_answer_length_per_query(tiny_bert: Path) -> None:
+    """``USING max_answer_length = n``: the pyfunc param bounds the answer in tokens."""
+    from transformers import AutoTokenizer
+
+    from builtin_models.question_answerer_model import QuestionAnswererModel
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert))
+    dull, brilliant = tokenizer.convert_tokens_to_ids(["dull", "brilliant"])
+    meta = {"max_length": 32, "doc_stride": 8, "max_answer_length": 5}
+    pyfunc = QuestionAnswererModel()
+    pyfunc.answerer = QuestionAnswerer(_Span(dull, brilliant), tokenizer, meta)
+    frame = pd.DataFrame({"question": ["what ?"], "context": ["dull and brilliant"]})
+
+    def answer(params: dict[str, Any] | None) -> str:
+        return str(pyfunc.predict(None, frame, params)["prediction"][0])
+
+    assert answer(None) == answer(qa.PARAMS_EXAMPLE) == "dull and brilliant"  # the model's 5
+    for limit in (1, 2):  # one word is one token here
+        assert 1 <= len(answer({"max_answer_length": limit}).split()) <= limit
+    assert answer({"max_answer_length": 512}) == "dull and brilliant"
+    for value, fragment in [
+        (513, "max_answer_length must be in [1, 512] tokens (0: the model's own, 5), got 513"),
+        (-1, "must be in [1, 512]"),
+        (2.5, "max_answer_length must be a whole number, got 2.5"),
+        ("long", "max_answer_length must be a whole number"),
+        (True, "must be a whole number"),
+    ]:
+        with pytest.raises(ValueError) as err:
+            answer({"max_answer_length": value})
+        assert fragment in str(err.value)
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) topk; this model takes "):
+        answer({"topk": 2})
+
+
 # -- training, metrics, predictions
 
 
@@ -282,3 +331,6 @@ def test_a_logged_run_serves_as_pyfunc(tiny_bert: Path, tmp_path: Path) -> None:
     ):
         assert context[start:end] == text
     assert qa.load(pyfunc).doc_stride == 16
+    # The logged signature declares max_answer_length: MLflow passes it through.
+    short = pyfunc.predict(frame[["question", "context"]].head(3), params={"max_answer_length": 1})
+    assert all(" " not in text for text in short["prediction"])

@@ -69,6 +69,22 @@ def test_create_and_answer_a_question(api: TestClient, tiny_bert: Path) -> None:
     (row,) = records(body)
     assert row["capital"] and context[row["start"] : row["end"]] == row["capital"]
     assert 0.0 < row["score"] <= 1.0
+    # Per query: at most one token (one word of the tiny vocabulary) in the answer.
+    body = run(
+        api,
+        "SELECT capital FROM capitals WHERE question = 'Where is it?' "
+        f"AND context = '{context}' USING max_answer_length = 1",
+    )
+    assert " " not in records(body)[0]["capital"]
+    refused = api.post(
+        "/api/sql",
+        json={
+            "query": "SELECT capital FROM capitals WHERE question = 'q' AND context = 'c' "
+            "USING max_answer_length = 1000"
+        },
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["option"] == "max_answer_length"
 
 
 def test_answers_not_in_their_contexts_end_the_version(api: TestClient, tiny_bert: Path) -> None:
