@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -129,7 +130,7 @@ async def evaluate(services: Services, builtin: BuiltinModels, p: EvaluatePlan) 
         version.model_uri,
         version.tracking_uri,
         rename,
-        num_cpus=services.settings.train_cpus,
+        num_cpus=evaluation_cpus(services.settings.train_cpus),
         resources=train_resources(services.settings, version.options),
     )
     try:
@@ -140,6 +141,21 @@ async def evaluate(services: Services, builtin: BuiltinModels, p: EvaluatePlan) 
         [record.name, version.version, key, _metric_value(value)] for key, value in metrics.items()
     ]
     return Result(columns=list(EVALUATE_COLUMNS), rows=rows)
+
+
+def evaluation_cpus(wanted: float, free: float | None = None) -> float:
+    """The CPUs an EVALUATE task asks for: ``BYOM_TRAIN_CPUS``, or what Ray has free when
+    that is less. The caller waits for the answer, and on a small cluster the deployed
+    replicas hold part of every CPU: a training-sized request would queue forever (seen
+    with BYOM_TRAIN_CPUS = 2 on a 2-CPU machine). Evaluation only predicts: fewer CPUs are
+    slower, never wrong."""
+    if free is None:
+        import ray
+
+        free = float(ray.available_resources().get("CPU", 0.0))
+    if free >= wanted:
+        return wanted
+    return max(0.1, math.floor(free * 10) / 10)  # tenths, never above what is free
 
 
 def _reader(services: Services, datasource: str, sql: str) -> Any:

@@ -209,3 +209,17 @@ def test_describe_shows_the_replicas_of_each_version() -> None:
     result = versions_table(versions)
     rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
     assert [r["replicas"] for r in rows] == [1, 3]
+
+
+@pytest.mark.parametrize(
+    ("wanted", "free", "expected"),
+    [(1.0, 2.0, 1.0), (2.0, 2.0, 2.0), (2.0, 1.8, 1.8), (2.0, 1.79999, 1.7), (1.0, 0.0, 0.1)],
+)
+def test_evaluate_asks_for_no_more_cpus_than_ray_has_free(
+    wanted: float, free: float, expected: float
+) -> None:
+    """A training-sized request beside deployed replicas would queue forever; EVALUATE's
+    caller is waiting, so it takes what is free."""
+    from gateway.executor.builtin_statements import evaluation_cpus
+
+    assert evaluation_cpus(wanted, free) == expected
