@@ -121,28 +121,28 @@ def native_sql(
                 session.variables[statement.args[3].name] = handle
         handle = _text(handle, routine, "the model handle")
         datasource, inner = _training_table(table, resolver)
-        sql = f"CREATE MODEL {_ident(handle)} FROM {_ident(datasource)} (SELECT * FROM {inner})"
+        sql = f"CREATE MODEL {ident(handle)} FROM {ident(datasource)} (SELECT * FROM {inner})"
         if target is not None:
-            sql += f" PREDICT {_ident(target)}"
-        return sql + _using(options)
+            sql += f" PREDICT {ident(target)}"
+        return sql + using_clause(options)
     if routine == "ML_PREDICT_ROW":
         row = _json(args[0], routine, "the input row")
         model = _model(args[1], routine, resolver)
         options = _json(args[2], routine, "the options")
-        sql = f"SELECT * FROM {_ident(model)}"
+        sql = f"SELECT * FROM {ident(model)}"
         if row:
             sql += " WHERE " + " AND ".join(
-                f"{_ident(column)} = {_sql_value(value, column)}" for column, value in row.items()
+                f"{ident(column)} = {_sql_value(value, column)}" for column, value in row.items()
             )
-        return sql + _using(options)
+        return sql + using_clause(options)
     if routine == "ML_PREDICT_TABLE":
         source = _table(_text(args[0], routine, "the input table ('schema.table')"))
         model = _model(args[1], routine, resolver)
         output = _table(_text(args[2], routine, "the output table ('schema.table')"))
         options = _json(args[3], routine, "the options")
         return (
-            f"CREATE TABLE {output} AS SELECT * FROM {source} AS t JOIN {_ident(model)} AS p"
-            + _using(options)
+            f"CREATE TABLE {output} AS SELECT * FROM {source} AS t JOIN {ident(model)} AS p"
+            + using_clause(options)
         )
     raise UnsupportedStatement(f"sys.{routine} is MySQL HeatWave's; it has no equivalent here.")
 
@@ -165,7 +165,7 @@ def train_options(options: dict[str, Any]) -> dict[str, Any]:
 def generated_handle(table: str, clock: Callable[[], float] = time.time) -> str:
     """HeatWave's handle for a model trained without one: ``<schema>_<table>_<user>_<unix
     time>``, lower-case, other characters as ``_``."""
-    parts = _table_parts(table)[-2:]
+    parts = table_parts(table)[-2:]
     raw = "_".join([*parts, USER, str(int(clock()))])
     return re.sub(r"[^a-z0-9_]", "_", raw.lower())
 
@@ -272,7 +272,7 @@ def _model(value: Any, routine: str, resolver: Resolver) -> str:
     return name
 
 
-def _table_parts(table: str) -> list[str]:
+def table_parts(table: str) -> list[str]:
     """The parts of ``'schema.table'`` (each may be in backticks), one to three."""
     text = table.strip()
     if not _TABLE.fullmatch(text):
@@ -286,18 +286,18 @@ def _table_parts(table: str) -> list[str]:
 def _table(table: str) -> str:
     """``'schema.table'`` as a table reference (a datasource's table when ``schema`` names
     a datasource, else a schema of the session's datasource: the planner decides)."""
-    return ".".join(_ident(p) for p in _table_parts(table))
+    return ".".join(ident(p) for p in table_parts(table))
 
 
 def _training_table(table: str, resolver: Resolver) -> tuple[str, str]:
     """The datasource and the table reference it knows the training table by."""
-    parts = _table_parts(table)
+    parts = table_parts(table)
     if len(parts) > 1 and resolver.datasource_dialect(parts[0].lower()) is not None:
-        return parts[0].lower(), ".".join(_ident(p) for p in parts[1:])
-    return resolver.default_datasource, ".".join(_ident(p) for p in parts)
+        return parts[0].lower(), ".".join(ident(p) for p in parts[1:])
+    return resolver.default_datasource, ".".join(ident(p) for p in parts)
 
 
-def _ident(name: str) -> str:
+def ident(name: str) -> str:
     """``name`` as an identifier: as it is when it is a plain word, else in backticks."""
     if "`" in name:
         raise InvalidInput(f"The name {name!r} holds a backtick, which no name here may.")
@@ -339,7 +339,7 @@ def _option_value(value: Any) -> str:
     return _string(str(value))
 
 
-def _using(options: dict[str, Any]) -> str:
+def using_clause(options: dict[str, Any]) -> str:
     """`` USING k = v, ...`` (nothing for no options); keys are words (``a.b`` too)."""
     if not options:
         return ""

@@ -49,7 +49,7 @@ from builtin_models.tasks import get_task
 from byom.errors import InvalidInput, ModelNotFound, UserError
 from catalog.records import PredictorRecord
 from gateway import statements as st
-from gateway.heatwave import _ident, _using
+from gateway.heatwave import ident, using_clause
 from gateway.parse_postgresml import INPUT_ARGUMENT, json_object_arg, model_name
 from gateway.parse_tokens import DIALECT
 from gateway.plans import Resolver
@@ -113,15 +113,15 @@ def _predict(call: st.PostgresMLCall, resolver: Resolver) -> str:
     options = dict(call.using)
     if function == "generate":
         options.update(json_object_arg(call.args.get("config"), "config", function))
-    using = _using(options)
-    label = _ident(call.label)
+    using = using_clause(options)
+    label = ident(call.label)
     if call.query is not None:
         return _over_table(call, record, answer, value) + using
     if function == "generate" and isinstance(value, list):
         return _batch(record, answer, label, value) + using
     row = _input_row(record, value, function)
-    where = " AND ".join(f"{_ident(c)} = {_sql_value(v, c)}" for c, v in row.items())
-    return f"SELECT {_ident(answer)} AS {label} FROM {_ident(name)} WHERE {where}" + using
+    where = " AND ".join(f"{ident(c)} = {_sql_value(v, c)}" for c, v in row.items())
+    return f"SELECT {ident(answer)} AS {label} FROM {ident(name)} WHERE {where}" + using
 
 
 def _answer_column(record: PredictorRecord, function: str) -> str:
@@ -183,10 +183,8 @@ def _batch(record: PredictorRecord, answer: str, label: str, texts: list[Any]) -
     (column,) = _single_input(record, "generate")
     if not texts:
         raise InvalidInput("pgml.generate: the ARRAY of inputs is empty.")
-    rows = " UNION ALL ".join(f"SELECT {_sql_value(t, column)} AS {_ident(column)}" for t in texts)
-    return (
-        f"SELECT p.{_ident(answer)} AS {label} FROM ({rows}) AS t JOIN {_ident(record.name)} AS p"
-    )
+    rows = " UNION ALL ".join(f"SELECT {_sql_value(t, column)} AS {ident(column)}" for t in texts)
+    return f"SELECT p.{ident(answer)} AS {label} FROM ({rows}) AS t JOIN {ident(record.name)} AS p"
 
 
 def _over_table(call: st.PostgresMLCall, record: PredictorRecord, answer: str, value: Any) -> str:
@@ -203,7 +201,7 @@ def _over_table(call: st.PostgresMLCall, record: PredictorRecord, answer: str, v
         holder = item.this if isinstance(item, exp.Alias) else item
         if _is_call(holder):
             items.append(exp.alias_(feature.copy(), column))
-            outer.append(f"p.{_ident(answer)} AS {_ident(call.label)}")
+            outer.append(f"p.{ident(answer)} AS {ident(call.label)}")
             continue
         items.append(item)
         if isinstance(item, exp.Star) or (
@@ -211,7 +209,7 @@ def _over_table(call: st.PostgresMLCall, record: PredictorRecord, answer: str, v
         ):
             outer.append("t.*")
         elif item.alias_or_name and (isinstance(item, exp.Alias | exp.Column)):
-            outer.append(f"t.{_ident(item.alias_or_name)}")
+            outer.append(f"t.{ident(item.alias_or_name)}")
         else:
             raise InvalidInput(
                 f"pgml.{call.function}: name the selected {item.sql(dialect=DIALECT)} with "
@@ -220,7 +218,7 @@ def _over_table(call: st.PostgresMLCall, record: PredictorRecord, answer: str, v
     inner.set("expressions", items)
     return (
         f"SELECT {', '.join(outer)} FROM ({inner.sql(dialect=DIALECT)}) AS t "
-        f"JOIN {_ident(record.name)} AS p"
+        f"JOIN {ident(record.name)} AS p"
     )
 
 

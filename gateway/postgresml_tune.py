@@ -25,7 +25,7 @@ from builtin_models.tasks import Task, get_task
 from byom.errors import InvalidInput, InvalidOption, did_you_mean
 from catalog.records import PredictorRecord
 from gateway import statements as st
-from gateway.heatwave import _ident, _table_parts, _using
+from gateway.heatwave import ident, table_parts, using_clause
 from gateway.parse_postgresml import USAGE, json_object_arg, model_name, text_arg
 from gateway.plans import Resolver
 
@@ -62,7 +62,7 @@ def tune_sql(call: st.PostgresMLCall, resolver: ColumnResolver) -> str:
             raise InvalidOption(
                 f"pgml.tune: {key} is true or false, got {args[key]!r}.", option=key
             )
-    sql = f"{'RETRAIN' if existing is not None else 'CREATE MODEL'} {_ident(name)}"
+    sql = f"{'RETRAIN' if existing is not None else 'CREATE MODEL'} {ident(name)}"
     relation = args.get("relation_name")
     if relation is None:
         if existing is None:
@@ -77,16 +77,16 @@ def tune_sql(call: st.PostgresMLCall, resolver: ColumnResolver) -> str:
         datasource, table = _relation(relation, resolver)
         columns = resolver.relation_columns(datasource, table)
         items, target, sources = _training_columns(task, columns, y, relation)
-        sql += f" FROM {_ident(datasource)} (SELECT {', '.join(items)} FROM {table})"
+        sql += f" FROM {ident(datasource)} (SELECT {', '.join(items)} FROM {table})"
         if target is not None:
-            sql += f" PREDICT {_ident(target)}"
+            sql += f" PREDICT {ident(target)}"
         if "source_lang" in task.options:
             options.update(sorted(_languages(hyperparams, sources, target).items()))
     if not hyperparams:
         del options["hyperparams"]
     if args.get("automatic_deploy") is False:
         options["active"] = False
-    return sql + _using(options)
+    return sql + using_clause(options)
 
 
 def _task(given: Any, existing: PredictorRecord | None, name: str) -> Task:
@@ -111,7 +111,7 @@ def _task(given: Any, existing: PredictorRecord | None, name: str) -> Task:
 
 def _relation(relation: str, resolver: Resolver) -> tuple[str, str]:
     """The datasource and the table reference it knows ``relation`` by."""
-    parts = _table_parts(relation)
+    parts = table_parts(relation)
     datasource = resolver.default_datasource
     if len(parts) > 1 and resolver.datasource_dialect(parts[0].lower()) is not None:
         datasource, parts = parts[0].lower(), parts[1:]
@@ -202,7 +202,7 @@ def _number(value: Any, key: str) -> int | float:
 def _column(name: str, pattern: re.Pattern[str] = _PLAIN_COLUMN) -> str:
     """A column (or table) name for the datasource's own SQL: as it is when plain, else in
     double quotes (standard SQL: PostgreSQL keeps the case of a quoted name)."""
-    if pattern.fullmatch(name) and _ident(name) == name:
+    if pattern.fullmatch(name) and ident(name) == name:
         return name
     return '"' + name.replace('"', '""') + '"'
 
