@@ -9,6 +9,7 @@ field is accepted as PostgresML does, except those the gateway owns (:data:`FIXE
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,15 @@ def run_trainer(
             raise out_of_memory(exc) from exc
         raise
     return trainer, float(output.training_loss)
+
+
+def save_model(
+    model: Any, tokenizer: Any, meta: Mapping[str, Any], path: Path, meta_file: str
+) -> None:
+    """``save_pretrained`` model and tokenizer into ``path``, plus the task's metadata
+    (labels, window or generation settings) as JSON in ``meta_file``: what each task's
+    MLflow model reads back."""
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    (path / meta_file).write_text(json.dumps(dict(meta), indent=2))

@@ -32,7 +32,6 @@ Metrics: ``exact_match`` and ``f1`` (SQuAD v1.1 definitions, ``qa_metrics``), as
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -393,7 +392,4 @@ def evaluate(trained: Trained, examples: Examples) -> dict[str, Any]:
 
 def save(trained: Trained, path: Path) -> None:
     """``save_pretrained`` model and tokenizer, plus the window settings, into ``path``."""
-    path.mkdir(parents=True, exist_ok=True)
-    trained.model.save_pretrained(str(path))
-    trained.tokenizer.save_pretrained(str(path))
-    (path / META_FILE).write_text(json.dumps(trained.meta(), indent=2))
+    hf_training.save_model(trained.model, trained.tokenizer, trained.meta(), path, META_FILE)

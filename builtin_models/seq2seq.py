@@ -25,7 +25,6 @@ M2M100) get their language codes instead (``language_codes.py``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -364,10 +363,7 @@ def evaluate(spec: Spec, trained: Trained, examples: Examples) -> dict[str, Any]
 
 def save(trained: Trained, path: Path) -> None:
     """``save_pretrained`` model and tokenizer, plus the generation metadata, into ``path``."""
-    path.mkdir(parents=True, exist_ok=True)
-    trained.model.save_pretrained(str(path))
-    trained.tokenizer.save_pretrained(str(path))
-    (path / META_FILE).write_text(json.dumps(trained.meta, indent=2))
+    hf_training.save_model(trained.model, trained.tokenizer, trained.meta, path, META_FILE)
 
 
 def load(pyfunc_model: Any) -> Trained:

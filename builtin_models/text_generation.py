@@ -46,7 +46,6 @@ Hyperparameters (any other ``TrainingArguments`` field is accepted too) and thei
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -442,10 +441,7 @@ def _samples(trained: Trained, texts: Sequence[str]) -> list[dict[str, str]]:
 
 def save(trained: Trained, path: Path) -> None:
     """``save_pretrained`` model and tokenizer, plus the generation metadata, into ``path``."""
-    path.mkdir(parents=True, exist_ok=True)
-    trained.model.save_pretrained(str(path))
-    trained.tokenizer.save_pretrained(str(path))
-    (path / META_FILE).write_text(json.dumps(trained.meta, indent=2))
+    hf_training.save_model(trained.model, trained.tokenizer, trained.meta, path, META_FILE)
 
 
 def load(pyfunc_model: Any) -> Trained:
