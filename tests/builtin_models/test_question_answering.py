@@ -133,8 +133,8 @@ def test_defaults_are_documented_values() -> None:
     params = qa.validate_hyperparams(None)
     assert params == qa.DEFAULT_HYPERPARAMS
     assert (params["max_length"], params["doc_stride"], params["max_answer_length"]) == (
-        384,
-        128,
+        256,
+        127,
         30,
     )
 
