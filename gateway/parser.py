@@ -97,6 +97,11 @@ _STATEMENT_TOKENS = set(Parser.STATEMENT_PARSERS) | {
 # ---------------------------------------------------------------------------- public API
 
 
+#: The deepest nesting of parentheses a statement may have (sqlglot's recursive descent
+#: reaches Python's recursion limit at about 45 levels; later stages recurse too).
+MAX_NESTING = 32
+
+
 @dataclass(frozen=True)
 class ScriptStatement:
     """One statement of a script: its 1-based ``index``, its text as written (``sql``,
@@ -212,6 +217,40 @@ def _in_statement(error: UserError, index: int) -> UserError:
 
 
 def _statement(sql: str, toks: list[Token]) -> st.Statement:
+    """One statement from its tokens, refused as a ParseError when it nests deeper than the
+    parsers' recursion can follow (sqlglot takes ~20 Python frames a level of parentheses:
+    a few thousand ``(`` were a RecursionError, answered 500)."""
+    _check_nesting(sql, toks)
+    try:
+        return _parse_statement(sql, toks)
+    except RecursionError as exc:  # a deep structure without parentheses
+        line, col = _line_col(sql, toks[0].start)
+        raise ParseError(
+            "The statement is nested too deeply to parse; split it into simpler statements.",
+            line=line,
+            col=col,
+        ) from exc
+
+
+def _check_nesting(sql: str, toks: list[Token]) -> None:
+    depth = 0
+    for tok in toks:
+        if tok.token_type == TokenType.L_PAREN:
+            depth += 1
+            if depth > MAX_NESTING:
+                line, col = _line_col(sql, tok.start)
+                raise ParseError(
+                    f"Parentheses nest more than {MAX_NESTING} levels deep here; the gateway "
+                    f"parses at most {MAX_NESTING}: simplify the expression or split the "
+                    "statement.",
+                    line=line,
+                    col=col,
+                )
+        elif tok.token_type == TokenType.R_PAREN:
+            depth -= 1
+
+
+def _parse_statement(sql: str, toks: list[Token]) -> st.Statement:
     """One statement from its tokens: ours by recursive descent, the rest through sqlglot."""
     c = _Cursor(sql, toks)
     first = toks[0]

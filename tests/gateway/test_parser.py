@@ -14,6 +14,7 @@ from byom.errors import ParseError, UnsupportedStatement
 from gateway import statements as st
 from gateway.parser import (
     DIALECT,
+    MAX_NESTING,
     parse,
     parse_one,
     parse_script,
@@ -761,3 +762,39 @@ def test_a_refused_form_in_a_script_names_its_statement() -> None:
 )
 def test_look_alikes_of_foreign_forms_stay_plain_sql(sql: str) -> None:
     assert isinstance(parse_one(sql), st.Query)
+
+
+# -- limits (issue 12's appendix: these were RecursionErrors, answered 500)
+
+
+@pytest.mark.parametrize(
+    ("sql", "col"),
+    [
+        ("(" * 3000 + "SELECT 1", MAX_NESTING + 1),
+        ("SELECT " + "(" * 3000 + "1" + ")" * 3000, len("SELECT ") + MAX_NESTING + 1),
+        # the 33rd "(" opens the 33rd subquery: 32 of them come before it
+        (
+            "SELECT * FROM t WHERE a IN " + "(SELECT a FROM t WHERE a IN " * 40 + "(1)" + ")" * 40,
+            len("SELECT * FROM t WHERE a IN ") + len("(SELECT a FROM t WHERE a IN ") * 32 + 1,
+        ),
+    ],
+)
+def test_deep_parentheses_are_a_parse_error_naming_the_limit(sql: str, col: int) -> None:
+    with pytest.raises(ParseError) as info:
+        parse(sql)
+    assert f"at most {MAX_NESTING}" in str(info.value)
+    assert (info.value.line, info.value.col) == (1, col)
+
+
+def test_the_nesting_limit_itself_parses() -> None:
+    (query,) = parse("SELECT " + "(" * MAX_NESTING + "1" + ")" * MAX_NESTING)
+    assert isinstance(query, st.Query)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT " + "NOT " * 3000 + "1", "SELECT " + "CASE WHEN 1 THEN " * 500 + "1" + " END" * 500],
+)
+def test_deep_structures_without_parentheses_are_a_parse_error(sql: str) -> None:
+    with pytest.raises(ParseError, match="nested too deeply"):
+        parse(sql)
