@@ -30,6 +30,7 @@ from byom.errors import (
 )
 from catalog.records import PredictorRecord, PredictorSpec, project_key
 from gateway import builtin_planner as builtin
+from gateway import egress
 from gateway import plan_catalog as names
 from gateway import statements as st
 from gateway.join_planner import join_options, plan_join
@@ -127,10 +128,10 @@ def plan_register(stmt: st.CreatePredictor) -> RegisterPlan:
             f"Model '{stmt.name}' needs url.predict: add USING url.predict='http://host:port/...'"
         )
     for key, url in (("url.predict", url_predict), ("url.train", url_train)):
-        if url is not None and (
-            not isinstance(url, str) or not url.startswith(("http://", "https://"))
-        ):
+        if url is not None and not isinstance(url, str):
             raise InvalidOption(f"{key} must be an http:// or https:// URL, got {url!r}")
+        if url is not None:
+            egress.check_url(key, url)  # scheme, credentials, metadata, BYOM_ALLOWED_HOSTS
     if not fmt:
         raise InvalidOption(
             f"Model '{stmt.name}' needs a format: add USING format='ray_serve' or format='mlflow'"
