@@ -1,5 +1,6 @@
-"""What every transformers fine-tuning task shares: hyperparameter checks, the Trainer run
-(fixed settings, step reports) and out-of-memory errors a user can act on.
+"""What every transformers fine-tuning task shares: hyperparameter checks, text row checks,
+the Trainer run (fixed settings, step reports), out-of-memory errors a user can act on, and
+saving a model with its task's metadata.
 
 A task declares its defaults and its own keys (hyperparams that are not
 ``TrainingArguments`` fields, e.g. ``max_length``); every other ``TrainingArguments``
@@ -14,11 +15,12 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from builtin_models.tasks import StepCallback
-from byom.errors import InvalidOption, did_you_mean
+from byom.errors import InvalidInput, InvalidOption, did_you_mean
 
 __all__ = [
     "FIXED_KEYS",
@@ -213,3 +215,17 @@ def save_model(
     model.save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     (path / meta_file).write_text(json.dumps(dict(meta), indent=2))
+
+
+def texts(values: pd.Series, name: str) -> list[str]:
+    """Column ``name`` as strings; InvalidInput for NULL or blank values (counted, the
+    first row named, the WHERE clause that filters them given)."""
+    found = [None if pd.isna(v) else str(v) for v in values.tolist()]
+    bad = [i for i, t in enumerate(found) if t is None or not t.strip()]
+    if bad:
+        raise InvalidInput(
+            f"{len(bad)} of {len(found)} rows have a NULL or empty {name} (the first is row "
+            f"{bad[0] + 1}): filter them out with WHERE {name} IS NOT NULL AND {name} <> ''.",
+            column=name,
+        )
+    return [str(t) for t in found]

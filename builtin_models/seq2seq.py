@@ -153,22 +153,9 @@ def _column(spec: Spec, frame: pd.DataFrame, name: str) -> pd.Series:
     return frame[by_lower[name]]
 
 
-def _texts(values: pd.Series, name: str) -> list[str]:
-    """The column as strings; InvalidInput for NULL or blank values (counted, first row)."""
-    texts = [None if pd.isna(v) else str(v) for v in values.tolist()]
-    bad = [i for i, t in enumerate(texts) if t is None or not t.strip()]
-    if bad:
-        raise InvalidInput(
-            f"{len(bad)} of {len(texts)} rows have a NULL or empty {name} (the first is row "
-            f"{bad[0] + 1}): filter them out with WHERE {name} IS NOT NULL AND {name} <> ''.",
-            column=name,
-        )
-    return [str(t) for t in texts]
-
-
 def _examples(spec: Spec, frame: pd.DataFrame, options: Mapping[str, Any] | None) -> Examples:
-    sources = _texts(_column(spec, frame, SOURCE), SOURCE)
-    targets = _texts(_column(spec, frame, spec.target), spec.target)
+    sources = hf_training.texts(_column(spec, frame, SOURCE), SOURCE)
+    targets = hf_training.texts(_column(spec, frame, spec.target), spec.target)
     return Examples(sources, targets, dict(options or {}))
 
 

@@ -173,15 +173,7 @@ def _texts(frame: pd.DataFrame) -> list[str]:
             "SELECT body AS text FROM ...",
             column="text",
         )
-    texts = [None if pd.isna(v) else str(v) for v in frame[by_lower[name]].tolist()]
-    bad = [i for i, t in enumerate(texts) if t is None or not t.strip()]
-    if bad:
-        raise InvalidInput(
-            f"{len(bad)} of {len(texts)} rows have a NULL or empty {name} (the first is row "
-            f"{bad[0] + 1}): filter them out with WHERE {name} IS NOT NULL AND {name} <> ''.",
-            column=name,
-        )
-    return [str(t) for t in texts]
+    return hf_training.texts(frame[by_lower[name]], name)
 
 
 def prepare(

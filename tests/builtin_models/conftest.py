@@ -268,3 +268,14 @@ def implicit_recommender(recommender_home: str) -> tuple[Any, pd.DataFrame]:
         side_readers={"item_metadata": FrameReader(planted_item_metadata(), chunk=50)},
     )
     return run_training(FrameReader(frame, chunk=256), request), frame
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny models train several times faster on one thread (and leave a core to others)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,7 +9,6 @@ The tiny T5 (2+2 layers, d_model 64, a word-level vocabulary trained here with t
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -112,17 +111,6 @@ def build_tiny_t5(folder: Path) -> Path:
     T5ForConditionalGeneration(config).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
-
-
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models train several times faster on one thread (and leave a core to others)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -80,17 +79,6 @@ def build_tiny_gpt2(folder: Path) -> Path:
     GPT2LMHeadModel(config).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
-
-
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models train several times faster on one thread (and leave a core to others)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ Serve applications are gone).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -39,6 +40,25 @@ def run(api: TestClient, query: str, status: int = 200) -> dict[str, Any]:
     response = api.post("/api/sql", json={"query": query})
     assert response.status_code == status, response.text
     return response.json()
+
+
+@contextlib.contextmanager
+def sqlite_gateway(
+    factory: pytest.TempPathFactory, name: str, tables: dict[str, tuple[str, list[Any]]]
+) -> Iterator[TestClient]:
+    """A gateway on a fresh home with SQLite datasource ``name`` holding ``tables``
+    (table -> (column definitions, rows))."""
+    path = factory.mktemp(f"{name}_data") / f"{name}.sqlite"
+    with sqlite3.connect(path) as conn:
+        for table, (columns, rows) in tables.items():
+            conn.execute(f"CREATE TABLE {table} ({columns})")
+            if rows:
+                marks = ", ".join("?" for _ in rows[0])
+                conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+    with TestClient(create_app(home=factory.mktemp(f"{name}_home"))) as client:
+        params = json.dumps({"path": str(path)})
+        run(client, f"CREATE DATABASE {name} WITH ENGINE = 'sqlite', PARAMETERS = {params}")
+        yield client
 
 
 def records(body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ rows of the native statements they translate to.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.server import create_app
 from tests.builtin_models.conftest import TINY_HYPERPARAMS, build_tiny_bert, sentiment_frame
 from tests.builtin_models.test_seq2seq import TINY_SEQ2SEQ, build_tiny_t5, translation_frame
 from tests.conftest import RayCluster
-from tests.e2e.test_builtin_lifecycle import records, run, wait_version
+from tests.e2e.test_builtin_lifecycle import records, run, sqlite_gateway, wait_version
 
 pytestmark = pytest.mark.slow
 BERT_HYPER = json.dumps(TINY_HYPERPARAMS)
@@ -40,26 +38,18 @@ def base_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def api(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """A gateway with datasource ``docs``: ``imdb(text, label)`` and ``kde4(en, fr)`` as
     PostgresML's documents shape them, and ``fresh(id, review)`` to predict."""
-    path = tmp_path_factory.mktemp("pgml_data") / "docs.sqlite"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE imdb (text TEXT, label TEXT)")
-        conn.executemany(
-            "INSERT INTO imdb VALUES (?, ?)",
-            sentiment_frame(120).itertuples(index=False, name=None),
-        )
-        conn.execute("CREATE TABLE kde4 (en TEXT, fr TEXT)")
-        conn.executemany(
-            "INSERT INTO kde4 VALUES (?, ?)",
-            translation_frame(40).itertuples(index=False, name=None),
-        )
-        conn.execute("CREATE TABLE fresh (id INTEGER, review TEXT)")
-        conn.executemany("INSERT INTO fresh VALUES (?, ?)", list(enumerate(REVIEWS)))
-    with TestClient(create_app(home=tmp_path_factory.mktemp("pgml_home"))) as client:
-        run(
-            client,
-            "CREATE DATABASE docs WITH ENGINE = 'sqlite', "
-            f"PARAMETERS = {json.dumps({'path': str(path)})}",
-        )
+    tables = {
+        "imdb": (
+            "text TEXT, label TEXT",
+            list(sentiment_frame(120).itertuples(index=False, name=None)),
+        ),
+        "kde4": (
+            "en TEXT, fr TEXT",
+            list(translation_frame(40).itertuples(index=False, name=None)),
+        ),
+        "fresh": ("id INTEGER, review TEXT", list(enumerate(REVIEWS))),
+    }
+    with sqlite_gateway(tmp_path_factory, "docs", tables) as client:
         yield client
 
 

@@ -6,7 +6,6 @@ training query whose answers are not in their contexts ends the version with the
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.server import create_app
 from tests.builtin_models.conftest import build_tiny_bert
 from tests.builtin_models.test_question_answering import TINY_QA_HYPERPARAMS, capitals_frame
 from tests.conftest import RayCluster
-from tests.e2e.test_builtin_lifecycle import records, run, wait_version
+from tests.e2e.test_builtin_lifecycle import records, run, sqlite_gateway, wait_version
 
 pytestmark = pytest.mark.slow
 HYPER = json.dumps(TINY_QA_HYPERPARAMS)
@@ -32,19 +30,9 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def api(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """A gateway with datasource ``kb``: table ``facts(q, passage, capital)``."""
-    path = tmp_path_factory.mktemp("qa_data") / "kb.sqlite"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE facts (q TEXT, passage TEXT, capital TEXT)")
-        conn.executemany(
-            "INSERT INTO facts VALUES (?, ?, ?)",
-            capitals_frame(100).itertuples(index=False, name=None),
-        )
-    with TestClient(create_app(home=tmp_path_factory.mktemp("qa_home"))) as client:
-        run(
-            client,
-            "CREATE DATABASE kb WITH ENGINE = 'sqlite', "
-            f"PARAMETERS = {json.dumps({'path': str(path)})}",
-        )
+    rows = list(capitals_frame(100).itertuples(index=False, name=None))
+    tables = {"facts": ("q TEXT, passage TEXT, capital TEXT", rows)}
+    with sqlite_gateway(tmp_path_factory, "kb", tables) as client:
         yield client
 
 

@@ -10,7 +10,6 @@ in order, a bad option value refused with a 4xx naming it while the gateway keep
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.server import create_app
 from tests.builtin_models.test_seq2seq import (
     EN_FR,
     TINY_SEQ2SEQ,
@@ -27,7 +25,7 @@ from tests.builtin_models.test_seq2seq import (
     translation_frame,
 )
 from tests.conftest import RayCluster
-from tests.e2e.test_builtin_lifecycle import records, run, wait_version
+from tests.e2e.test_builtin_lifecycle import records, run, sqlite_gateway, wait_version
 
 pytestmark = pytest.mark.slow
 # 40 rows, 32 to train: 16 steps of 8 rows, a couple of seconds on one thread.
@@ -44,25 +42,18 @@ def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def api(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """A gateway with datasource ``texts``: tables ``pairs(en, fr)``, ``notes(body, gist)``
     and ``inbox(id, source)`` (the sources a JOIN generates for)."""
-    path = tmp_path_factory.mktemp("seq2seq_data") / "texts.sqlite"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE pairs (en TEXT, fr TEXT)")
-        conn.executemany(
-            "INSERT INTO pairs VALUES (?, ?)",
-            translation_frame(40).itertuples(index=False, name=None),
-        )
-        conn.execute("CREATE TABLE notes (body TEXT, gist TEXT)")
-        conn.executemany(
-            "INSERT INTO notes VALUES (?, ?)", summary_frame(40).itertuples(index=False, name=None)
-        )
-        conn.execute("CREATE TABLE inbox (id INTEGER, source TEXT)")
-        conn.executemany("INSERT INTO inbox VALUES (?, ?)", list(enumerate(SOURCES)))
-    with TestClient(create_app(home=tmp_path_factory.mktemp("seq2seq_home"))) as client:
-        run(
-            client,
-            "CREATE DATABASE texts WITH ENGINE = 'sqlite', "
-            f"PARAMETERS = {json.dumps({'path': str(path)})}",
-        )
+    tables = {
+        "pairs": (
+            "en TEXT, fr TEXT",
+            list(translation_frame(40).itertuples(index=False, name=None)),
+        ),
+        "notes": (
+            "body TEXT, gist TEXT",
+            list(summary_frame(40).itertuples(index=False, name=None)),
+        ),
+        "inbox": ("id INTEGER, source TEXT", list(enumerate(SOURCES))),
+    }
+    with sqlite_gateway(tmp_path_factory, "texts", tables) as client:
         yield client
 
 

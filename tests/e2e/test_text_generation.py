@@ -8,7 +8,6 @@ prompt, in order.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.server import create_app
 from tests.builtin_models.test_text_generation import (
     TINY_GENERATION,
     VOCABULARY,
@@ -24,7 +22,7 @@ from tests.builtin_models.test_text_generation import (
     story_frame,
 )
 from tests.conftest import RayCluster
-from tests.e2e.test_builtin_lifecycle import records, run, wait_version
+from tests.e2e.test_builtin_lifecycle import records, run, sqlite_gateway, wait_version
 
 pytestmark = pytest.mark.slow
 # 40 rows, 32 to train: 16 steps of 8 rows, about a second on one thread.
@@ -41,20 +39,11 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def api(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """A gateway with datasource ``lib``: tables ``stories(body)`` and ``starts(id, prompt)``
     (the prompts a JOIN continues)."""
-    path = tmp_path_factory.mktemp("generation_data") / "lib.sqlite"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE stories (body TEXT)")
-        conn.executemany(
-            "INSERT INTO stories VALUES (?)", story_frame(40).itertuples(index=False, name=None)
-        )
-        conn.execute("CREATE TABLE starts (id INTEGER, prompt TEXT)")
-        conn.executemany("INSERT INTO starts VALUES (?, ?)", list(enumerate(PROMPTS)))
-    with TestClient(create_app(home=tmp_path_factory.mktemp("generation_home"))) as client:
-        run(
-            client,
-            "CREATE DATABASE lib WITH ENGINE = 'sqlite', "
-            f"PARAMETERS = {json.dumps({'path': str(path)})}",
-        )
+    tables = {
+        "stories": ("body TEXT", list(story_frame(40).itertuples(index=False, name=None))),
+        "starts": ("id INTEGER, prompt TEXT", list(enumerate(PROMPTS))),
+    }
+    with sqlite_gateway(tmp_path_factory, "lib", tables) as client:
         yield client
 
 
