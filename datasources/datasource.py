@@ -2,7 +2,9 @@
 
 It speaks in plain columns and row tuples. Every database failure leaves here as
 ``DatasourceError`` naming the datasource and carrying the database's own message;
-passwords never appear in messages.
+passwords never appear in messages. Two refusals leave as their own errors: a write into a
+``read_only`` datasource (``DATASOURCE_READ_ONLY``) and SQLite SQL that would open or write
+other files (``STATEMENT_NOT_ALLOWED``, see ``guards``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from typing import Any
 from sqlalchemy import Connection, CursorResult, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from byom.errors import DatasourceError, InvalidOption
+from byom.errors import DatasourceError, GatewayError, InvalidOption
 from catalog.records import DatasourceRecord
-from datasources import writing
+from datasources import guards, writing
 from datasources.engines import postgres_engine, sqlite_engine
 from datasources.parameters import ENGINES, validate
 
@@ -33,6 +35,7 @@ class Datasource:
         self.engine_name, self.parameters = validate(record.engine, record.parameters)
         self.name = record.name.lower()
         self.dialect = ENGINES[self.engine_name].dialect
+        self.read_only: bool = bool(self.parameters.get("read_only"))
         if self.engine_name == "sqlite":
             self.location = self.parameters["path"]
             self._engine = sqlite_engine(self.parameters)
@@ -77,7 +80,36 @@ class Datasource:
             datasource=self.name,
         )
 
-    def _query_error(self, exc: BaseException) -> DatasourceError:
+    def refusal(self, exc: BaseException, doing: str) -> GatewayError | None:
+        """The refusal behind a failed statement, when it was one: the SQLite authorizer's
+        (``STATEMENT_NOT_ALLOWED``) or the read-only database's (``DATASOURCE_READ_ONLY``)."""
+        raw = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        reason = self._reason(exc)
+        if self.engine_name == "sqlite":
+            what = guards.take_refusal(reason)
+            if what is not None:
+                return guards.not_allowed(self.name, what)
+            if self.read_only and getattr(raw, "sqlite_errorname", "") == "SQLITE_READONLY":
+                return guards.read_only(self.name, doing, reason)
+        elif self.read_only and getattr(raw, "pgcode", None) == "25006":
+            return guards.read_only(self.name, doing, reason)  # read_only_sql_transaction
+        return None
+
+    def refuse_writes(self, doing: str) -> None:
+        """``DATASOURCE_READ_ONLY`` now, before anything runs, when this one is read-only."""
+        if self.read_only:
+            raise guards.read_only(self.name, doing)
+
+    def check_sql(self, sql: str) -> None:
+        """Refuse SQL this datasource must not run (see ``guards``); every statement text
+        from a user reaches the database through ``query`` or ``stream``, which call this."""
+        if self.read_only:
+            guards.check_pass_through(self.name, self.engine_name, sql)
+
+    def _query_error(self, exc: BaseException) -> GatewayError:
+        refused = self.refusal(exc, "the statement")
+        if refused is not None:
+            return refused
         return DatasourceError(
             f"query failed on datasource '{self.name}' ({self.engine_name}): {self._reason(exc)}",
             datasource=self.name,
@@ -123,6 +155,7 @@ class Datasource:
         """
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be at least 1")
+        self.check_sql(sql)
         # The DBAPI cursor itself is read, not SQLAlchemy's Result: its rows are already
         # plain tuples, and skipping Row objects makes the hot loop of a big JOIN several
         # times cheaper. SQLAlchemy still pools the connection and compiles the parameters.
@@ -185,6 +218,7 @@ class Datasource:
         self, sql: str, params: Mapping[str, Any] | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run any one statement and commit; ``([], [])`` for statements without rows."""
+        self.check_sql(sql)
         with self._connect() as conn:
             try:
                 result = self._execute(conn, sql, params)
@@ -210,6 +244,7 @@ class Datasource:
             with self._engine.connect() as conn:
                 row = self._execute(conn, wrapped, params).first()
         except SQLAlchemyError as exc:
+            guards.take_refusal("")  # a refusal swallowed here must not name a later error
             log.debug("datasource %r cannot count %r: %s", self.name, sql, self._reason(exc))
             return None
         if row is None or row[0] is None:

@@ -1,7 +1,11 @@
 """Pooled SQLAlchemy engines for validated parameters (see ``parameters.validate``).
 
-SQLite: every file in WAL mode, ``attach`` and ``attach_dir`` schemas attached on checkout.
-PostgreSQL: a URL built from parts, and ``schema`` as the search_path.
+SQLite: every file opened as a ``file:`` URI with ``mode=rw`` (``mode=ro`` when
+``read_only``), so SQLite never creates a missing file; every writable file in WAL mode;
+``attach`` and ``attach_dir`` schemas attached on checkout; then the authorizer of
+``guards`` refuses ATTACH, DETACH, VACUUM INTO and load_extension() in the user's SQL.
+PostgreSQL: a URL built from parts, ``schema`` as the search_path, and
+``default_transaction_read_only`` when ``read_only``.
 """
 
 from __future__ import annotations
@@ -9,11 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import urllib.parse
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
 
+from datasources.guards import sqlite_authorizer
 from datasources.parameters import IDENTIFIER, SQLITE_RESERVED_SCHEMAS
 
 log = logging.getLogger(__name__)
@@ -26,12 +32,17 @@ def _quoted(identifier: str) -> str:
 
 
 def scan_attach_dir(directory: str) -> dict[str, str]:
-    """``{schema: path}`` for every ``<directory>/<schema>.sqlite`` with a usable name."""
+    """``{schema: path}`` for every ``<directory>/<schema>.sqlite`` with a usable name.
+
+    A symlink that resolves outside the directory is skipped: the file policy vetted the
+    directory, not wherever its links point (say, the gateway's catalog).
+    """
     found: dict[str, str] = {}
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except FileNotFoundError:
         return found
+    real_dir = os.path.realpath(directory)
     for entry in entries:
         stem, ext = os.path.splitext(entry.name)
         if ext != ".sqlite" or not entry.is_file():
@@ -39,8 +50,17 @@ def scan_attach_dir(directory: str) -> dict[str, str]:
         if not IDENTIFIER.match(stem) or stem.lower() in SQLITE_RESERVED_SCHEMAS:
             log.warning("not attaching %s: its name is not a usable schema name", entry.path)
             continue
+        if os.path.dirname(os.path.realpath(entry.path)) != real_dir:
+            log.warning("not attaching %s: it links outside %s", entry.path, directory)
+            continue
         found[stem.lower()] = entry.path
     return found
+
+
+def sqlite_uri(path: str, read_only: bool = False) -> str:
+    """A ``file:`` URI for ``path`` that SQLite opens without ever creating the file."""
+    mode = "ro" if read_only else "rw"
+    return f"file:{urllib.parse.quote(path)}?mode={mode}"
 
 
 def _use_wal(dbapi_connection: Any, schema: str) -> None:
@@ -59,14 +79,25 @@ def _use_wal(dbapi_connection: Any, schema: str) -> None:
 
 def sqlite_engine(params: dict[str, Any]) -> Engine:
     """The engine of a validated ``sqlite`` datasource."""
-    engine = create_engine(
-        URL.create("sqlite", database=params["path"]),
-        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
-    )
+    read_only = bool(params.get("read_only"))
+    uri = sqlite_uri(params["path"], read_only)
+
+    def _open() -> sqlite3.Connection:
+        # uri=True: mode=rw/ro refuses to create the file, and ATTACH takes URIs too.
+        return sqlite3.connect(
+            uri, uri=True, check_same_thread=False, timeout=SQLITE_BUSY_TIMEOUT_S
+        )
+
+    # The URL still names the file: SQLAlchemy picks its pool (a queue for files) from it.
+    engine = create_engine(URL.create("sqlite", database=params["path"]), creator=_open)
 
     @event.listens_for(engine, "connect")
-    def _wal(dbapi_connection: Any, _record: Any) -> None:
-        _use_wal(dbapi_connection, "main")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if hasattr(dbapi_connection, "enable_load_extension"):
+            dbapi_connection.enable_load_extension(False)  # the default; said out loud
+        if not read_only:  # WAL is a write to the file's header
+            _use_wal(dbapi_connection, "main")
+        dbapi_connection.set_authorizer(sqlite_authorizer)
 
     static: dict[str, str] = dict(params.get("attach") or {})
     attach_dir: str | None = params.get("attach_dir")
@@ -81,13 +112,18 @@ def sqlite_engine(params: dict[str, Any]) -> Engine:
             return  # ATTACH is refused inside a transaction; the next checkout catches up
         wanted = {**(scan_attach_dir(attach_dir) if attach_dir else {}), **static}
         cursor = dbapi_connection.cursor()
+        # The authorizer refuses every ATTACH; these are the datasource's own, vetted ones.
+        dbapi_connection.set_authorizer(None)
         try:
             present = {row[1].lower() for row in cursor.execute("PRAGMA database_list")}
             for schema, path in wanted.items():
                 if schema not in present:
-                    cursor.execute(f"ATTACH DATABASE ? AS {_quoted(schema)}", (path,))
-                    _use_wal(dbapi_connection, schema)
+                    target = sqlite_uri(path, read_only)
+                    cursor.execute(f"ATTACH DATABASE ? AS {_quoted(schema)}", (target,))
+                    if not read_only:
+                        _use_wal(dbapi_connection, schema)
         finally:
+            dbapi_connection.set_authorizer(sqlite_authorizer)
             cursor.close()
 
     return engine
@@ -110,11 +146,25 @@ def postgres_url(params: dict[str, Any]) -> URL:
 
 def postgres_engine(params: dict[str, Any]) -> Engine:
     """The engine of a validated ``postgres`` datasource."""
-    engine = create_engine(
-        postgres_url(params),
-        connect_args={"connect_timeout": params["connect_timeout"]},
-        pool_pre_ping=True,
-    )
+    connect_args: dict[str, Any] = {"connect_timeout": params["connect_timeout"]}
+    read_only = bool(params.get("read_only"))
+    if read_only:
+        # Every transaction of the session starts READ ONLY: the server refuses writes.
+        connect_args["options"] = "-c default_transaction_read_only=on"
+    engine = create_engine(postgres_url(params), connect_args=connect_args, pool_pre_ping=True)
+    if read_only:
+
+        @event.listens_for(engine, "checkout")
+        def _still_read_only(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+            # Pass-through SQL is screened (guards), but a pooled session is long-lived:
+            # set the mode again whenever it is handed out, whatever ran on it before.
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            finally:
+                cursor.close()
+            dbapi_connection.commit()
+
     schema: str | None = params.get("schema")
     if schema:
 

@@ -36,7 +36,9 @@ class EngineSpec:
 
 
 ENGINES: dict[str, EngineSpec] = {
-    "sqlite": EngineSpec("sqlite", ("path",), {"attach": None, "attach_dir": None}),
+    "sqlite": EngineSpec(
+        "sqlite", ("path",), {"attach": None, "attach_dir": None, "read_only": False}
+    ),
     "postgres": EngineSpec(
         "postgres",
         ("host", "user", "database"),
@@ -46,6 +48,7 @@ ENGINES: dict[str, EngineSpec] = {
             "schema": None,
             "sslmode": None,
             "connect_timeout": 10,
+            "read_only": False,
         },
     ),
 }
@@ -86,6 +89,19 @@ def _require_int(engine: str, key: str, value: Any, low: int, high: int) -> int:
             f"Parameter '{key}' of engine '{engine}' must be between {low} and {high}."
         )
     return number
+
+
+def _require_bool(engine: str, key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, str | int) else None
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise InvalidOption(
+        f"Parameter '{key}' of engine '{engine}' must be true or false, got {value!r}."
+    )
 
 
 def schema_name(engine: str, name: Any) -> str:
@@ -172,5 +188,7 @@ def validate(engine: str, parameters: Mapping[str, Any]) -> tuple[str, dict[str,
             f"Expected: {spec.expected()}."
         )
     params = {**spec.optional, **given}
+    # Whether the gateway may write: an admin's choice at CREATE DATABASE (see guards).
+    params["read_only"] = _require_bool(name, "read_only", params["read_only"])
     params = _validate_sqlite(params) if name == "sqlite" else _validate_postgres(params)
     return name, params

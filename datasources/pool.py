@@ -6,19 +6,37 @@ import threading
 
 from catalog.records import DatasourceRecord
 from datasources.datasource import Datasource
+from datasources.embedded import is_embedded
+from datasources.files import FilePolicy
+from datasources.parameters import validate
 
 
 def open_datasource(record: DatasourceRecord) -> Datasource:
-    """A ``Datasource`` for a catalog record (parameters are validated again)."""
+    """A ``Datasource`` for a catalog record (parameters are validated again; the file
+    policy is the caller's: the gateway checks it before it hands a record out)."""
     return Datasource(record)
 
 
-class DatasourcePool:
-    """Open datasources by name, each with its own connection pool; thread-safe."""
+def check_files(record: DatasourceRecord, policy: FilePolicy) -> None:
+    """Refuse ``record`` when its files break ``policy`` (``PATH_NOT_ALLOWED``,
+    ``CATALOG_NOT_A_DATASOURCE``, ``PATH_NOT_FOUND``)."""
+    engine, parameters = validate(record.engine, record.parameters)
+    policy.check_record(record, parameters)
 
-    def __init__(self) -> None:
+
+class DatasourcePool:
+    """Open datasources by name, each with its own connection pool; thread-safe.
+
+    Every datasource is checked against the file policy when it is opened, so a catalog
+    written before the policy existed cannot open a file it now forbids. ``policy`` is the
+    gateway's (``FilePolicy.for_gateway``); without one, the environment's is read at each
+    open (``$BYOM_HOME``, ``$BYOM_CATALOG_URL``, ``$BYOM_DATA_DIRS``).
+    """
+
+    def __init__(self, policy: FilePolicy | None = None) -> None:
         self._lock = threading.Lock()
         self._open: dict[str, Datasource] = {}
+        self.policy = policy
 
     def get(self, record: DatasourceRecord) -> Datasource:
         """The open datasource for ``record``, reopened if its parameters changed."""
@@ -27,6 +45,8 @@ class DatasourcePool:
             current = self._open.get(key)
             if current is not None and current.matches(record):
                 return current
+            if not is_embedded(record):  # the product's own layout, under its own home
+                check_files(record, self.policy or FilePolicy.from_environment())
             datasource = open_datasource(record)
             if current is not None:
                 # Dropped and created again with other parameters: stop using the old pool.

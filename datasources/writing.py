@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Column, MetaData, Table, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
-from byom.errors import DatasourceError, InvalidInput, InvalidOption
+from byom.errors import DatasourceError, GatewayError, InvalidInput, InvalidOption
 from datasources.values import POSTGRES_NATIVE, SQLITE_NATIVE, bindable, infer_column_type
 
 if TYPE_CHECKING:  # the Datasource module imports this one to open writers
@@ -251,8 +251,11 @@ class TableWriter:
         convert = functools.partial(bindable, sqlite=self._sqlite)
         return [dict(zip(keys, map(convert, row), strict=True)) for row in rows]
 
-    def _error(self, exc: BaseException, doing: str) -> DatasourceError:
+    def _error(self, exc: BaseException, doing: str) -> GatewayError:
         ds = self.datasource
+        refused = ds.refusal(exc, f"writing table '{self.where}'")
+        if refused is not None:
+            return refused
         return DatasourceError(
             f"writing table '{self.where}' in datasource '{ds.name}' ({ds.engine_name}) "
             f"failed while {doing}: {ds._reason(exc)}. {self._rows_written} rows were "

@@ -20,8 +20,11 @@
 -- shows 'complete' before predicting).
 --
 -- Nothing here depends on where $BYOM_HOME is: the table is read through `local`, and the
--- one other file is mydb's, /tmp/byom_mydb.sqlite. The script can be run again: it first
--- drops what an earlier run may have left.
+-- one other file is mydb's, /tmp/byom_mydb.sqlite. The gateway opens only files that exist
+-- under $BYOM_HOME or a directory of $BYOM_DATA_DIRS, so first:
+--       touch /tmp/byom_mydb.sqlite && export BYOM_DATA_DIRS=/tmp
+-- (for `byom serve`, export it before starting the server). The script can be run again:
+-- it first drops what an earlier run may have left.
 
 DROP MODEL IF EXISTS byom;
 DROP MODEL IF EXISTS byom2;

@@ -11,6 +11,7 @@ folders. Scripted HTTP for adapter tests is tests/mock_http.py.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,10 @@ from tests.pg_fixtures import (  # noqa: F401  (fixtures are found by name)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Tests keep their SQLite datasources in pytest's tmp_path, outside any gateway home: allow
+# the system temp dir as a data directory (the file policy, datasources/files.py) rather
+# than weaken the rule. Set at import so subprocesses (``byom serve``) inherit it.
+os.environ.setdefault("BYOM_DATA_DIRS", tempfile.gettempdir())
 
 from gateway.processes import (  # noqa: E402  (the environment above must be set first)
     Service,

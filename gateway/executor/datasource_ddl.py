@@ -10,7 +10,6 @@ import datasources as dsmod
 from byom.errors import (
     DatasourceError,
     DatasourceExists,
-    DatasourceNotFound,
     InvalidOption,
     ModelNotFound,
     did_you_mean,
@@ -23,11 +22,9 @@ from gateway.result import Result
 
 
 def _exists(services: Services, name: str) -> bool:
-    try:
-        services.datasource_record(name)
-    except DatasourceNotFound:
-        return False
-    return True
+    # By name only, never decrypting: a datasource whose secret key was lost can still be
+    # dropped.
+    return name.lower() in {n.lower() for n in services.catalog_datasource_names()}
 
 
 async def create_database(services: Services, p: st.CreateDatabase) -> Result:
@@ -44,6 +41,10 @@ async def create_database(services: Services, p: st.CreateDatabase) -> Result:
     record = DatasourceRecord(
         name=p.name, engine=engine, parameters=parameters, created_at=datetime.now(UTC)
     )
+    # Which files this gateway may open: under its home or BYOM_DATA_DIRS, never its own
+    # catalog (read from this gateway's home and catalog, not the environment's).
+    policy = dsmod.FilePolicy.for_gateway(services.home, services.catalog.url)
+    dsmod.check_files(record, policy)
     probe = dsmod.open_datasource(record)
     try:  # refuse a datasource we cannot reach, rather than fail at first use
         await asyncio.to_thread(probe.check)

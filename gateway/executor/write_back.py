@@ -45,9 +45,13 @@ async def write_back(
     services: Services, p: WriteBackPlan, label: str, query_id: str | None
 ) -> Result:
     """Stream a JOIN's rows into a datasource table, one transaction per batch."""
+    target = services.datasource(p.datasource)
+    where = f"{p.datasource}.{p.schema + '.' if p.schema else ''}{p.table}"
+    # Before the JOIN reads a row or a model sees one (the database would refuse anyway).
+    target.refuse_writes(f"{'CREATE TABLE' if p.mode == 'create' else 'INSERT INTO'} {where}")
     progress = services.progress
     entry = progress.start(label, "write", query_id)
-    state = WriteState(services.datasource(p.datasource), p)
+    state = WriteState(target, p)
     try:
         with progress.failing(entry):
             try:
@@ -80,7 +84,6 @@ async def write_back(
             state.writer.close()
     progress.finish(entry, "done")
     written = state.written
-    where = f"{p.datasource}.{p.schema + '.' if p.schema else ''}{p.table}"
     return Result(
         columns=["rows_written", "table"],
         rows=[[written, where]],

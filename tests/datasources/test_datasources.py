@@ -254,6 +254,8 @@ def test_embedded_datasource_sees_new_schema_files(tmp_path: Path) -> None:
 
 def test_pool_caches_and_reopens(tmp_path: Path) -> None:
     pool = DatasourcePool()
+    for name in ("a.db", "b.db"):
+        (tmp_path / name).touch()  # datasource files must exist: never created
     first = _record("mydb", "sqlite", {"path": str(tmp_path / "a.db")})
     ds = pool.get(first)
     assert pool.get(first) is ds

@@ -30,7 +30,9 @@ def _record(name: str, engine: str, parameters: dict[str, Any]) -> DatasourceRec
 def record(request: pytest.FixtureRequest, tmp_path: Path) -> DatasourceRecord:
     """The datasource under test: a fresh SQLite file, or the test schema on PostgreSQL."""
     if request.param == "sqlite":
-        return _record("wb", "sqlite", {"path": str(tmp_path / "wb.db")})
+        path = tmp_path / "wb.db"
+        path.touch()  # datasource files must exist: the gateway never creates one
+        return _record("wb", "sqlite", {"path": str(path)})
     return _record("wb", "postgres", request.getfixturevalue("postgres_params"))
 
 
@@ -285,6 +287,7 @@ def test_quoted_identifiers_and_bound_values(ds: Datasource, record: DatasourceR
     if ds.engine_name == "sqlite":
         ds.close()
         path = str(Path(record.parameters["path"]).with_name("side.db"))
+        Path(path).touch()  # attached files must exist too: never created
         ds = open_datasource(
             _record("wb", "sqlite", {**record.parameters, "attach": {"side": path}})
         )

@@ -40,6 +40,8 @@ def env(
     model.clear()
     with TestClient(create_app(home=tmp_path)) as api:
         if request.param == "sqlite":
+            for name in ("mldb.sqlite", "test_data.sqlite"):
+                (tmp_path / name).touch()  # datasource files must exist: never created
             params: dict[str, Any] = {
                 "path": str(tmp_path / "mldb.sqlite"),
                 "attach": {"test_data": str(tmp_path / "test_data.sqlite")},

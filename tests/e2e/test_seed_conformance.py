@@ -146,6 +146,7 @@ def api(tmp_path: Path, pg_database: dict[str, Any]) -> Iterator[TestClient]:
         conn.execute("CREATE TABLE movie_captions (orignal TEXT, french TEXT, language TEXT)")
         conn.executemany("INSERT INTO movie_captions VALUES (?, ?, ?)", CAPTIONS)
     with TestClient(create_app(home=tmp_path)) as client:
+        (tmp_path / "mydb.sqlite").touch()  # datasource files must exist: never created
         mydb = {"path": str(tmp_path / "mydb.sqlite"), "attach": {"test_data": str(test_data)}}
         setup = [
             ("mydb", "sqlite", mydb),

@@ -258,6 +258,7 @@ def sql(api: TestClient, query: str, session: str | None = "s-1") -> dict[str, A
 
 def test_use_and_set_through_a_hold_on_b(tmp_path: Path, catalog_url: str) -> None:
     mydb = tmp_path / "mydb.sqlite"
+    mydb.touch()  # datasource files must exist: the gateway never creates one
     with two_servers(tmp_path, catalog_url) as (a, b):
         sql(a, "CREATE PROJECT p1")
         params = json.dumps({"path": str(mydb)})
