@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from adapters.breaker import Breakers
+
 if TYPE_CHECKING:
     import httpx
 
@@ -60,10 +62,18 @@ class Predictions:
 @dataclass(frozen=True)
 class AdapterContext:
     """What the gateway offers adapters to reach their models: today the one shared, pooled
-    HTTP client and its settings. An adapter takes what it needs in ``from_context``."""
+    HTTP client, its settings and the endpoints' circuit breakers (made from the settings
+    when not given; ``Gateway.health`` and DESCRIBE read them). An adapter takes what it
+    needs in ``from_context``."""
 
     http: httpx.AsyncClient
     settings: HttpSettings
+    breakers: Breakers = field(default=None)  # type: ignore[assignment]  # set below
+
+    def __post_init__(self) -> None:
+        if self.breakers is None:
+            breakers = Breakers(self.settings.breaker_failures, self.settings.breaker_cooldown)
+            object.__setattr__(self, "breakers", breakers)
 
 
 class Adapter(Protocol):

@@ -1,21 +1,25 @@
-"""HTTP for the adapters: one pooled client, timeouts, retries, error mapping.
+"""HTTP for the adapters: one pooled client, deadlines, retries, limits, circuit breakers.
 
 Everything an adapter needs between "here is a request body" and "here is the parsed JSON
 answer" lives here; turning rows into bodies and checking predicted values is
-``adapters.wire``'s job.
+``adapters.wire``'s job, wording failures ``adapters.http_errors``'s.
 
-* ``make_client`` builds the one shared ``httpx.AsyncClient`` (pooled; tests pass an
+* ``make_client`` builds the one shared ``httpx.AsyncClient`` (pooled, redirects never
+  followed, every connection checked by ``adapters.guard``; tests pass an
   ``httpx.MockTransport``);
-* ``post_json`` sends a body (JSON or a binary payload) and maps every httpx failure to a
-  ``byom.errors.EndpointError`` whose message names the model and the URL, retrying
-  idempotent calls with backoff; the answer is always parsed as JSON.
+* ``post_json`` sends a body (JSON or a binary payload) and returns the parsed JSON answer.
+  One call has one deadline (its timeout) that all its attempts share; idempotent calls are
+  retried within it on connect errors, timeouts, dropped connections and HTTP 429/502/503/504
+  (honouring ``Retry-After``); the answer is read as a stream and refused past
+  ``max_response_bytes``; an endpoint's circuit breaker (``adapters.breaker``) fails calls
+  fast while it keeps failing. Cancelling the calling task stops everything at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
+import time
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -23,13 +27,11 @@ import httpx
 import orjson
 
 from adapters.base import AdapterContext
-from adapters.wire import snippet
-from byom.errors import (
-    EndpointBadResponse,
-    EndpointHTTPError,
-    EndpointTimeout,
-    EndpointUnreachable,
-)
+from adapters.breaker import Admission, Breakers
+from adapters.guard import AddressRefused, GuardedTransport
+from adapters.http_errors import CallContext, is_fault, retry_after_seconds
+from adapters.urls import endpoint_key
+from byom.errors import EndpointError
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -39,26 +41,32 @@ __all__ = [
     "post_json",
 ]
 
-# Only gateway-side overload statuses are worth retrying: the request never reached the
-# model (502), the model said "busy" (503) or a proxy gave up (504). 4xx never changes on retry.
-RETRY_STATUSES = frozenset({502, 503, 504})
+# Statuses worth retrying: the request never reached the model (502), the model said "busy"
+# (503) or "too many requests" (429), or a proxy gave up (504). Other 4xx never change.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 USER_AGENT = "byom-gateway/0.1"
-_sleep = asyncio.sleep  # module attribute so tests can record the backoff delays
+ERROR_BODY_BYTES = 64 * 1024  # read of a 3xx/4xx/5xx answer: enough for its excerpt
+_sleep = asyncio.sleep  # module attributes so tests can record waits on a fake clock
+_clock = time.monotonic
 
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """Timeouts (seconds), retry policy and pool size for calls to model endpoints.
+    """Timeouts (seconds), retry policy, limits and breakers for calls to model endpoints.
 
     Built by ``gateway.settings.Settings.http()`` from the global knobs.
     """
 
     connect_timeout: float = 5.0
-    read_timeout: float = 60.0  # one predict batch
+    read_timeout: float = 60.0  # one predict call, all its attempts together
     train_timeout: float = 3600.0  # one train call; training endpoints answer when done
     retries: int = 2  # extra attempts for idempotent calls (predict), never for train
     backoff: float = 0.2  # first retry waits this long, then doubles
     max_connections: int = 64
+    max_response_bytes: int = 64 * 2**20  # an endpoint's answer, decoded
+    breaker_failures: int = 5  # consecutive failed calls that open a breaker (0: never)
+    breaker_cooldown: float = 30.0  # seconds an open breaker fails calls fast
 
 
 DEFAULT_SETTINGS = HttpSettings()
@@ -68,33 +76,43 @@ class HttpAdapter:
     """Base of the adapters that reach their model over HTTP with the shared client."""
 
     def __init__(
-        self, client: httpx.AsyncClient, settings: HttpSettings = DEFAULT_SETTINGS
+        self,
+        client: httpx.AsyncClient,
+        settings: HttpSettings = DEFAULT_SETTINGS,
+        breakers: Breakers | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
+        if breakers is None:  # an adapter of its own (tests): breakers of its own
+            breakers = Breakers(settings.breaker_failures, settings.breaker_cooldown)
+        self.breakers = breakers
 
     @classmethod
     def from_context(cls, context: AdapterContext) -> Self:
-        """The adapter over the gateway's shared client and settings."""
-        return cls(context.http, context.settings)
+        """The adapter over the gateway's shared client, settings and breakers."""
+        return cls(context.http, context.settings, context.breakers)
 
 
 def make_client(
     settings: HttpSettings = DEFAULT_SETTINGS,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
-    """The shared pooled client; ``transport`` is the seam for ``httpx.MockTransport``."""
+    """The shared pooled client. Without ``transport`` it talks to the network through
+    ``GuardedTransport`` (the connection-time egress check); a given ``transport`` (a test's
+    ``httpx.MockTransport``, possibly wrapped in ``GuardedTransport``) is used as it is."""
     limits = httpx.Limits(
         max_connections=settings.max_connections,
         max_keepalive_connections=settings.max_connections,
     )
+    if transport is None:
+        transport = GuardedTransport(httpx.AsyncHTTPTransport(limits=limits))
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
         limits=limits,
         transport=transport,
-        # A FastAPI endpoint registered as ".../predict/" answers 307 to ".../predict";
-        # 307/308 keep method and body, so following them is safe for POST.
-        follow_redirects=True,
+        # Never: a redirect could send the body (and the gateway) to an address the egress
+        # rules were never asked about. A 3xx is an error telling the user the final URL.
+        follow_redirects=False,
         headers={"user-agent": USER_AGENT, "accept": "application/json"},
     )
 
@@ -111,152 +129,170 @@ async def post_json(
     url_option: str = "url.predict",
     content_type: str = "application/json",
     client_error_hint: str | None = None,
+    breakers: Breakers | None = None,
 ) -> Any:
     """POST ``body`` (bytes of type ``content_type``) to ``url``; return the parsed JSON answer.
 
-    ``retry`` is True only for idempotent calls: they are retried with exponential backoff on
-    connect errors, timeouts, dropped connections and HTTP 502/503/504, never on other
-    statuses. ``timeout`` overrides ``settings.read_timeout``; ``url_option`` names the
-    ``USING`` option that holds ``url``, for the hint in error messages;
-    ``client_error_hint`` is appended to the message of an HTTP 4xx answer.
+    ``timeout`` (default ``settings.read_timeout``) is the whole budget of the call, retries
+    and their waits included. ``retry`` is True only for idempotent calls. ``url_option``
+    names the ``USING`` option that holds ``url``, for the hint in error messages;
+    ``client_error_hint`` is appended to the message of an HTTP 4xx answer. ``breakers``:
+    the endpoints' circuit breakers (none: no breaker).
     """
-    read_timeout = settings.read_timeout if timeout is None else timeout
-    request_timeout = httpx.Timeout(read_timeout, connect=settings.connect_timeout)
-    attempts = 1 + (max(settings.retries, 0) if retry else 0)
-    headers = {"content-type": content_type}
-    ctx = _Context(
+    ctx = CallContext(
         model=model,
         url=url,
         url_option=url_option,
-        read_timeout=read_timeout,
+        budget=settings.read_timeout if timeout is None else timeout,
         connect_timeout=settings.connect_timeout,
+        limit=settings.max_response_bytes,
         client_error_hint=client_error_hint,
     )
-    for attempt in range(1, attempts + 1):
-        last = attempt == attempts
+    if breakers is None:
+        return await _attempts(client, ctx, body, content_type, settings, retry)
+    key = endpoint_key(url)
+    admission = breakers.admit(key)
+    if admission.refused is not None:
+        raise ctx.circuit_open(key, admission.refused)
+    return await _with_breaker(breakers, key, admission, client, ctx, body, content_type,
+                               settings, retry)  # fmt: skip
+
+
+async def _with_breaker(
+    breakers: Breakers,
+    key: str,
+    admission: Admission,
+    client: httpx.AsyncClient,
+    ctx: CallContext,
+    body: bytes,
+    content_type: str,
+    settings: HttpSettings,
+    retry: bool,
+) -> Any:
+    verdict: bool | None = None  # stays None when cancelled: a probe slot is freed
+    try:
+        answer = await _attempts(client, ctx, body, content_type, settings, retry)
+        verdict = True
+        return answer
+    except EndpointError as exc:
+        verdict = False if is_fault(exc) else None
+        raise
+    finally:
+        breakers.done(key, admission, verdict)
+
+
+async def _attempts(
+    client: httpx.AsyncClient,
+    ctx: CallContext,
+    body: bytes,
+    content_type: str,
+    settings: HttpSettings,
+    retry: bool,
+) -> Any:
+    """The attempts of one call, all inside ``ctx.budget``; each gets the time left."""
+    attempts = 1 + (max(settings.retries, 0) if retry else 0)
+    deadline = _clock() + ctx.budget
+    attempt = 0
+    while True:
+        attempt += 1
+        # The first attempt gets the budget as given; later ones what is left of it.
+        left = ctx.budget if attempt == 1 else deadline - _clock()
+        wait = settings.backoff * 2 ** (attempt - 1)
         try:
-            response = await client.post(
-                url, content=body, headers=headers, timeout=request_timeout
-            )
-        except httpx.HTTPError as exc:
-            if last or not _retryable_exception(exc):
-                raise _map_exception(exc, ctx, attempt) from exc
-        except httpx.InvalidURL as exc:  # not an HTTPError; retrying cannot fix it
-            raise _map_exception(exc, ctx, attempt) from exc
+            response, raw = await _exchange(client, ctx, body, content_type, left)
+        except (AddressRefused, httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise ctx.exception(exc, attempt) from exc  # retrying cannot change them
+        except (httpx.HTTPError, TimeoutError) as exc:
+            error: EndpointError = ctx.exception(exc, attempt)
+            if not _retryable_exception(exc) or attempt >= attempts:
+                raise error from exc
+            cause: BaseException | None = exc
         else:
-            if response.status_code < 400:
-                return _parse(response, ctx)
-            if last or response.status_code not in RETRY_STATUSES:
-                raise _http_error(response, ctx, attempt)
-        await _sleep(settings.backoff * 2 ** (attempt - 1))
-    raise AssertionError("unreachable: the last attempt always returns or raises")
+            status = response.status_code
+            if status < 300:
+                return _parse(response, raw, ctx)
+            if retry and status in RETRY_AFTER_STATUSES:
+                asked = retry_after_seconds(response.headers.get("retry-after"))
+                if asked is not None:
+                    time_left = deadline - _clock()
+                    if asked > time_left:  # waiting would outlive the call: fail now
+                        note = _asked_note(asked, ctx, time_left)
+                        raise ctx.http_error(response, raw, attempt, note)
+                    wait = asked
+            error = ctx.http_error(response, raw, attempt)
+            if not retry or status not in RETRY_STATUSES or attempt >= attempts:
+                raise error
+            cause = None
+        if wait >= deadline - _clock():  # no time left for another attempt
+            raise error from cause
+        await _sleep(wait)  # CancelledError here ends the call: nothing catches it
 
 
-@dataclass(frozen=True)
-class _Context:
-    model: str
-    url: str
-    url_option: str
-    read_timeout: float
-    connect_timeout: float
-    client_error_hint: str | None = None
-
-    def prefix(self) -> str:
-        return f"Model '{self.model}':"
-
-    def details(self, **extra: Any) -> dict[str, Any]:
-        return {"model": self.model, "url": self.url, **extra}
+def _asked_note(asked: float, ctx: CallContext, left: float) -> str:
+    return (f"the endpoint asked to retry after {asked:.0f}s, more than the {max(left, 0):.1f}s "
+            f"left of this call's {ctx.budget:g}s timeout")  # fmt: skip
 
 
-def _retryable_exception(exc: httpx.HTTPError) -> bool:
+async def _exchange(
+    client: httpx.AsyncClient, ctx: CallContext, body: bytes, content_type: str, left: float
+) -> tuple[httpx.Response, bytes]:
+    """One attempt: send, then read the answer as a stream, capped, within ``left`` s."""
+    timeout = httpx.Timeout(left, connect=min(ctx.connect_timeout, left))
+    request = client.build_request(
+        "POST", ctx.url, content=body, headers={"content-type": content_type}, timeout=timeout
+    )
+    # httpx's read timeout is per socket read; this bounds the whole exchange, slow drip
+    # included. It raises TimeoutError only for its own expiry, never for a cancellation.
+    async with asyncio.timeout(left):
+        response = await client.send(request, stream=True)
+        try:
+            if response.status_code < 300:
+                raw = await _read_capped(response, ctx)
+            else:
+                raw = await _read_capped(response, ctx, limit=ERROR_BODY_BYTES, strict=False)
+        finally:
+            await response.aclose()
+    return response, raw
+
+
+async def _read_capped(
+    response: httpx.Response, ctx: CallContext, limit: int | None = None, strict: bool = True
+) -> bytes:
+    """The (decoded) body, at most ``limit`` bytes: past it, ``strict`` refuses the answer
+    (EndpointBadResponse), else the body is cut there."""
+    limit = ctx.limit if limit is None else limit
+    length = response.headers.get("content-length", "")
+    if strict and length.isdigit() and int(length) > limit:
+        raise ctx.too_large(int(length))  # refused before a byte of it is read
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            if strict:
+                raise ctx.too_large(None)
+            chunks.append(chunk[: len(chunk) - (size - limit)])
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _retryable_exception(exc: Exception) -> bool:
     # NetworkError covers refused connections and connections the server dropped (stale
     # keep-alive); RemoteProtocolError is "server disconnected without sending a response".
+    # A TimeoutError is the call's own deadline: nothing is left to retry with.
     return isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError)
 
 
-def _attempts_note(attempt: int) -> str:
-    return f" (after {attempt} attempts)" if attempt > 1 else ""
-
-
-def _connect_reason(exc: BaseException) -> str:
-    """Why a connect failed, in words: httpx only says 'All connection attempts failed'."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(cur, socket.gaierror):
-            return "host name not found"
-        cur = cur.__cause__ or cur.__context__
-    return str(exc) or type(exc).__name__
-
-
-def _map_exception(exc: Exception, ctx: _Context, attempt: int) -> Exception:
-    """The gateway error for an httpx exception (the caller chains it with ``from``)."""
-    p, url, note = ctx.prefix(), ctx.url, _attempts_note(attempt)
-    hint = f"Check {ctx.url_option} with DESCRIBE {ctx.model}."
-    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
-        return EndpointUnreachable(
-            f"{p} invalid endpoint URL {url!r}: {exc}. {hint}", **ctx.details()
-        )
-    if isinstance(exc, httpx.ConnectError):
-        reason = _connect_reason(exc)
-        return EndpointUnreachable(
-            f"{p} cannot connect to {url}: {reason}{note}. Is the endpoint running? {hint}",
-            **ctx.details(reason=reason),
-        )
-    if isinstance(exc, httpx.ConnectTimeout):
-        return EndpointTimeout(
-            f"{p} could not connect to {url} within {ctx.connect_timeout:g}s{note}. "
-            f"Is the host reachable? {hint}",
-            **ctx.details(timeout_s=ctx.connect_timeout),
-        )
-    if isinstance(exc, httpx.ReadTimeout):
-        return EndpointTimeout(
-            f"{p} no answer from {url} within {ctx.read_timeout:g}s{note}. The model may be "
-            "overloaded or the batch too large.",
-            **ctx.details(timeout_s=ctx.read_timeout),
-        )
-    if isinstance(exc, httpx.TimeoutException):  # write or pool timeout
-        return EndpointTimeout(
-            f"{p} request to {url} timed out ({type(exc).__name__}){note}.", **ctx.details()
-        )
-    # Read/write errors and protocol errors: the connection opened but no complete answer came.
-    return EndpointBadResponse(
-        f"{p} {url} dropped the request without a complete answer{note}: "
-        f"{exc or type(exc).__name__}.",
-        **ctx.details(),
-    )
-
-
-def _http_error(response: httpx.Response, ctx: _Context, attempt: int) -> EndpointHTTPError:
-    status = response.status_code
-    body = snippet(response.text)
-    reason = f" {response.reason_phrase}" if response.reason_phrase else ""
-    message = f"{ctx.prefix()} {ctx.url} answered HTTP {status}{reason}{_attempts_note(attempt)}"
-    message += f": {body}" if body else "."
-    if ctx.client_error_hint and 400 <= status < 500:
-        message += f" {ctx.client_error_hint}"
-    return EndpointHTTPError(message, **ctx.details(endpoint_status=status, body=body or None))
-
-
-def _parse(response: httpx.Response, ctx: _Context) -> Any:
-    content = response.content
+def _parse(response: httpx.Response, raw: bytes, ctx: CallContext) -> Any:
     try:
-        return orjson.loads(content)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError:
         pass
     # Python's json module writes NaN/Infinity for float nan/inf (orjson refuses them); a model
     # that predicts NaN is not a broken endpoint, so accept what json.loads accepts.
     try:
-        return json.loads(content)
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         pass
-    ctype = response.headers.get("content-type", "no content-type")
-    body = snippet(response.text) or "<empty body>"
-    raise EndpointBadResponse(
-        f"{ctx.prefix()} {ctx.url} answered HTTP {response.status_code} with a body that is "
-        f"not JSON ({ctype}): {body}",
-        **ctx.details(body=body),
-    )
+    raise ctx.not_json(response, raw)

@@ -20,6 +20,7 @@ from typing import Any
 
 from adapters.base import Endpoint, Predictions
 from adapters.http import HttpAdapter, post_json
+from adapters.urls import redact_url
 from adapters.wire import (
     JSON,
     check_columns,
@@ -72,14 +73,20 @@ class MlflowAdapter(HttpAdapter):
             request["params"] = endpoint.params  # MLflow's scoring server passes them on
         body = dumps(request, model=model)
         answer = await post_json(
-            self.client, url, body, model=model, settings=self.settings, retry=True
+            self.client,
+            url,
+            body,
+            model=model,
+            settings=self.settings,
+            retry=True,
+            breakers=self.breakers,
         )
         return parse_predictions(answer, endpoint, len(rows))
 
 
 def parse_predictions(answer: Any, endpoint: Endpoint, n_rows: int) -> Predictions:
     """Check an MLflow scoring answer and turn it into ``Predictions`` (see module doc)."""
-    model, url = endpoint.model, endpoint.url_predict
+    model, url = endpoint.model, redact_url(endpoint.url_predict)
 
     def bad(message: str) -> EndpointBadResponse:
         return EndpointBadResponse(f"Model '{model}': {url} {message}", model=model, url=url)

@@ -27,6 +27,7 @@ import orjson
 
 from adapters.base import Endpoint, Predictions
 from adapters.http import HttpAdapter, post_json
+from adapters.urls import redact_url
 from adapters.wire import (
     ARROW,
     CONTENT_TYPES,
@@ -156,9 +157,11 @@ class RayServeAdapter(HttpAdapter):
             url_option="url.train",
             content_type=request.content_type,
             client_error_hint=request.hint,
+            breakers=self.breakers,
         )
         if not isinstance(answer, dict) or answer.get("status") != "ok":
             got = show(answer)
+            url = redact_url(url) or ""
             raise EndpointBadResponse(
                 f"Model '{model}': {url} did not confirm training; expected a JSON object with "
                 f'"status": "ok", got: {got}',
@@ -189,6 +192,7 @@ class RayServeAdapter(HttpAdapter):
             retry=True,
             content_type=request.content_type,
             client_error_hint=request.hint,
+            breakers=self.breakers,
         )
         return parse_prediction(answer, endpoint, len(rows))
 
@@ -201,7 +205,7 @@ def parse_prediction(answer: Any, endpoint: Endpoint, n_rows: int) -> Prediction
     class list) are metadata and ignored. A one-to-many answer (top-k items per user) also
     has ``row``: the input row of each output row, ascending; every list then has its length.
     """
-    model, url = endpoint.model, endpoint.url_predict
+    model, url = endpoint.model, redact_url(endpoint.url_predict)
 
     def bad(message: str) -> EndpointBadResponse:
         return EndpointBadResponse(f"Model '{model}': {url} {message}", model=model, url=url)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from adapters.base import Endpoint
+from adapters.urls import redact_url
 from byom.errors import EndpointBadResponse, InvalidInput, InvalidOption, did_you_mean
 
 if TYPE_CHECKING:  # pyarrow is imported lazily: it costs ~0.2 s and only binary payloads use it
@@ -61,7 +62,7 @@ __all__ = [
     "snippet",
 ]
 
-SNIPPET_CHARS = 300
+SNIPPET_CHARS = 100  # of an endpoint's answer in an error: enough to debug, not a page
 
 # ---- payload names ---------------------------------------------------------------------------
 
@@ -428,11 +429,12 @@ def check_dtype(values: Sequence[Any], endpoint: Endpoint) -> None:
         if value is None or (isinstance(value, float) and math.isnan(value)) or ok(value):
             continue
         shown = snippet(repr(value), 80)
+        url = redact_url(endpoint.url_predict)
         raise EndpointBadResponse(
-            f"Model '{endpoint.model}': {endpoint.url_predict} returned {shown} for row {i}, "
+            f"Model '{endpoint.model}': {url} returned {shown} for row {i}, "
             f"but column '{endpoint.target}' has dtype '{dtype}' and needs {expected}.",
             model=endpoint.model,
-            url=endpoint.url_predict,
+            url=url,
             row=i,
             value=shown,
             dtype=dtype,

@@ -12,27 +12,28 @@ Checked when a model is registered (SQL and HTTP both go through ``planner.plan_
   ``*.models.internal``, IP addresses, CIDRs such as ``10.0.0.0/8``), the host must match
   one of its entries.
 
-Host names are compared as written: a name that resolves to a refused address is not caught
-here (checking the address again at connection time, against DNS rebinding, is still to do).
+Host names are compared as written here. The addresses a name resolves to are checked again
+each time the gateway connects (``adapters.guard``, against DNS rebinding), with the same
+rules (``adapters.addresses``). URLs are shown through ``redact_url`` (``adapters.urls``).
 """
 
 from __future__ import annotations
 
-import fnmatch
-import ipaddress
 import os
 from urllib.parse import urlsplit
 
+from adapters.addresses import (
+    ALLOWED_HOSTS_ENV,
+    explicitly_listed,
+    matches,
+    parse_address,
+    rules,
+    sensitive,
+)
+from adapters.urls import redact_url
 from byom.errors import InvalidOption
 
 __all__ = ["ALLOWED_HOSTS_ENV", "check_url"]
-
-ALLOWED_HOSTS_ENV = "BYOM_ALLOWED_HOSTS"
-_LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
-_METADATA_ADDRESSES = (ipaddress.ip_address("fd00:ec2::254"),)
-_METADATA_NAMES = ("metadata.google.internal", "metadata")
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def check_url(option: str, url: str, allowed: str | None = None) -> None:
@@ -48,61 +49,18 @@ def check_url(option: str, url: str, allowed: str | None = None) -> None:
     host = (parts.hostname or "").lower()
     if not host:
         _refuse(option, url, "has no host")
-    rules = _rules(os.environ.get(ALLOWED_HOSTS_ENV) if allowed is None else allowed)
-    address = _address(host)
-    if _sensitive(host, address) and not _explicitly_listed(host, address, rules):
+    entries = rules(os.environ.get(ALLOWED_HOSTS_ENV) if allowed is None else allowed)
+    address = parse_address(host)
+    if sensitive(host, address) and not explicitly_listed(host, address, entries):
         _refuse(option, url, f"points at a link-local or cloud metadata address; list "
                 f"'{host}' in {ALLOWED_HOSTS_ENV} if it is really meant")  # fmt: skip
-    if rules and not any(_matches(rule, host, address) for rule in rules):
+    if entries and not any(matches(rule, host, address) for rule in entries):
         _refuse(option, url, f"has host '{host}', which {ALLOWED_HOSTS_ENV} does not list "
-                f"({', '.join(rules)})")  # fmt: skip
+                f"({', '.join(entries)})")  # fmt: skip
 
 
 def _refuse(option: str, url: str, why: str) -> None:
-    raise InvalidOption(f"{option} {url!r} {why}.", option=option, value=url)
-
-
-def _rules(text: str | None) -> list[str]:
-    return [item.strip().lower() for item in (text or "").split(",") if item.strip()]
-
-
-def _address(host: str) -> Address | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
-
-
-def _sensitive(host: str, address: Address | None) -> bool:
-    if address is None:
-        return host in _METADATA_NAMES
-    return address in _METADATA_ADDRESSES or any(address in net for net in _LINK_LOCAL)
-
-
-def _explicitly_listed(host: str, address: Address | None, rules: list[str]) -> bool:
-    """A rule naming this host or address itself (not a wildcard), or a CIDR inside the
-    link-local range that holds it: ``*`` or ``0.0.0.0/0`` do not open the metadata
-    endpoint by accident."""
-    for rule in rules:
-        if rule == host:
-            return True
-        if address is not None and "/" in rule:
-            network = _network(rule)
-            if network is not None and address in network and network.prefixlen >= 16:
-                return True
-    return False
-
-
-def _network(rule: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    try:
-        return ipaddress.ip_network(rule, strict=False)
-    except ValueError:
-        return None
-
-
-def _matches(rule: str, host: str, address: Address | None) -> bool:
-    if address is not None:
-        network = _network(rule)
-        if network is not None:
-            return address in network
-    return fnmatch.fnmatchcase(host, rule)
+    # The URL is shown redacted: a refused URL may still carry a token in its query.
+    raise InvalidOption(
+        f"{option} {redact_url(url)!r} {why}.", option=option, value=redact_url(url)
+    )

@@ -141,8 +141,9 @@ def test_long_error_body_is_truncated_and_payload_never_echoed() -> None:
     with pytest.raises(EndpointHTTPError) as info:
         call(rec, body=payload)
     msg = info.value.message
-    assert "E" * 300 in msg and "E" * 301 not in msg
+    assert "E" * 100 in msg and "E" * 101 not in msg  # a short excerpt, not a page
     assert msg.endswith("...")
+    assert "HTTP 422" in msg and "text/plain" in msg  # status and content type always
     assert "SSSS" not in msg
     assert len(rec.requests) == 1  # 4xx never retried
 
@@ -212,13 +213,28 @@ def test_nan_in_answer_is_accepted() -> None:
     assert np.isnan(answer["prediction"][0]) and answer["prediction"][1] == 1.0
 
 
-def test_redirect_is_followed_with_the_body() -> None:
+def test_redirect_is_refused_naming_status_and_location() -> None:
+    # A FastAPI endpoint registered as ".../predict/" answers 307 to ".../predict": the
+    # gateway no longer follows it (the target was never checked by the egress rules).
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/"):
-            return httpx.Response(307, headers={"location": URL})
+            return httpx.Response(307, headers={"location": "http://10.9.9.9/p?token=s3"})
         return httpx.Response(200, json={"echo": json.loads(request.content)})
 
-    assert call(handler, url=URL + "/", body=b'{"x": 1}') == {"echo": {"x": 1}}
+    calls: list[httpx.Request] = []
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return handler(request)
+
+    with pytest.raises(EndpointHTTPError) as info:
+        call(counting, url=URL + "/", body=b'{"x": 1}')
+    err = info.value
+    assert len(calls) == 1  # the Location was never fetched
+    assert "HTTP 307" in err.message and "redirects are not followed" in err.message
+    assert "register the final URL as url.predict" in err.message
+    assert "http://10.9.9.9/p?token=***" in err.message and "s3" not in err.message
+    assert err.details["endpoint_status"] == 307
 
 
 def test_url_without_scheme_is_unreachable_with_a_hint() -> None:
