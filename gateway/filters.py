@@ -71,9 +71,12 @@ def compile_condition(node: exp.Expression, column: Callable[[exp.Column], Gette
         return lambda row: left(row) is None
     if isinstance(node, exp.In):
         left = _value(node.this, column)
-        options = [_value(v, column) for v in node.expressions]
-        if not options:
+        if not node.expressions:
             raise UnsupportedStatement(f"IN needs a list of values here: {node.sql()}")
+        constants = _constants(node.expressions)
+        if constants is not None:  # one set lookup a row, not a call per listed value
+            return lambda row: _in(left(row), constants)
+        options = [_value(v, column) for v in node.expressions]
         return lambda row: _in(left(row), [o(row) for o in options])
     if isinstance(node, exp.Between):
         value, low, high = (_value(node.args[k], column) for k in ("this", "low", "high"))
@@ -91,6 +94,24 @@ def compile_condition(node: exp.Expression, column: Callable[[exp.Column], Gette
         f"This condition on model outputs cannot be evaluated by the gateway: {node.sql()}. "
         "Supported: comparisons, AND/OR/NOT, IS NULL, IN, BETWEEN, LIKE, + - * /."
     )
+
+
+def _constants(nodes: list[exp.Expression]) -> frozenset[Any] | None:
+    """The values of an IN list made only of literals, as a set; None when any item is not
+    a literal. ``x IN (...)`` keeps its meaning: ``in`` compares with ``==`` either way."""
+    values: list[Any] = []
+    for node in nodes:
+        if isinstance(node, exp.Paren):
+            node = node.this
+        if not isinstance(node, exp.Literal | exp.Boolean | exp.Null | exp.Neg) or node.find(
+            exp.Column
+        ):
+            return None
+        values.append(literal_value(node))
+    try:
+        return frozenset(values)
+    except TypeError:  # never for literals; a list then, as before
+        return None
 
 
 def _value(node: exp.Expression, column: Callable[[exp.Column], Getter]) -> Getter:
@@ -141,10 +162,13 @@ def _or(a: bool | None, b: bool | None) -> bool | None:
     return None if a is None or b is None else False
 
 
-def _in(value: Any, options: list[Any]) -> bool | None:
+def _in(value: Any, options: list[Any] | frozenset[Any]) -> bool | None:
     if value is None:
         return None
-    return value in options
+    try:
+        return value in options
+    except TypeError:  # an unhashable output (a list) against the set: equal to no literal
+        return False
 
 
 def _like(value: Any, pattern: Any) -> bool | None:

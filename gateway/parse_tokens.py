@@ -40,6 +40,23 @@ class Byom(Dialect):
 # The dialect to generate SQL with when a tree must be written back in the gateway's syntax.
 DIALECT = Byom()
 
+
+class _PlainTokenizer(Byom.Tokenizer):
+    """The same lexing without sqlglot's "commands" (SHOW, CALL, ...), whose rest up to the
+    ``;`` the real tokenizer reads as one string: used to find the ``;`` of a long script."""
+
+    COMMANDS: set[TokenType] = set()  # noqa: RUF012 - sqlglot's own class attribute
+
+
+_PLAIN = _PlainTokenizer(dialect=DIALECT)
+
+#: The longest name (model, datasource, project, table, column) the parser accepts: what the
+#: catalog's name columns hold (String(255) in catalog/tables.py); MySQL allows 64.
+MAX_IDENTIFIER = 255
+
+# Above this many ';' a script is tokenized one statement at a time (``_tokenize_pieces``).
+_PIECEWISE_SEMICOLONS = 64
+
 # The clauses of CREATE PREDICTOR; unquoted, they are not names.
 CLAUSES = ("FROM", "PREDICT", "USING", "WHERE")
 
@@ -69,7 +86,9 @@ def line_col(sql: str, offset: int) -> tuple[int, int]:
 def tokenize(sql: str) -> list[Token]:
     """The tokens of a whole script; an unreadable script is a ParseError at the culprit."""
     try:
-        return DIALECT.tokenize(sql)
+        if sql.count(";") <= _PIECEWISE_SEMICOLONS:
+            return DIALECT.tokenize(sql)
+        return _tokenize_pieces(sql)
     except TokenError as e:
         # The cause says "Missing <delimiter> from <line>:<offset of the opening quote>".
         match = re.search(r"Missing (.+) from \d+:(\d+)", str(e.__cause__ or ""))
@@ -83,6 +102,46 @@ def tokenize(sql: str) -> list[Token]:
         start = e.start if e.start is not None else 0
         line, col = line_col(sql, start)
         raise ParseError(f"Cannot read the statement: {e}", line=line, col=col) from e
+
+
+def _tokenize_pieces(sql: str) -> list[Token]:
+    """``DIALECT.tokenize(sql)``, one statement at a time, positions as in the whole script.
+
+    sqlglot copies its whole token list after each command statement (``SHOW ...;``), so
+    tokenizing ``'SHOW MODELS;' * 87000`` at once takes hours; the pieces between the ``;``
+    that ``_PLAIN`` finds (its lexing is the same: quotes, comments) are tokenized apart,
+    which is linear. A piece starts right after a ``;``: its tokens move by that ``;``'s
+    offset, line and column (sqlglot's columns count from 1 after a line break).
+    """
+    out: list[Token] = []
+    start, line, col = 0, 1, 0
+    cuts = [t for t in _PLAIN.tokenize(sql) if t.token_type == TokenType.SEMICOLON]
+    for end, next_line, next_col in [(t.end, t.line, t.col) for t in cuts] + [(len(sql), 0, 0)]:
+        try:
+            toks = DIALECT.tokenize(sql[start : end + 1])
+        except TokenError:
+            return DIALECT.tokenize(sql)  # never expected: the whole script places the error
+        for tok in toks:
+            if tok.line == 1:
+                tok.col += col
+            tok.line += line - 1
+            tok.start += start
+            tok.end += start
+        out += toks
+        start, line, col = end + 1, next_line, next_col
+    return out
+
+
+def check_identifier(sql: str, tok: Token) -> None:
+    """A ParseError at ``tok`` when its name is longer than ``MAX_IDENTIFIER``."""
+    if len(tok.text) > MAX_IDENTIFIER:
+        line, col = line_col(sql, tok.start)
+        raise ParseError(
+            f"A name of {len(tok.text)} characters is too long: the gateway accepts names of "
+            f"at most {MAX_IDENTIFIER} characters (what its catalog stores).",
+            line=line,
+            col=col,
+        )
 
 
 def word(tok: Token | None) -> str | None:
@@ -198,10 +257,12 @@ def name(c: Cursor, what: str, reserved: tuple[str, ...] = CLAUSES) -> Token:
     """A (possibly quoted) name token; clause keywords are not names unless quoted."""
     tok = c.peek()
     if tok is not None and tok.token_type == TokenType.IDENTIFIER:
+        check_identifier(c.sql, tok)
         return c.next(what)
     found = word(tok)
     if found is None or found in reserved:
         raise c.unexpected(what)
+    check_identifier(c.sql, tok)
     return c.next(what)
 
 

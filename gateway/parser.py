@@ -30,7 +30,7 @@ from typing import Any
 from sqlglot.parser import Parser
 from sqlglot.tokens import Token, TokenType
 
-from byom.errors import ParseError, UserError, did_you_mean
+from byom.errors import ParseError, TooLarge, UserError, did_you_mean
 from gateway import (
     parse_builtin,
     parse_ddl,
@@ -44,8 +44,9 @@ from gateway.parse_query import USING_META
 from gateway.parse_query import query as _query
 from gateway.parse_show import show as _show
 from gateway.parse_split import split as _split
-from gateway.parse_tokens import DIALECT, KNOWN_WORDS, Byom
+from gateway.parse_tokens import DIALECT, KNOWN_WORDS, MAX_IDENTIFIER, Byom
 from gateway.parse_tokens import Cursor as _Cursor
+from gateway.parse_tokens import check_identifier as _check_identifier
 from gateway.parse_tokens import line_col as _line_col
 from gateway.parse_tokens import near_miss as _near_miss
 from gateway.parse_tokens import tokenize as _tokenize
@@ -53,7 +54,9 @@ from gateway.parse_tokens import word as _word
 
 __all__ = [
     "DIALECT",
+    "MAX_IDENTIFIER",
     "Byom",
+    "ParseLimits",
     "ScriptStatement",
     "parse",
     "parse_one",
@@ -103,6 +106,18 @@ MAX_NESTING = 32
 
 
 @dataclass(frozen=True)
+class ParseLimits:
+    """How much SQL one script may hold (``BYOM_MAX_STATEMENT_BYTES``, ``BYOM_MAX_STATEMENTS``):
+    parsing costs CPU in proportion, so an oversized script is refused before it is parsed."""
+
+    max_statement_bytes: int = 1024 * 1024
+    max_statements: int = 10_000
+
+
+DEFAULT_LIMITS = ParseLimits()
+
+
+@dataclass(frozen=True)
 class ScriptStatement:
     """One statement of a script: its 1-based ``index``, its text as written (``sql``,
     without the ``;`` and the comments around it), the ``line`` it starts on in the
@@ -114,7 +129,7 @@ class ScriptStatement:
     statement: st.Statement
 
 
-def parse_script(sql: str) -> list[ScriptStatement]:
+def parse_script(sql: str, limits: ParseLimits = DEFAULT_LIMITS) -> list[ScriptStatement]:
     """Parse a script of one or more ``;``-separated statements, all of them before any runs.
 
     Raises ``ParseError`` (with 1-based ``line``/``col`` in the whole script and, for a
@@ -124,18 +139,22 @@ def parse_script(sql: str) -> list[ScriptStatement]:
     does not answer. In a
     script of several statements the message starts with ``Statement k:`` and the error's
     details carry ``statement: k`` (and, when it is not a ParseError, ``done: []``: nothing
-    ran).
+    ran). A statement over ``limits.max_statement_bytes`` or a script of more than
+    ``limits.max_statements`` statements is ``TooLarge`` (413), found before parsing.
     """
-    groups = _script_groups(sql)
+    groups = _script_groups(sql, limits)
     several = len(groups) > 1
     out: list[ScriptStatement] = []
+    line, counted = 1, 0  # counted as we go: line_col per statement would be quadratic
     for index, group in enumerate(groups, start=1):
         try:
             statement = _statement(sql, group)
         except UserError as e:  # a ParseError, or another product's form refused by name
             raise (_in_statement(e, index) if several else e) from e.__cause__
         text = sql[group[0].start : group[-1].end + 1].strip()
-        out.append(ScriptStatement(index, text, _line_col(sql, group[0].start)[0], statement))
+        line += sql.count("\n", counted, group[0].start)
+        counted = group[0].start
+        out.append(ScriptStatement(index, text, line, statement))
     return out
 
 
@@ -175,17 +194,61 @@ def query_options(query: st.Query) -> dict[str, Any]:
     return dict(query.tree.meta.get(USING_META) or {})
 
 
-def _script_groups(sql: str) -> list[list[Token]]:
-    """The token groups of the statements of ``sql``; none is a ParseError."""
+def _script_groups(sql: str, limits: ParseLimits = DEFAULT_LIMITS) -> list[list[Token]]:
+    """The token groups of the statements of ``sql``; none is a ParseError, too many or too
+    large ones ``TooLarge``."""
+    _check_raw_size(sql, limits.max_statement_bytes)
     try:
         toks = _tokenize(sql)
     except ParseError as e:
         index = _statement_at(sql, e)
         raise (_in_statement(e, index) if index > 1 else e) from e.__cause__
+    # Before splitting (sqlparse reads every statement): a ';' too many is refused now.
+    separators = sum(1 for tok in toks if tok.token_type == TokenType.SEMICOLON)
+    if separators > limits.max_statements:
+        _too_many(limits.max_statements, separators, "';'-separated ")
     groups = _split(sql, toks)
     if not groups:
         raise ParseError("Empty statement: there is nothing to run.", line=1, col=1)
+    if len(groups) > limits.max_statements:
+        _too_many(limits.max_statements, len(groups))
+    if len(sql) > limits.max_statement_bytes // 4:  # else no statement can be over (UTF-8)
+        for index, group in enumerate(groups, start=1):
+            size = len(sql[group[0].start : group[-1].end + 1].encode())
+            if size > limits.max_statement_bytes:
+                _too_large(limits.max_statement_bytes, size, index if len(groups) > 1 else None)
     return groups
+
+
+def _check_raw_size(sql: str, limit: int) -> None:
+    """Refuse at once, before tokenizing, a script with a run of text between two ';' over
+    ``limit`` bytes: the statement holding it can only be longer."""
+    if len(sql) <= limit // 4:  # a character is at most 4 bytes in UTF-8
+        return
+    for piece in sql.split(";"):
+        if len(piece) > limit // 4 and len(piece.encode()) > limit:
+            _too_large(limit, len(piece.encode()), None, at_least=True)
+
+
+def _too_large(limit: int, size: int, index: int | None, *, at_least: bool = False) -> None:
+    where = f"Statement {index} is" if index is not None else "The statement is"
+    raise TooLarge(
+        f"{where} {'at least ' if at_least else ''}{size} bytes of SQL; the gateway accepts at "
+        f"most {limit} bytes a statement (BYOM_MAX_STATEMENT_BYTES): split it, or pass large "
+        "data through a datasource table instead of literals.",
+        code="STATEMENT_TOO_LARGE",
+        limit=limit,
+        statement=index,
+    )
+
+
+def _too_many(limit: int, found: int, kind: str = "") -> None:
+    raise TooLarge(
+        f"The script holds {found} {kind}statements; the gateway runs at most {limit} in "
+        "one script (BYOM_MAX_STATEMENTS): send it in several parts.",
+        code="TOO_MANY_STATEMENTS",
+        limit=limit,
+    )
 
 
 def _statement_at(sql: str, error: ParseError) -> int:
@@ -233,9 +296,19 @@ def _statement(sql: str, toks: list[Token]) -> st.Statement:
 
 
 def _check_nesting(sql: str, toks: list[Token]) -> None:
+    """Nesting too deep, or a name too long (a ParseError at it); one pass over the tokens.
+
+    Names are unquoted words and backquoted names here; a name in "double quotes" is checked
+    where the gateway's own statements read names (``parse_tokens.name``): elsewhere the
+    same quotes may hold a value (``USING x = "..."``, JSON)."""
     depth = 0
     for tok in toks:
-        if tok.token_type == TokenType.L_PAREN:
+        kind = tok.token_type
+        if len(tok.text) > MAX_IDENTIFIER and (
+            kind == TokenType.VAR or (kind == TokenType.IDENTIFIER and sql[tok.start] == "`")
+        ):
+            _check_identifier(sql, tok)
+        if kind == TokenType.L_PAREN:
             depth += 1
             if depth > MAX_NESTING:
                 line, col = _line_col(sql, tok.start)
@@ -246,7 +319,7 @@ def _check_nesting(sql: str, toks: list[Token]) -> None:
                     line=line,
                     col=col,
                 )
-        elif tok.token_type == TokenType.R_PAREN:
+        elif kind == TokenType.R_PAREN:
             depth -= 1
 
 

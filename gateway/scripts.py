@@ -9,17 +9,20 @@ over HTTP, raised by ``Gateway.run_script`` or printed by ``byom sql``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from byom.errors import GatewayError, ParseError
-from gateway.parser import ScriptStatement, parse_script
+from gateway.parser import DEFAULT_LIMITS, ParseLimits, ScriptStatement, parse_script
 from gateway.result import Result, StreamResult
 
 __all__ = [
+    "INLINE_PARSE_CHARS",
     "MarkedBatches",
     "parse_for_run",
+    "parse_off_loop",
     "run_statements",
     "script_error",
     "script_failure",
@@ -28,16 +31,28 @@ __all__ = [
 
 log = logging.getLogger("byom.gateway")
 
+#: SQL up to this many characters is parsed on the event loop (well under a millisecond);
+#: longer text in a worker thread, so that one big statement does not stall every other
+#: request. A thread hop costs ~50-100 us, which a one-row prediction should not pay.
+INLINE_PARSE_CHARS = 4096
 
-def parse_for_run(text: str) -> list[ScriptStatement]:
+
+def parse_for_run(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> list[ScriptStatement]:
     """``parse_script``, with a syntax error of a script of several statements saying that
     nothing ran (``"done": []``): the whole script is parsed before any statement runs."""
     try:
-        return parse_script(text)
+        return parse_script(text, limits)
     except ParseError as exc:
         if "statement" in exc.details:
             exc.details["done"] = []
         raise
+
+
+async def parse_off_loop(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> list[ScriptStatement]:
+    """``parse_for_run``, in a worker thread when ``text`` is long (``INLINE_PARSE_CHARS``)."""
+    if len(text) <= INLINE_PARSE_CHARS:
+        return parse_for_run(text, limits)
+    return await asyncio.to_thread(parse_for_run, text, limits)
 
 
 def took_effect(done: list[int]) -> str:

@@ -54,13 +54,21 @@ KNOBS: tuple[Knob, ...] = (
     Knob("batch_timeout", "BYOM_BATCH_TIMEOUT", "--batch-timeout", float, False,
          "seconds one JOIN batch may take, all models together (default: no limit)"),
     Knob("predict_timeout", "BYOM_PREDICT_TIMEOUT", "--predict-timeout", float, False,
-         "seconds one predict HTTP call may take (default 60)"),
+         "seconds one predict HTTP call may take, retries included (default 60)"),
     Knob("connect_timeout", "BYOM_CONNECT_TIMEOUT", "--connect-timeout", float, False,
          "seconds to connect to a model endpoint (default 5)"),
     Knob("train_timeout", "BYOM_TRAIN_TIMEOUT", "--train-timeout", float, False,
          "seconds one train HTTP call may take (default 3600)"),
     Knob("predict_retries", "BYOM_PREDICT_RETRIES", "--predict-retries", int, True,
          "extra attempts of a failed predict call (default 2; train is never retried)"),
+    Knob("max_response_bytes", "BYOM_MAX_RESPONSE_BYTES", "--max-response-bytes", int, False,
+         "largest answer read from a model endpoint, in bytes (default 67108864: 64 MiB)"),
+    Knob("breaker_failures", "BYOM_BREAKER_FAILURES", "--breaker-failures", int, True,
+         "consecutive failed calls after which an endpoint's calls fail fast (default 5; "
+         "0: never)"),
+    Knob("breaker_cooldown", "BYOM_BREAKER_COOLDOWN", "--breaker-cooldown", float, False,
+         "seconds an endpoint's calls fail fast before one probe call is let through "
+         "(default 30)"),
     Knob("train_cpus", "BYOM_TRAIN_CPUS", "--train-cpus", float, False,
          "CPUs a built-in model's training task reserves on Ray (default 1)"),
     Knob("replica_cpus", "BYOM_REPLICA_CPUS", "--replica-cpus", float, False,
@@ -76,6 +84,21 @@ KNOBS: tuple[Knob, ...] = (
          "0: only with USING engine='ray')"),
     Knob("ray_join_workers", "BYOM_RAY_JOIN_WORKERS", "--ray-join-workers", int, False,
          "Ray workers calling the models in an engine='ray' JOIN (default 4)"),
+    Knob("max_body_bytes", "BYOM_MAX_BODY_BYTES", "--max-body-bytes", int, False,
+         "largest HTTP request body accepted, in bytes (default 16777216: 16 MiB)"),
+    Knob("max_statement_bytes", "BYOM_MAX_STATEMENT_BYTES", "--max-statement-bytes", int, False,
+         "largest SQL text of one statement, in bytes (default 1048576: 1 MiB)"),
+    Knob("max_statements", "BYOM_MAX_STATEMENTS", "--max-statements", int, False,
+         "most statements in one script (default 10000)"),
+    Knob("statement_timeout", "BYOM_STATEMENT_TIMEOUT", "--statement-timeout", float, True,
+         "seconds one statement may run, a JOIN's rows included (default 3600; 0: no limit; "
+         "USING statement_timeout=N sets a statement's own)"),
+    Knob("max_in_flight", "BYOM_MAX_IN_FLIGHT", "--max-in-flight", int, False,
+         "statements running at once over HTTP; more are answered 503 (default 64)"),
+    Knob("max_in_flight_per_client", "BYOM_MAX_IN_FLIGHT_PER_CLIENT",
+         "--max-in-flight-per-client", int, False,
+         "statements one client (token, else address) runs at once; more are answered 429 "
+         "(default 16)"),
 )  # fmt: skip
 
 #: Knobs that are JSON objects of Ray resources (``{"trainer": 1}``): environment only.
@@ -101,6 +124,17 @@ class Settings:
     heartbeat_timeout: float = 30.0
     ray_join_rows: int = 1_000_000
     ray_join_workers: int = 4
+    # Calls to model endpoints (adapters.http): answer cap, circuit breakers.
+    max_response_bytes: int = 64 * 1024 * 1024
+    breaker_failures: int = 5
+    breaker_cooldown: float = 30.0
+    # Limits of the statement path and the HTTP server (gateway.limits).
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_statement_bytes: int = 1024 * 1024
+    max_statements: int = 10_000
+    statement_timeout: float = 3600.0  # 0: no limit
+    max_in_flight: int = 64
+    max_in_flight_per_client: int = 16
     #: Custom Ray resources each built-in training task / model replica asks for, on top
     #: of its CPUs ($BYOM_TRAIN_RESOURCES / $BYOM_REPLICA_RESOURCES, JSON objects): how a
     #: cluster pins training to the nodes that declare them (``ray start --resources``).
@@ -145,6 +179,9 @@ class Settings:
             read_timeout=self.predict_timeout,
             train_timeout=self.train_timeout,
             retries=self.predict_retries,
+            max_response_bytes=self.max_response_bytes,
+            breaker_failures=self.breaker_failures,
+            breaker_cooldown=self.breaker_cooldown,
         )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlglot import exp
 
 from adapters.base import Predictions
+from adapters.urls import redact_url
 from byom.errors import EndpointTimeout, GatewayError, InvalidInput, did_you_mean
 from catalog.records import PredictorRecord
 from gateway.batching import aiter_thread, ordered_map
@@ -114,14 +115,36 @@ async def predict_models(
     calls = [predict_batch(services, m, columns, rows, params=p.model_params) for m in models]
     if timeout is None:
         return list(await asyncio.gather(*calls))
+    tasks = [asyncio.ensure_future(call) for call in calls]
     try:
-        return list(await asyncio.wait_for(asyncio.gather(*calls), float(timeout)))
-    except TimeoutError:
-        raise EndpointTimeout(
-            f"Predicting a batch of {len(rows)} rows took longer than the JOIN's "
-            f"timeout of {timeout}s; raise USING timeout=... or lower batch_size.",
-            models=[m.name for m in models],
-        ) from None
+        _, pending = await asyncio.wait(
+            tasks, timeout=float(timeout), return_when=asyncio.FIRST_EXCEPTION
+        )
+        for task in tasks:  # the first failure, in the models' order
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        if pending:  # the timeout: name the models that had not answered, and their URLs
+            slow = [m for m, task in zip(models, tasks, strict=True) if task in pending]
+            raise _join_timeout(slow, len(rows), timeout)
+        return [task.result() for task in tasks]
+    finally:
+        # The calls still running (a timeout, a failure, or this statement cancelled) stop.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _join_timeout(slow: list[PredictorRecord], rows: int, timeout: float) -> EndpointTimeout:
+    """The JOIN's ``USING timeout`` ran out: which models (and their URLs) had not answered."""
+    named = ", ".join(f"Model '{m.name}' at {redact_url(m.url_predict)}" for m in slow)
+    verb = "has" if len(slow) == 1 else "have"
+    return EndpointTimeout(
+        f"{named} {verb} not answered a batch of {rows} rows within the JOIN's timeout of "
+        f"{timeout:g}s; raise USING timeout=... or lower batch_size.",
+        model=slow[0].name,
+        url=slow[0].url_predict,
+        models=[m.name for m in slow],
+    )
 
 
 def shape_batch(

@@ -17,6 +17,7 @@ from operator import itemgetter
 from typing import Any, Protocol
 
 from adapters.base import Adapter, Endpoint, Predictions
+from adapters.urls import redact_url
 from byom.errors import (
     EndpointError,
     EndpointHTTPError,
@@ -117,18 +118,37 @@ async def predict_batch(
     except EndpointHTTPError as exc:
         refusal = refused(record, exc, params)
         if refusal is None:
+            _name(exc, record)
             raise
         raise refusal from exc
+    except EndpointError as exc:
+        _name(exc, record)
+        raise
     if predictions.rows is not None:  # one-to-many: the adapter checked the row indexes
         return predictions
     if len(predictions.values) != len(rows):  # adapters check this too; never trust blindly
         raise EndpointError(
             f"Model '{record.name}' returned {len(predictions.values)} predictions for "
-            f"{len(rows)} rows from {record.url_predict}",
+            f"{len(rows)} rows from {redact_url(record.url_predict)}",
             model=record.name,
-            url=record.url_predict,
+            url=redact_url(record.url_predict),
         )
     return predictions
+
+
+def _name(exc: EndpointError, record: PredictorRecord) -> None:
+    """Make ``exc`` name the model and its URL where the adapter's message does not (a JOIN
+    of several models must say which one failed), in place."""
+    url = redact_url(record.url_predict)  # never a token of the URL in a message
+    exc.details.setdefault("model", record.name)
+    exc.details.setdefault("url", url)
+    parts: list[str] = []
+    if f"'{record.name}'" not in exc.message:
+        parts.append(f"Model '{record.name}'")
+    if url and url not in exc.message:
+        parts.append(f"at {url}" if parts else f"(URL {url})")
+    if parts:
+        exc.amend(before=" ".join(parts) + ": ")
 
 
 def refused(

@@ -23,11 +23,19 @@ def test_every_knob_is_read_from_its_variable() -> None:
         "BYOM_PREDICT_RETRIES": "0", "BYOM_TRAIN_CPUS": "0.5", "BYOM_REPLICA_CPUS": "0.1",
         "BYOM_SERVE_PORT": "8123", "BYOM_HEARTBEAT_INTERVAL": "2", "BYOM_HEARTBEAT_TIMEOUT": "7",
         "BYOM_RAY_JOIN_ROWS": "0", "BYOM_RAY_JOIN_WORKERS": "3",
+        "BYOM_MAX_RESPONSE_BYTES": "1024", "BYOM_BREAKER_FAILURES": "0",
+        "BYOM_BREAKER_COOLDOWN": "2.5",
+        "BYOM_MAX_BODY_BYTES": "4096", "BYOM_MAX_STATEMENT_BYTES": "1024",
+        "BYOM_MAX_STATEMENTS": "5", "BYOM_STATEMENT_TIMEOUT": "0", "BYOM_MAX_IN_FLIGHT": "8",
+        "BYOM_MAX_IN_FLIGHT_PER_CLIENT": "2",
     }  # fmt: skip
     settings = Settings.load(env)
     assert settings == Settings(
         7, 2, 1.5, 9.0, 0.5, 60.0, 0, 0.5, 0.1, 8123,
         heartbeat_interval=2.0, heartbeat_timeout=7.0, ray_join_rows=0, ray_join_workers=3,
+        max_response_bytes=1024, breaker_failures=0, breaker_cooldown=2.5,
+        max_body_bytes=4096, max_statement_bytes=1024, max_statements=5, statement_timeout=0.0,
+        max_in_flight=8, max_in_flight_per_client=2,
     )  # fmt: skip
     assert Settings.load({"BYOM_TRACKING_URI": " sqlite:///x.db "}).tracking_uri == "sqlite:///x.db"
     http = settings.http()
@@ -36,6 +44,11 @@ def test_every_knob_is_read_from_its_variable() -> None:
         0.5,
         60.0,
         0,
+    )
+    assert (http.max_response_bytes, http.breaker_failures, http.breaker_cooldown) == (
+        1024,
+        0,
+        2.5,
     )
     assert {k.env for k in KNOBS} == set(env)  # the table and the test name the same knobs
 
