@@ -7,12 +7,17 @@ points several gateway replicas at a shared PostgreSQL catalog instead.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.pool import StaticPool
+
+from byom.errors import CatalogUnavailable
 
 # Seconds a SQLite connection waits for another writer before giving up with "locked".
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -78,3 +83,19 @@ def make_engine(url: str | URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+@contextmanager
+def unavailable_as_error(url: str) -> Iterator[None]:
+    """The catalog database's connection failures (and SQLite's "locked") as
+    ``CatalogUnavailable`` (503), naming the catalog without its password, instead of a
+    driver exception that would answer 500."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        where = make_url(url).render_as_string(hide_password=True)
+        reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+        raise CatalogUnavailable(
+            f"The catalog database ({where}) is unavailable: {reason}. Nothing was changed "
+            "by this request; retry once the catalog is back.",
+        ) from exc

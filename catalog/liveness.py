@@ -33,9 +33,33 @@ INTERRUPTED_MESSAGE = (
 BUSY_STATUSES = ("generating", "training")
 
 
+# The start of a statement's error when its gateway stopped (the jobs' message is about
+# training: "re-run CREATE PREDICTOR" means nothing for a JOIN or a write-back).
+STATEMENT_STOPPED = "interrupted: the gateway stopped while this statement was running"
+
+
 def owner_lost_message(owner: str) -> str:
     """The error of a job or statement whose owner stopped beating."""
     return f"interrupted: owner lost ({owner})"
+
+
+def query_interrupted_message(kind: str, rows_done: int, cause: str = STATEMENT_STOPPED) -> str:
+    """The error of a statement whose gateway is gone: ``cause``, then how far it got by
+    its last recorded progress (``rows_done``, written at most every ~0.5 s, so the real
+    figure may be higher). A write-back (``kind`` "write") commits each batch on its own:
+    its rows stay in the table, and the client needs to know how many to expect there."""
+    if kind == "write":
+        if rows_done <= 0:
+            return (
+                f"{cause}, before any written rows were recorded; its table may exist and "
+                "hold the rows of batches written since (each batch is its own transaction)"
+            )
+        return (
+            f"{cause}; at least {rows_done} rows had been written when last recorded and "
+            "stay in the table (each batch is its own transaction; more may have been "
+            "written after that record)"
+        )
+    return f"{cause}; {rows_done} rows had been sent when last recorded"
 
 
 def _job_beat() -> ColumnElement[datetime]:
@@ -142,7 +166,8 @@ class LivenessMixin:
         ``stale_before``) not beaten since - "owner lost (<owner>)". Rows of ``alive`` (the
         caller) are never marked. A marked job's predictor, when still generating or
         training, and its busy versions become ``error`` too; a built-in model that stayed
-        ``complete`` while a new version trained keeps serving its active version.
+        ``complete`` while a new version trained keeps serving its active version. A marked
+        statement's error says how far it got (``query_interrupted_message``).
 
         Each row is re-checked in the same transaction as its update, so a job beaten
         meanwhile is left alone. Returns the affected predictors' names, sorted.
@@ -178,7 +203,11 @@ class LivenessMixin:
                 for query in s.execute(
                     select(QueryRow).where(QueryRow.status == "running", lost_queries)
                 ).scalars():
-                    query.status, query.error = "error", message(query.owner)
+                    owner = query.owner
+                    lost = owner is not None and owner not in dead
+                    cause = owner_lost_message(owner) if lost else STATEMENT_STOPPED
+                    query.status = "error"
+                    query.error = query_interrupted_message(query.kind, query.rows_done, cause)
                     query.finished_at = query.updated_at = now
         return sorted(names)
 

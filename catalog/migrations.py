@@ -21,11 +21,17 @@ versions): it uses the definitions frozen here for the version it produces.
     5  several gateway replicas share one catalog: training_jobs get ``owner`` (the gateway
        running the job) and ``heartbeat_at``; queries (streaming statements' progress) and
        sessions (HTTP sessions' USE and SET @v) added
+    6  tokens (API tokens: name, role, SHA-256 of the secret) added; authentication is on
+       once the table holds a row
+    7  datasource secrets (password, token, ...) encrypted at rest with the gateway's key
+       (``catalog.secrets``): every plain one is sealed; the SQLite file is checkpointed so
+       the plain text does not linger in it
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -50,11 +56,16 @@ from sqlalchemy.schema import CreateColumn, CreateTable
 
 from byom.errors import GatewayError
 from catalog.records import DEFAULT_PROJECT, PROJECT_ALIASES
+from catalog.secrets import SecretBox
 from catalog.tables import Base, SchemaVersionRow, UTCDateTime, utcnow
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 
 Step = Callable[[Connection], None]
+
+# Where ``migrate`` puts its ``SecretBox`` for the steps (``conn.info``): steps only get a
+# connection, and only the one that seals secrets needs a key.
+_SECRETS_INFO = "byom_secrets"
 
 # Held while migrating a PostgreSQL catalog, so gateway replicas starting together do not
 # race to create the same tables. Any fixed 64-bit number works; this one spells "byom".
@@ -212,6 +223,19 @@ _V5_SESSIONS = Table(
     Column("updated_at", UTCDateTime, nullable=False, index=True),
 )
 
+_V6_TOKENS = Table(
+    "tokens",
+    MetaData(),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), unique=True, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), unique=True, nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)
+
 
 # -- upgrade steps --------------------------------------------------------------------------
 
@@ -257,6 +281,28 @@ def _v4_to_v5(conn: Connection) -> None:
     _widen_table(conn, _V5_TRAINING_JOBS)
     _V5_QUERIES.create(conn, checkfirst=True)
     _V5_SESSIONS.create(conn, checkfirst=True)
+
+
+def _v5_to_v6(conn: Connection) -> None:
+    """API tokens: the table, empty (authentication stays off until a token is created)."""
+    _V6_TOKENS.create(conn, checkfirst=True)
+
+
+def _v6_to_v7(conn: Connection) -> None:
+    """Datasource secrets encrypted: every plain secret parameter value is sealed with the
+    key ``migrate`` was given (default: ``$BYOM_SECRET_KEY`` or the default home's key
+    file), loaded only when there is one to seal. Sealed values are left alone."""
+    box: SecretBox = conn.info.get(_SECRETS_INFO) or SecretBox()
+    if conn.dialect.name == "sqlite":
+        # The old row's bytes are zeroed in the page instead of left in its free space.
+        conn.exec_driver_sql("PRAGMA secure_delete = ON")
+    datasources = table("datasources", column("id"), column("parameters", JSON))
+    for row_id, parameters in conn.execute(select(*datasources.c)).all():
+        sealed = box.seal_parameters(parameters or {})
+        if sealed != parameters:
+            conn.execute(
+                update(datasources).where(datasources.c.id == row_id).values(parameters=sealed)
+            )
 
 
 def _add_projects(conn: Connection, names: set[str]) -> None:
@@ -319,7 +365,9 @@ def _rebuild_sqlite_table(conn: Connection, target: Table, existing: list[str]) 
 
 
 # UPGRADES[n] takes a catalog from version n to n + 1.
-UPGRADES: list[Step] = [_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5]
+UPGRADES: list[Step] = [
+    _v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5, _v5_to_v6, _v6_to_v7,
+]  # fmt: skip
 
 
 def read_version(conn: Connection) -> int | None:
@@ -339,13 +387,27 @@ def _write_version(conn: Connection, version: int) -> None:
     conn.execute(table.insert().values(id=1, version=version))
 
 
+def _checkpoint_sqlite(conn: Connection) -> None:
+    """Copy the WAL into the SQLite file and empty it now, rather than at the next automatic
+    checkpoint: the pages that held plain secrets are overwritten at once. Best effort (a
+    busy reader just delays it); outside any transaction, on the driver's connection."""
+    if conn.dialect.name == "sqlite":
+        driver: Any = conn.connection.dbapi_connection
+        driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 def migrate(
-    engine: Engine, *, target: int | None = None, steps: Sequence[Step] | None = None
+    engine: Engine,
+    *,
+    target: int | None = None,
+    steps: Sequence[Step] | None = None,
+    secrets: SecretBox | None = None,
 ) -> int:
     """Bring the catalog at ``engine`` to ``target`` (default ``SCHEMA_VERSION``).
 
     ``steps`` defaults to ``UPGRADES``; both arguments exist so tests can exercise the
-    upgrade path. Returns the version the catalog is at afterwards.
+    upgrade path. ``secrets`` is the key the step sealing datasource secrets uses (see
+    ``_v6_to_v7``). Returns the version the catalog is at afterwards.
     """
     target = SCHEMA_VERSION if target is None else target
     steps = UPGRADES if steps is None else steps
@@ -354,6 +416,8 @@ def migrate(
 
     postgres = engine.dialect.name == "postgresql"
     with engine.connect() as conn:
+        if secrets is not None:
+            conn.info[_SECRETS_INFO] = secrets
         if postgres:
             conn.exec_driver_sql(f"SELECT pg_advisory_lock({_PG_LOCK_KEY})")
             conn.commit()
@@ -380,7 +444,10 @@ def migrate(
                         return version
                     steps[version](conn)
                     _write_version(conn, version + 1)
+                if steps[version] is _v6_to_v7:
+                    _checkpoint_sqlite(conn)
         finally:
+            conn.info.pop(_SECRETS_INFO, None)  # the driver's connection goes back to a pool
             if postgres:
                 conn.rollback()
                 conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_PG_LOCK_KEY})")

@@ -42,7 +42,9 @@ def name_key(name: str) -> str:
 class DatasourceRecord:
     name: str
     engine: str
-    parameters: dict[str, Any]
+    # Kept out of the repr: a record from get_datasource holds decrypted secrets, and a repr
+    # ends up in logs and test reports.
+    parameters: dict[str, Any] = field(repr=False)
     created_at: datetime
 
     def public_parameters(self) -> dict[str, Any]:
@@ -162,3 +164,23 @@ class SessionRecord:
     project: str | None
     variables: dict[str, Any]
     updated_at: datetime
+
+
+# Roles of API tokens, least to most: each may do what the ones before it may.
+ROLES = ("reader", "writer", "admin")
+
+
+@dataclass
+class TokenRecord:
+    """An API token as listed: never its secret (only a prefix to recognise it by)."""
+
+    name: str
+    role: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

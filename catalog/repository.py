@@ -29,7 +29,7 @@ from byom.errors import (
     UserError,
 )
 from catalog import migrations
-from catalog.db import catalog_url, default_home, make_engine
+from catalog.db import catalog_url, default_home, make_engine, unavailable_as_error
 from catalog.liveness import BUSY_STATUSES, INTERRUPTED_MESSAGE, LivenessMixin
 from catalog.queries import QueriesMixin
 from catalog.records import (
@@ -45,6 +45,7 @@ from catalog.records import (
     project_key,
 )
 from catalog.records import name_key as _key
+from catalog.secrets import SecretBox
 from catalog.sessions import SessionsMixin
 from catalog.tables import (
     DatasourceRow,
@@ -54,6 +55,7 @@ from catalog.tables import (
     TrainingJobRow,
     utcnow,
 )
+from catalog.tokens import TokensMixin
 from catalog.versions import VersionsMixin, delete_versions, fail_busy_versions
 
 
@@ -138,7 +140,7 @@ def _check_status(status: str, allowed: tuple[str, ...], what: str) -> None:
         raise InvalidOption(f"Unknown {what} status '{status}'; expected one of {list(allowed)}.")
 
 
-class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin):
+class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin, TokensMixin):
     """Datasources, projects, predictors, their versions (``catalog.versions``), training
     jobs with their owners (``catalog.liveness``), streaming statements' progress
     (``catalog.queries``) and HTTP sessions (``catalog.sessions``), in a SQL database."""
@@ -146,13 +148,20 @@ class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin):
     # For the version methods, which live in catalog.versions.
     _predictor_record = staticmethod(_predictor_record)
 
-    def __init__(self, url: str, owner: str | None = None) -> None:
+    def __init__(
+        self, url: str, owner: str | None = None, secrets: SecretBox | None = None
+    ) -> None:
         """Open (and create or upgrade) the catalog at the SQLAlchemy ``url``. ``owner``
-        (a gateway's id) is recorded on the training jobs started through this object."""
+        (a gateway's id) is recorded on the training jobs started through this object.
+        ``secrets`` encrypts datasource secrets (default: ``$BYOM_SECRET_KEY`` or the
+        default home's key file, see ``catalog.secrets``)."""
         self.owner = owner
         self._engine: Engine = make_engine(url)
+        self._secrets = secrets if secrets is not None else SecretBox()
+        # Other gateways may open a server catalog: they must share the key.
+        self._secrets.shared = self._engine.dialect.name != "sqlite"
         try:
-            migrations.migrate(self._engine)
+            migrations.migrate(self._engine, secrets=self._secrets)
         except BaseException:
             self._engine.dispose()
             raise
@@ -162,7 +171,8 @@ class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin):
     def open(cls, home: Path | None = None) -> Catalog:
         """The catalog of ``home`` (default ``$BYOM_HOME`` or ``~/.byom``), or
         ``$BYOM_CATALOG_URL`` when set."""
-        return cls(catalog_url(home if home is not None else default_home()))
+        home = home if home is not None else default_home()
+        return cls(catalog_url(home), secrets=SecretBox(home))
 
     def close(self) -> None:
         """Close every pooled connection; the object is unusable afterwards."""
@@ -182,7 +192,7 @@ class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin):
     @contextmanager
     def _session(self) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on any error."""
-        with self._sessions.begin() as session:
+        with unavailable_as_error(self.url), self._sessions.begin() as session:
             yield session
 
     # -- datasources -------------------------------------------------------------------
@@ -190,16 +200,16 @@ class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin):
     def add_datasource(
         self, name: str, engine: str, parameters: dict[str, Any]
     ) -> DatasourceRecord:
-        """Store a datasource; ``DatasourceExists`` when the name is taken."""
+        """Store a datasource, its secrets encrypted; ``DatasourceExists`` when the name
+        is taken. The record returned holds ``parameters`` as given."""
         key = _key(name)
+        sealed = self._secrets.seal_parameters(parameters)
         try:
             with self._session() as s:
-                row = DatasourceRow(
-                    name=key, engine=engine, parameters=dict(parameters), created_at=utcnow()
-                )
+                row = DatasourceRow(name=key, engine=engine, parameters=sealed, created_at=utcnow())
                 s.add(row)
                 s.flush()
-                return _datasource_record(row)
+                return dataclasses.replace(_datasource_record(row), parameters=dict(parameters))
         except IntegrityError as exc:
             raise DatasourceExists(
                 f"Datasource '{key}' already exists. DROP DATABASE {key} first, or pick "
@@ -208,17 +218,21 @@ class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin):
             ) from exc
 
     def get_datasource(self, name: str) -> DatasourceRecord:
-        """The datasource called ``name``; ``DatasourceNotFound`` with a did-you-mean."""
+        """The datasource called ``name``, its secrets decrypted (this is the record the
+        gateway connects with); ``DatasourceNotFound`` with a did-you-mean,
+        SECRET_KEY_MISMATCH when this catalog's key cannot decrypt them."""
         key = _key(name)
         with self._session() as s:
             row = s.execute(select(DatasourceRow).where(DatasourceRow.name == key)).scalar()
-            if row is not None:
-                return _datasource_record(row)
-            existing = list(s.execute(select(DatasourceRow.name)).scalars())
-        raise DatasourceNotFound.named(key, existing)
+            if row is None:
+                raise DatasourceNotFound.named(key, s.execute(select(DatasourceRow.name)).scalars())
+            found = _datasource_record(row)
+        parameters = self._secrets.reveal_parameters(found.parameters, datasource=key)
+        return dataclasses.replace(found, parameters=parameters)
 
     def list_datasources(self) -> list[DatasourceRecord]:
-        """Every stored datasource, by name."""
+        """Every stored datasource, by name; secrets stay encrypted (for listing: mask them
+        with ``public_parameters``)."""
         with self._session() as s:
             rows = s.execute(select(DatasourceRow).order_by(DatasourceRow.name)).scalars()
             return [_datasource_record(r) for r in rows]

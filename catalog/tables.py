@@ -187,6 +187,23 @@ class SessionRow(Base):
     updated_at: Mapped[datetime] = mapped_column(nullable=False, index=True)
 
 
+class TokenRow(Base):
+    """An API token (``catalog.tokens``): only its SHA-256 is kept, with a short prefix to
+    recognise it by. A revoked token keeps its row (``revoked_at``), so revoking the last
+    token never turns authentication off again."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(nullable=False)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
 class SchemaVersionRow(Base):
     """A single row: the catalog schema version this database is at."""
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Inspector
 
@@ -196,7 +197,7 @@ def test_v1_catalog_upgrades_in_place(url: str) -> None:
 
     cat = Catalog(url)
     try:
-        assert cat.schema_version == migrations.SCHEMA_VERSION == 5
+        assert cat.schema_version == migrations.SCHEMA_VERSION == 7
         _assert_v1_rows_survived(cat)
         _assert_builtin_models_fit(cat)
         # The name is still unique after the upgrade (SQLite rebuilt the table).
@@ -216,7 +217,7 @@ def test_v1_catalog_upgrades_in_place(url: str) -> None:
     # Reopening does nothing more.
     again = Catalog(url)
     try:
-        assert again.schema_version == 5
+        assert again.schema_version == 7
         assert [p.name for p in again.list_predictors()] == ["home_rentals", "sentiment"]
     finally:
         again.close()
@@ -252,7 +253,7 @@ def test_unversioned_catalog_upgrades_to_current(url: str) -> None:
 
     cat = Catalog(url)
     try:
-        assert cat.schema_version == 5
+        assert cat.schema_version == 7
         rec = cat.get_predictor("home_rentals")
         assert rec.kind == "external" and rec.url_predict == V1_PREDICTOR["url_predict"]
         assert cat.list_jobs() == []
@@ -282,7 +283,7 @@ def test_replicas_starting_together_upgrade_once(url: str) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert errors == [] and versions == [5] * 4
+    assert errors == [] and versions == [migrations.SCHEMA_VERSION] * 4
 
     cat = Catalog(url)
     try:
@@ -358,7 +359,7 @@ def test_v2_catalog_gets_projects(url: str) -> None:
 
     cat = Catalog(url)
     try:
-        assert cat.schema_version == 5
+        assert cat.schema_version == 7
         _assert_v1_rows_survived(cat)
         # mindsdb's other names became mindsdb; any other namespace became a project
         namespaces = {p.name: p.namespace for p in cat.list_predictors()}
@@ -412,7 +413,7 @@ def test_v3_catalog_gets_model_versions(url: str) -> None:
 
     cat = Catalog(url)
     try:
-        assert cat.schema_version == 5
+        assert cat.schema_version == 7
         _assert_v1_rows_survived(cat)
         assert cat.list_versions() == []
         model = cat.get_predictor("sentiment")
@@ -467,7 +468,7 @@ def test_v4_catalog_gets_owners_queries_and_sessions(url: str) -> None:
 
     cat = Catalog(url, owner="host:1:abcd")
     try:
-        assert cat.schema_version == 5
+        assert cat.schema_version == 7
         # the old jobs survived, owned by nobody, never beaten
         done, running = cat.list_jobs("home_rentals")
         for field, value in V1_JOB.items():
@@ -508,3 +509,95 @@ def test_v4_upgrade_matches_fresh_catalog(url: str, tmp_path: Path) -> None:
     assert upgraded["training_jobs"]["indexes"] == [
         ("ix_training_jobs_predictor", ("predictor",), False)
     ]
+
+
+# -- version 6 -> 7: datasource secrets encrypted --------------------------------------------
+
+
+def _make_v6_catalog(url: str, parameters: dict[str, Any]) -> None:
+    """A version-6 catalog (the version-1 one upgraded by the steps of that time) with a
+    PostgreSQL datasource ``pg`` whose password is stored in plain text, as before v7."""
+    _make_old_catalog(url)
+    engine = create_engine(url)
+    try:
+        assert migrations.migrate(engine, target=6) == 6
+        row = {**V1_DATASOURCE, "name": "pg", "engine": "postgres", "parameters": parameters}
+        with engine.begin() as conn:
+            conn.execute(migrations.V1_METADATA.tables["datasources"].insert().values(**row))
+    finally:
+        engine.dispose()
+
+
+def _stored_parameters(url: str) -> str:
+    """The datasources' parameters as the database holds them, as text."""
+    engine = create_engine(url)
+    cast = "parameters" if url.startswith("sqlite") else "parameters::text"
+    try:
+        with engine.connect() as conn:
+            return " ".join(conn.execute(text(f"SELECT {cast} FROM datasources")).scalars())
+    finally:
+        engine.dispose()
+
+
+def _file_bytes(url: str) -> bytes:
+    """The SQLite catalog file and its -wal file, as they are on disk now."""
+    path = Path(url.removeprefix("sqlite:///"))
+    return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+@pytest.mark.postgres
+def test_v6_catalog_gets_its_secrets_encrypted(url: str, pg_role: dict[str, Any]) -> None:
+    from catalog.secrets import SecretBox
+    from datasources import open_datasource
+
+    password = pg_role["password"]
+    _make_v6_catalog(url, pg_role)
+    assert password in _stored_parameters(url)  # the plain text an older gateway left
+
+    cat = Catalog(url)
+    try:
+        assert cat.schema_version == 7
+        assert password not in _stored_parameters(url)
+        if url.startswith("sqlite"):  # checkpointed: not in the file, even while open
+            assert password.encode() not in _file_bytes(url)
+        listed = {d.name: d for d in cat.list_datasources()}
+        assert listed["pg"].parameters["password"]["$enc"] == "fernet:v1"
+        assert listed["pg"].public_parameters()["password"] == "******"
+        assert listed["mydb"].parameters == V1_DATASOURCE["parameters"]  # no secrets: as is
+        record = cat.get_datasource("pg")
+        assert record.parameters == pg_role  # decrypted to connect ...
+        datasource = open_datasource(record)
+        try:
+            datasource.check()  # ... and it does
+        finally:
+            datasource.close()
+    finally:
+        cat.close()
+    if url.startswith("sqlite"):
+        assert password.encode() not in _file_bytes(url)
+
+    # Another key cannot read it: a clear error naming the datasource, not a traceback.
+    other = Catalog(url, secrets=SecretBox(key=Fernet.generate_key()))
+    try:
+        assert other.schema_version == 7
+        assert [d.name for d in other.list_datasources()] == ["mydb", "pg"]  # listing works
+        with pytest.raises(GatewayError) as info:
+            other.get_datasource("pg")
+        assert info.value.code == "SECRET_KEY_MISMATCH"
+        assert "datasource 'pg'" in info.value.message and "BYOM_SECRET_KEY" in info.value.message
+    finally:
+        other.close()
+
+
+def test_v7_step_leaves_sealed_secrets_alone(url: str) -> None:
+    # A value sealed already (say, by a replica that upgraded first) is not sealed again.
+    _make_v6_catalog(url, {"host": "db", "user": "u", "database": "d", "password": "pw-1"})
+    Catalog(url).close()
+    sealed = _stored_parameters(url)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            migrations.UPGRADES[6](conn)
+    finally:
+        engine.dispose()
+    assert _stored_parameters(url) == sealed and "pw-1" not in sealed
