@@ -14,7 +14,12 @@ message to branch on it) and an HTTP ``status``. ``gateway.server`` turns any of
     |                                            PROJECT_NOT_FOUND, MODEL_VERSION_NOT_FOUND
     |   +-- AlreadyExists (409)                  MODEL_EXISTS, DATASOURCE_EXISTS
     |   +-- ModelNotReady (409, MODEL_NOT_READY)
+    |   +-- TooLarge (413)                       REQUEST_TOO_LARGE, STATEMENT_TOO_LARGE,
+    |                                            TOO_MANY_STATEMENTS (the limit is named)
     +-- DatasourceError (DATASOURCE_ERROR, 400)  the user's database refused or failed
+    +-- StatementTimeout (STATEMENT_TIMEOUT, 504) the statement outran its time limit
+    +-- Busy (GATEWAY_BUSY, 503, Retry-After)    too many statements running now
+    |   +-- TooManyRequests (TOO_MANY_REQUESTS, 429)  ... from this one client
     +-- EndpointError (502)                      the model endpoint failed us
         +-- EndpointUnreachable (ENDPOINT_UNREACHABLE)
         +-- EndpointTimeout (ENDPOINT_TIMEOUT, 504)
@@ -54,6 +59,10 @@ class GatewayError(Exception):
             core = core.rstrip(".")
         self.message = finish_sentence(f"{before}{core}{after}")
         self.args = (self.message,)
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer to this error carries (``Retry-After`` for ``Busy``)."""
+        return {}
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON body of this error: ``{"error": {"code", "message", ...details}}``."""
@@ -180,6 +189,55 @@ class DatasourceError(GatewayError):
     status = 400
 
 
+class TooLarge(UserError):
+    """A request body, statement or script over a size limit; the message names the limit
+    and the knob that sets it (``limit`` in the details)."""
+
+    code = "TOO_LARGE"
+    status = 413
+
+
+class StatementTimeout(GatewayError):
+    """A statement ran longer than its limit and was cancelled (a gateway-side limit, so
+    504 like the endpoint timeouts: the request was fine, it did not finish in time)."""
+
+    code = "STATEMENT_TIMEOUT"
+    status = 504
+
+
+class CatalogUnavailable(GatewayError):
+    """The catalog database cannot be reached (or is locked) right now: nothing about the
+    request was wrong, and it may be retried once the catalog is back."""
+
+    code = "CATALOG_UNAVAILABLE"
+    status = 503
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
+
+
+class Busy(GatewayError):
+    """Refused without queueing: too many statements in flight. ``retry_after`` (seconds)
+    becomes the ``Retry-After`` header of the answer."""
+
+    code = "GATEWAY_BUSY"
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1, **details: Any) -> None:
+        super().__init__(message, retry_after_s=retry_after, **details)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class TooManyRequests(Busy):
+    """This client has too many statements in flight (the others may go on)."""
+
+    code = "TOO_MANY_REQUESTS"
+    status = 429
+
+
 class EndpointError(GatewayError):
     """A model endpoint failed; the message names the model and the URL."""
 
@@ -202,6 +260,21 @@ class EndpointHTTPError(EndpointError):
 
 class EndpointBadResponse(EndpointError):
     code = "ENDPOINT_BAD_RESPONSE"
+
+
+class Unauthorized(GatewayError):
+    """No valid token where authentication is on (``gateway.auth``)."""
+
+    code = "UNAUTHORIZED"
+    status = 401
+
+
+class Forbidden(GatewayError):
+    """A valid token whose role may not run the statement; the message names the role
+    needed."""
+
+    code = "FORBIDDEN"
+    status = 403
 
 
 def finish_sentence(message: str) -> str:

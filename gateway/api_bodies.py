@@ -12,6 +12,7 @@ from typing import Any, Literal, get_type_hints
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from catalog.records import PredictorSpec as CatalogSpec
+from catalog.records import TokenRecord
 
 
 class SqlRequest(BaseModel):
@@ -129,3 +130,24 @@ class PredictRequest(BaseModel):
     @classmethod
     def _accept_bare_list(cls, data: Any) -> Any:
         return {"rows": data} if isinstance(data, list) else data
+
+
+class TokenSpec(BaseModel):
+    """``POST /api/tokens``: ``{"name": ..., "role": "reader" | "writer" | "admin"}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=255, examples=["ci-reader"])
+    role: Literal["reader", "writer", "admin"] = "reader"
+
+
+def token_dict(token: TokenRecord) -> dict[str, Any]:
+    """A token as the API lists it: never its secret."""
+    stamp = {k: getattr(token, k) for k in ("created_at", "last_used_at", "revoked_at")}
+    return {
+        "name": token.name,
+        "role": token.role,
+        "prefix": token.prefix,
+        "active": token.active,
+        **{k: v.isoformat() if v else None for k, v in stamp.items()},
+    }

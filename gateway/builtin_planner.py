@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from adapters.urls import redact_url
 from builtin_models.holdout import validate as validate_holdout
 from builtin_models.tasks import ALIASES, TASKS, Task, get_task
 from byom.errors import (
@@ -229,7 +230,7 @@ def _builtin_model(
     if record.kind != "builtin":
         raise UnsupportedStatement(
             f"{what} works on built-in models; '{name}' is an external model served at "
-            f"{record.url_predict}: train it where it runs.",
+            f"{redact_url(record.url_predict)}: train it where it runs.",
             model=name,
         )
     return record

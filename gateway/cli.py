@@ -34,6 +34,7 @@ from gateway.cli_progress import (
     stream_remote,
     write_batches,
 )
+from gateway.cli_tokens import add_token_parser, token_command
 from gateway.formatting import (
     CsvWriter,
     JsonWriter,
@@ -78,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="log one line per HTTP request (off by default: it costs ~0.1 ms a request)",
     )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve on a non-loopback --host with no API token (anyone reaching the port "
+        "may drop models and datasources); without it such a gateway refuses to start",
+    )
     add_flags(serve)
     add_ray_flags(serve)
 
@@ -110,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sql.add_argument("--home", type=Path, help="data directory of the embedded gateway")
     sql.add_argument(
+        "--token", help="API token for --url (default $BYOM_TOKEN; see 'byom token create')"
+    )
+    sql.add_argument(
         "--format",
         choices=("table", "json", "csv"),
         help="table (default), json, or csv (streams any number of rows)",
@@ -138,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_status_parser(commands)
+    add_token_parser(commands)
 
     demo = commands.add_parser("demo", help="run the end-to-end scenario on the embedded default")
     demo.add_argument("--home", type=Path, help="data directory (default $BYOM_HOME or ~/.byom)")
@@ -160,7 +171,13 @@ def _serve(args: argparse.Namespace) -> int:
     except GatewayError as exc:
         print(f"ERROR [{exc.code}]: {exc.message}", file=sys.stderr)
         return 2
-    app = create_app(home=args.home, catalog_url=args.catalog_url, settings=settings)
+    app = create_app(
+        home=args.home,
+        catalog_url=args.catalog_url,
+        settings=settings,
+        host=args.host,
+        insecure=args.insecure,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=args.access_log)
     return 0
 
@@ -350,7 +367,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give the SQL text or -f FILE (one of them)")
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
-    handlers = {"serve": _serve, "sql": _sql, "demo": _demo, "status": status}
+    if getattr(args, "token", None) and args.command in ("sql", "status"):
+        # Every Client this command makes (statements, progress polls) sends it.
+        os.environ["BYOM_TOKEN"] = args.token
+    handlers = {
+        "serve": _serve,
+        "sql": _sql,
+        "demo": _demo,
+        "status": status,
+        "token": token_command,
+    }
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2

@@ -8,6 +8,7 @@ load it, and only when asked to.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from typing import Any
@@ -71,6 +72,11 @@ def serve_ray(args: argparse.Namespace) -> int:
         print(f"ERROR [{exc.code}]: {exc.message}", file=sys.stderr)
         return 2
     del settings  # the replicas read the same values from the environment handed to them
+    try:  # the proxy on a non-loopback host: only with tokens in the catalog, or --insecure
+        asyncio.run(_check_exposure(args))
+    except GatewayError as exc:
+        print(f"ERROR [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
     options = serve_app.RunOptions(
         app=app, ray_address=args.ray_address, host=args.host, port=args.port
     )
@@ -80,6 +86,17 @@ def serve_ray(args: argparse.Namespace) -> int:
         print(f"ERROR [{exc.code}]: {exc.message}", file=sys.stderr)
         return 1
     return 0
+
+
+async def _check_exposure(args: argparse.Namespace) -> None:
+    from gateway.auth_middleware import check_exposure, is_loopback
+    from gateway.core import Gateway
+
+    if is_loopback(args.host) or args.insecure:
+        check_exposure(None, args.host, args.insecure)  # the warning, when insecure
+        return
+    async with await Gateway.start(args.home, args.catalog_url) as gateway:
+        check_exposure(gateway, args.host, args.insecure)
 
 
 def _flag_env(args: argparse.Namespace) -> dict[str, str]:
@@ -100,6 +117,7 @@ def add_status_parser(commands: Any) -> None:
         help="a running gateway (default $BYOM_URL); without it: the embedded home's catalog",
     )
     status.add_argument("--home", help="data directory of the embedded gateway")
+    status.add_argument("--token", help="API token for --url (default $BYOM_TOKEN)")
     status.add_argument("--json", action="store_true", help="print the JSON document")
 
 

@@ -18,6 +18,7 @@ the ``session`` given) on every request, so a ``USE`` holds for its later calls.
 from __future__ import annotations
 
 import inspect
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -92,14 +93,22 @@ class Client:
     """Talks to the gateway's HTTP API; every method raises ``GatewayError`` on failure."""
 
     def __init__(
-        self, url: str = DEFAULT_URL, timeout: float = 300.0, session: str | None = None
+        self,
+        url: str = DEFAULT_URL,
+        timeout: float = 300.0,
+        session: str | None = None,
+        token: str | None = None,
     ) -> None:
         """``session``: the id of the gateway session this client's requests belong to
-        (1-128 of ``A-Z a-z 0-9 _ . -``); default, a new random one."""
+        (1-128 of ``A-Z a-z 0-9 _ . -``); default, a new random one. ``token``: the API token
+        sent as ``Authorization: Bearer`` (default ``$BYOM_TOKEN``; none: no header)."""
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.session = session or uuid.uuid4().hex
         headers = {"Accept": "application/json", SESSION_HEADER: self.session}
+        token = token if token is not None else os.environ.get("BYOM_TOKEN")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     # -- plumbing ---------------------------------------------------------------------
@@ -295,6 +304,18 @@ class Client:
     def health(self) -> dict[str, Any]:
         """The gateway's ``/healthz`` answer (raises when it is not ok)."""
         return self._request("GET", "/healthz")
+
+    def create_token(self, name: str, role: str) -> dict[str, Any]:
+        """``POST /api/tokens`` (admin): ``{"name", "role", "token"}``."""
+        return self._request("POST", "/api/tokens", {"name": name, "role": role})
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """``GET /api/tokens`` (admin): every token, without secrets."""
+        return self._request("GET", "/api/tokens")["tokens"]
+
+    def revoke_token(self, name: str) -> dict[str, Any]:
+        """``DELETE /api/tokens/{name}`` (admin)."""
+        return self._request("DELETE", f"/api/tokens/{quote(name, safe='')}")
 
     def status(self) -> dict[str, Any]:
         """``GET /api/status``: the answering replica, the Ray cluster, Serve, running jobs."""

@@ -24,21 +24,25 @@ import httpx
 from adapters.base import AdapterContext
 from adapters.http import make_client
 from adapters.registry import AdapterRegistry
-from byom.errors import GatewayError, InvalidOption, NotFound, UserError
+from byom.errors import Forbidden, GatewayError, InvalidOption, NotFound, UserError
 from catalog.db import catalog_url as default_catalog_url
 from catalog.db import default_home
-from catalog.records import PredictorSpec
+from catalog.records import PredictorSpec, TokenRecord
 from catalog.repository import Catalog
-from datasources import DatasourcePool
-from gateway import heatwave, postgresml
+from catalog.secrets import SecretBox
+from datasources import DatasourcePool, FilePolicy
+from gateway import audit, auth, heatwave, postgresml
 from gateway import statements as st
+from gateway.audit import AuditLog
+from gateway.deadlines import run_within, statement_limit
 from gateway.executor import Executor, Services
 from gateway.executor.liveness import heartbeat, make_owner, recover
-from gateway.parser import ScriptStatement
+from gateway.parser import ParseLimits, ScriptStatement
 from gateway.planner import plan
+from gateway.plans import Plan, Resolver
 from gateway.progress import ProgressRegistry, QueryProgress
 from gateway.result import Result, StreamResult
-from gateway.scripts import parse_for_run, run_statements
+from gateway.scripts import INLINE_PARSE_CHARS, parse_off_loop, run_statements
 from gateway.session import CatalogSessionStore, Session
 from gateway.settings import Settings
 
@@ -69,6 +73,9 @@ class Gateway:
         self.owner = owner or make_owner()
         # The HTTP server's sessions (X-Byom-Session), kept in the catalog.
         self.session_store = CatalogSessionStore(executor.services.catalog)
+        # Bearer tokens of the HTTP API (gateway.auth) and the audit log of DDL statements.
+        self.authenticator = auth.Authenticator(executor.services.catalog)
+        self.audit = AuditLog(executor.services.home)
 
     @property
     def services(self) -> Services:
@@ -78,6 +85,12 @@ class Gateway:
     @property
     def catalog(self) -> Catalog:
         return self.executor.services.catalog
+
+    @property
+    def parse_limits(self) -> ParseLimits:
+        """How much SQL a script may hold ($BYOM_MAX_STATEMENT_BYTES, $BYOM_MAX_STATEMENTS)."""
+        settings = self.services.settings
+        return ParseLimits(settings.max_statement_bytes, settings.max_statements)
 
     @classmethod
     async def start(
@@ -99,7 +112,8 @@ class Gateway:
         home.mkdir(parents=True, exist_ok=True)
         owner = make_owner()
         url = catalog_url or default_catalog_url(home)
-        catalog = await asyncio.to_thread(Catalog, url, owner)
+        # Datasource secrets: $BYOM_SECRET_KEY, else this home's key file.
+        catalog = await asyncio.to_thread(Catalog, url, owner, SecretBox(home))
         # Not every running job: other live replicas may share this catalog.
         interrupted = await asyncio.to_thread(recover, catalog, owner, settings.heartbeat_timeout)
         if interrupted:
@@ -108,7 +122,8 @@ class Gateway:
         client = make_client(http, transport=transport)
         services = Services(
             catalog=catalog,
-            datasources=DatasourcePool(),
+            # SQLite files only under this home or $BYOM_DATA_DIRS, never the catalog's own.
+            datasources=DatasourcePool(policy=FilePolicy.for_gateway(home, url)),
             adapters=AdapterRegistry(AdapterContext(http=client, settings=http)),
             home=home,
             settings=settings,
@@ -168,7 +183,7 @@ class Gateway:
         their end (streamed rows read and dropped) before the next one starts; use
         ``run_script`` for the answer of each. ``session``: see ``run_script``.
         """
-        script = parse_for_run(text)
+        script = await parse_off_loop(text, self.parse_limits)
         last: Result | StreamResult = Result()
         results = self.run_script(script, query_id=query_id, session=session)
         try:
@@ -199,11 +214,17 @@ class Gateway:
         statements see (and, given, the caller's to keep for its next call); without one the
         script is a session of its own.
         """
-        items = parse_for_run(script) if isinstance(script, str) else script
+        items = script
+        if isinstance(script, str):
+            items = await parse_off_loop(script, self.parse_limits)
         session = session if session is not None else Session()
+        default_timeout = self.services.settings.statement_timeout
 
         def execute(item: ScriptStatement) -> Awaitable[Result | StreamResult]:
-            return self._execute(item.statement, query_id=query_id, session=session)
+            # Each statement within its time limit (gateway.deadlines), its rows included.
+            limit = statement_limit(item.statement, default_timeout)
+            run = self._execute(item.statement, query_id=query_id, session=session)
+            return run_within(run, limit)
 
         async for item, result in run_statements(items, execute):
             yield item, result
@@ -225,13 +246,71 @@ class Gateway:
         if isinstance(statement, st.PostgresMLCall):
             statement, note = await asyncio.to_thread(postgresml.translate, statement, resolver)
         try:
-            planned = plan(statement, resolver)
+            planned = await _plan(statement, resolver)
         except UserError as e:
             if note:
                 e.amend(after=note)
             raise
         label = statement.sql if isinstance(statement, st.Query) else type(statement).__name__
-        return await self.executor.run(planned, label=label, query_id=query_id, session=session)
+        # Authorization and the audit log see the plan: whether SELECT ... reads a datasource
+        # or writes back into one is only known once it is planned.
+        event = audit.ddl_event(planned)
+        principal = auth.current.get()
+        try:
+            auth.authorize(planned)
+            result = await self.executor.run(
+                planned, label=label, query_id=query_id, session=session
+            )
+        except Exception as exc:
+            denied = isinstance(exc, Forbidden)
+            if event is not None or denied:
+                kind, obj = event or (type(planned).__name__, None)
+                code = exc.code if isinstance(exc, GatewayError) else "INTERNAL_ERROR"
+                outcome = "denied" if denied else "error"
+                self._audit(kind, obj, outcome, principal, code)
+            raise
+        if event is not None:
+            self._audit(*event, "ok", principal)
+        return result
+
+    def _audit(
+        self,
+        kind: str,
+        obj: str | None,
+        outcome: str,
+        principal: auth.Principal | None,
+        code: str | None = None,
+    ) -> None:
+        name = principal.name if principal is not None else None
+        self.audit.record(kind, obj, outcome, token=name, code=code, client=auth.client.get())
+
+    def create_token(self, name: str, role: str) -> tuple[TokenRecord, str]:
+        """A new API token (admin only): its record and its secret, shown only now. The
+        first token turns authentication on for every gateway on this catalog."""
+        auth.require_admin("creating a token")
+        try:
+            record, secret = self.catalog.create_token(name, role)
+        except GatewayError as exc:
+            self._audit("CREATE TOKEN", name, "error", auth.current.get(), exc.code)
+            raise
+        self._audit("CREATE TOKEN", record.name, "ok", auth.current.get())
+        return record, secret
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every API token, revoked ones too (admin only); never their secrets."""
+        auth.require_admin("listing tokens")
+        return self.catalog.list_tokens()
+
+    def revoke_token(self, name: str) -> TokenRecord:
+        """Revoke an API token (admin only): it stops working within a second."""
+        auth.require_admin("revoking a token")
+        try:
+            record = self.catalog.revoke_token(name)
+        except GatewayError as exc:
+            self._audit("REVOKE TOKEN", name, "error", auth.current.get(), exc.code)
+            raise
+        self._audit("REVOKE TOKEN", record.name, "ok", auth.current.get())
+        return record
 
     def queries(self) -> list[QueryProgress]:
         """Running and recently finished streaming statements, oldest first."""
@@ -325,11 +404,16 @@ class Gateway:
         return names
 
     def health(self) -> dict[str, Any]:
+        """``GET /healthz``. ``endpoints``: the model endpoints whose circuit breaker is
+        open or half-open (``adapters.breaker``), by ``scheme://host:port/path``; an open
+        breaker is the endpoint's trouble, not the gateway's, so ``status`` stays ok."""
+        breakers = self.services.adapters.context.breakers
         return {
             "status": "ok",
             "uptime_s": round(time.time() - self._started, 1),
             "catalog_schema_version": self.catalog.schema_version,
             "training_in_flight": self.training_in_flight(),
+            "endpoints": {key: s.to_dict() for key, s in breakers.not_closed().items()},
         }
 
     def status_report(self) -> dict[str, Any]:
@@ -343,3 +427,11 @@ class Gateway:
             "cluster": cluster_status(),
             "jobs": running_jobs(self.catalog.list_jobs()),
         }
+
+
+async def _plan(statement: st.Statement, resolver: Resolver) -> Plan:
+    """``plan``, in a worker thread for a long query: planning walks and copies the tree,
+    ~0.5 s for a 20,000-value IN list, which must not stall the event loop."""
+    if isinstance(statement, st.Query) and len(statement.sql) > INLINE_PARSE_CHARS:
+        return await asyncio.to_thread(plan, statement, resolver)
+    return plan(statement, resolver)

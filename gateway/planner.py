@@ -62,6 +62,7 @@ QUERY_WORDS = ("SELECT", "WITH", "VALUES", "(")
 # Catalog tables a SELECT can read as ``mindsdb.<table>`` (or ``model.``/``models.``).
 CATALOG_TABLES = (
     "models", "models_versions", "databases", "jobs", "queries", "projects", "model_catalog",
+    "audit", "tokens",
 )  # fmt: skip
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol
 
+from adapters.urls import redact_url
 from builtin_models.tasks import Task, get_task
 from byom.errors import InvalidInput, InvalidOption, did_you_mean
 from catalog.records import PredictorRecord
@@ -102,7 +103,8 @@ def _task(given: Any, existing: PredictorRecord | None, name: str) -> Task:
         )
     if existing.kind != "builtin" or not existing.task:
         raise InvalidInput(
-            f"pgml.tune: '{name}' is an external model served at {existing.url_predict}; "
+            f"pgml.tune: '{name}' is an external model served at "
+            f"{redact_url(existing.url_predict)}; "
             "tune fine-tunes the built-in tasks (train it where it runs).",
             model=name,
         )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from http import HTTPStatus
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, Protocol, runtime_checkable
@@ -30,12 +29,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from byom.errors import GatewayError, ModelNotFound
-from gateway.api_bodies import PredictorSpec, PredictRequest, SqlRequest
-from gateway.formatting import dumps_json
-from gateway.parser import ScriptStatement
+from catalog.records import TokenRecord
+from gateway.api_bodies import PredictorSpec, PredictRequest, SqlRequest, TokenSpec, token_dict
+from gateway.auth_middleware import AuthMiddleware, check_exposure
+from gateway.error_responses import (
+    InternalErrorMiddleware,
+    JSONBody,
+    error_response,
+    handle,
+    internal_error,
+)
+from gateway.http_limits import RequestLimits
+from gateway.limits import InFlightLimiter
+from gateway.parser import ParseLimits, ScriptStatement
 from gateway.progress import QueryProgress
 from gateway.result import Result, StreamResult
-from gateway.scripts import parse_for_run
+from gateway.scripts import parse_off_loop
 from gateway.session import HEADER as SESSION_HEADER
 from gateway.session import ID_PATTERN as SESSION_ID_PATTERN
 from gateway.session import Session, Sessions, SessionStore
@@ -90,111 +99,13 @@ class GatewayAPI(Protocol):
 
     def health(self) -> dict[str, Any]: ...
 
+    def create_token(self, name: str, role: str) -> tuple[TokenRecord, str]: ...
+
+    def list_tokens(self) -> list[TokenRecord]: ...
+
+    def revoke_token(self, name: str) -> TokenRecord: ...
+
     def status_report(self) -> dict[str, Any]: ...
-
-
-class JSONBody(Response):
-    """JSON encoded with orjson: datetimes, numpy scalars and NaN (as null) are fine."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return dumps_json(content)
-
-
-# --- errors: the one place that turns exceptions into responses -----------------------
-
-
-def _location(loc: tuple[Any, ...] | list[Any]) -> str:
-    """``("body", "rows", 0, "x")`` -> ``rows[0].x``."""
-    parts = list(loc)
-    if parts and parts[0] in ("body", "query", "path"):
-        parts = parts[1:]
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _validation_message(exc: RequestValidationError) -> str:
-    problems: list[str] = []
-    for error in exc.errors():
-        kind = error.get("type", "")
-        loc = tuple(error.get("loc", ()))
-        if kind == "json_invalid":
-            reason = (error.get("ctx") or {}).get("error", "malformed JSON")
-            position = loc[1] if len(loc) > 1 else "?"
-            return f"the request body is not valid JSON: {reason} (at character {position})"
-        if loc == ("body",) and kind == "missing":
-            return "a JSON request body is required; see /docs"
-        if isinstance(error.get("input"), bytes):
-            # FastAPI parses the body as JSON only when the Content-Type says so.
-            return "the request body must be JSON sent with 'Content-Type: application/json'"
-        where = _location(loc)
-        problems.append(f"{where or 'body'}: {error.get('msg')}")
-    return "invalid request: " + "; ".join(problems)
-
-
-def _internal_error(exc: Exception) -> dict[str, Any]:
-    message = f"internal gateway error: {type(exc).__name__}: {exc}; see the gateway log"
-    return {"error": {"code": "INTERNAL_ERROR", "message": message}}
-
-
-def error_response(exc: Exception) -> JSONBody:
-    """The response for any exception raised while serving a request."""
-    if isinstance(exc, GatewayError):
-        return JSONBody(exc.to_dict(), status_code=exc.status)
-    if isinstance(exc, RequestValidationError):
-        body = {"error": {"code": "INVALID_REQUEST", "message": _validation_message(exc)}}
-        return JSONBody(body, status_code=400)
-    if isinstance(exc, StarletteHTTPException):  # unknown route, wrong method, body too large
-        try:
-            code = HTTPStatus(exc.status_code).name
-        except ValueError:
-            code = f"HTTP_{exc.status_code}"
-        message = str(exc.detail)
-        if exc.status_code == 404:
-            message = "no such endpoint; see /docs for the API"
-        elif exc.status_code == 405 and exc.headers and "allow" in exc.headers:
-            message = f"method not allowed here; this endpoint accepts {exc.headers['allow']}"
-        body = {"error": {"code": code, "message": message}}
-        return JSONBody(body, status_code=exc.status_code, headers=exc.headers)
-    return JSONBody(_internal_error(exc), status_code=500)
-
-
-async def _handle(request: Request, exc: Exception) -> Response:
-    return error_response(exc)
-
-
-class _InternalErrorMiddleware:
-    """Answers unexpected exceptions with the 500 JSON body and logs their traceback once.
-
-    Starlette's own handler for ``Exception`` sends the response and then re-raises, so the
-    server logs the error a second time and test clients raise instead of returning the 500.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception as exc:
-            logger.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
-            if started:  # too late for an error body; let the server drop the connection
-                raise
-            await error_response(exc)(scope, receive, send)
 
 
 class _ReplicaHeader:
@@ -228,15 +139,16 @@ def _stream_error(exc: Exception) -> dict[str, Any]:
     if isinstance(exc, GatewayError):
         return exc.to_dict()["error"]
     logger.error("statement failed while its answer streamed", exc_info=exc)
-    return _internal_error(exc)["error"]
+    return internal_error(exc)["error"]
 
 
-def _several_statements(text: str) -> list[ScriptStatement] | None:
+async def _several_statements(text: str, limits: ParseLimits) -> list[ScriptStatement] | None:
     """The statements of ``text`` when it holds more than one, else None (parse errors
-    raise). Text with no ';' before its end - nearly every request - is not parsed here."""
+    raise; a long text is parsed in a worker thread). Text with no ';' before its end -
+    nearly every request - is not parsed here."""
     if ";" not in text.rstrip(" \t\r\n;"):
         return None
-    script = parse_for_run(text)
+    script = await parse_off_loop(text, limits)
     return script if len(script) > 1 else None
 
 
@@ -315,10 +227,12 @@ def create_app(
     home: Path | None = None,
     catalog_url: str | None = None,
     settings: Settings | None = None,
+    host: str = "127.0.0.1",
+    insecure: bool = False,
 ) -> FastAPI:
     """The FastAPI app. Without ``gateway`` it starts one (``home``, ``catalog_url``,
     ``settings``) in its lifespan and closes it at shutdown; a given ``gateway`` stays the
-    caller's to close.
+    caller's to close. ``settings`` (default: the environment) also sets the request limits.
     """
 
     @asynccontextmanager
@@ -331,6 +245,11 @@ def create_app(
         from gateway.core import Gateway
 
         started = await Gateway.start(home, catalog_url, settings=settings)
+        try:  # bound beyond loopback: only with tokens, or when told --insecure
+            check_exposure(started, host, insecure)
+        except GatewayError:
+            await started.close()
+            raise
         app.state.gateway = started
         app.state.sessions = _session_store(started)
         try:
@@ -348,10 +267,17 @@ def create_app(
     )
     app.state.gateway = gateway
     app.state.sessions = _session_store(gateway)
-    app.add_middleware(_InternalErrorMiddleware)
+    app.add_middleware(InternalErrorMiddleware)
+    # Body size, statements in flight, cancel on disconnect (gateway.http_limits).
+    limits = settings if settings is not None else Settings.load()
+    parse_limits = ParseLimits(limits.max_statement_bytes, limits.max_statements)
+    app.state.limiter = InFlightLimiter(limits.max_in_flight, limits.max_in_flight_per_client)
+    app.add_middleware(RequestLimits, max_body_bytes=limits.max_body_bytes,
+                       limiter=app.state.limiter, respond=error_response)  # fmt: skip
+    app.add_middleware(AuthMiddleware)  # outside the request limits: they key on the token
     app.add_middleware(_ReplicaHeader)
     for exc_type in (GatewayError, RequestValidationError, StarletteHTTPException):
-        app.add_exception_handler(exc_type, _handle)
+        app.add_exception_handler(exc_type, handle)
 
     @app.post("/api/sql", tags=["sql"])
     async def run_sql(
@@ -385,7 +311,7 @@ def create_app(
         the rest of its script.
         """
         session = _session(request, session_id)
-        script = _several_statements(body.query)
+        script = await _several_statements(body.query, parse_limits)
         ndjson = body.format == "ndjson"
         response: Response
         if script is not None:
@@ -447,6 +373,24 @@ def create_app(
         """Predict JSON rows; answers input columns plus the prediction, one row each."""
         result = await gw.predict(name, body.rows)
         return JSONBody(result.to_dict())
+
+    @app.post("/api/tokens", tags=["tokens"])
+    async def create_token(spec: TokenSpec, gw: GatewayDep) -> JSONBody:
+        """Create an API token (admin only; the first one turns authentication on). Answers
+        ``{"name", "role", "token"}``: the token is shown only in this answer."""
+        record, secret = await run_in_threadpool(gw.create_token, spec.name, spec.role)
+        return JSONBody({"name": record.name, "role": record.role, "token": secret})
+
+    @app.get("/api/tokens", tags=["tokens"])
+    async def list_tokens(gw: GatewayDep) -> JSONBody:
+        """Every API token, revoked ones too (admin only); never their secrets."""
+        tokens = await run_in_threadpool(gw.list_tokens)
+        return JSONBody({"tokens": [token_dict(t) for t in tokens]})
+
+    @app.delete("/api/tokens/{name}", tags=["tokens"])
+    async def revoke_token(name: str, gw: GatewayDep) -> JSONBody:
+        """Revoke an API token (admin only)."""
+        return JSONBody(token_dict(await run_in_threadpool(gw.revoke_token, name)))
 
     @app.get("/healthz", tags=["ops"])
     async def healthz(gw: GatewayDep) -> JSONBody:

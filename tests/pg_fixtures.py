@@ -61,7 +61,8 @@ def postgres_params(postgres_url: str) -> Iterator[dict[str, Any]]:
     """Datasource PARAMETERS for a fresh schema on the test server, dropped at the end."""
     url = make_url(postgres_url)
     schema = _unique("byom_test_ds")
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    # pre-ping: tests/e2e/test_chaos.py restarts the server while these connections idle.
+    admin = create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     yield {
@@ -82,7 +83,7 @@ def fresh_database(postgres_url: str, prefix: str) -> Iterator[str]:
     """The URL of a new database ``<prefix>_*`` on the test server, dropped on exit."""
     url = make_url(postgres_url)
     name = _unique(prefix)
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
@@ -104,7 +105,7 @@ def pg_catalog_url(postgres_url: str) -> Iterator[str]:
 @pytest.fixture
 def pg_catalog_clean_url(pg_catalog_url: str) -> str:
     """``pg_catalog_url`` with its public schema emptied, so each test starts fresh."""
-    engine = create_engine(pg_catalog_url, isolation_level="AUTOCOMMIT")
+    engine = create_engine(pg_catalog_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("DROP SCHEMA public CASCADE")

@@ -17,7 +17,7 @@ LEAVES = ("byom", "adapters", "catalog", "datasources")
 # Modules that talk to the catalog database or the user's databases, and who may use them.
 TALKERS = (
     "catalog.repository", "catalog.migrations", "catalog.versions", "catalog.liveness",
-    "catalog.queries", "catalog.sessions", "datasources",
+    "catalog.queries", "catalog.sessions", "catalog.tokens", "datasources",
 )  # fmt: skip
 TALKER_USERS = ("gateway/core.py", "gateway/executor/", "gateway/demo.py")
 

@@ -7,14 +7,18 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlglot
 import sqlglot.errors
 from sqlglot import exp
 
+from adapters.breaker import Breakers
+from adapters.urls import endpoint_key, redact_url
 from byom.errors import InvalidInput
 from catalog.records import ModelVersionRecord, PredictorRecord, project_key
+from gateway import audit
 from gateway.executor.services import Services
 from gateway.heatwave import USER
 from gateway.parse_tokens import DIALECT
@@ -26,12 +30,14 @@ SHOW_MODELS_COLUMNS = ["name", "namespace", "format", "status", "target", "error
 MODEL_COLUMNS = [
     "name", "namespace", "kind", "format", "status", "target", "url_predict", "url_train",
     "dtype_dict", "training_datasource", "training_query", "task", "version", "error",
-    "created_at", "updated_at",
+    "created_at", "updated_at", "endpoint_state",
 ]  # fmt: skip
 # owner: the gateway (replica) running the job, heartbeat_at its last sign of life.
 JOB_COLUMNS = ["id", "model", "status", "error", "rows", "started_at", "finished_at", "owner",
                "heartbeat_at"]  # fmt: skip
 PROJECT_COLUMNS = ["name", "models", "created_at"]
+# mindsdb.tokens (admin only, as mindsdb.audit): never a token's secret, only its prefix.
+TOKEN_COLUMNS = ["name", "role", "prefix", "active", "created_at", "last_used_at", "revoked_at"]
 DATASOURCE_COLUMNS = ["name", "engine", "parameters"]
 # DESCRIBE of a built-in model, and mindsdb.models_versions: one row per version.
 VERSION_COLUMNS = [
@@ -52,17 +58,27 @@ FEATURE_COLUMNS = ["column", "type", "role"]
 # DESCRIBE m.model: how the model is reached and where it stands.
 DETAIL_COLUMNS = [
     "name", "project", "kind", "format", "url_predict", "url_train", "task", "version",
-    "status", "target", "options", "deployment", "error",
+    "status", "target", "options", "deployment", "error", "endpoint_state",
 ]  # fmt: skip
 
 
-def models_table(records: Sequence[PredictorRecord]) -> Result:
-    """One row per predictor with everything the catalog knows (DESCRIBE, mindsdb.models)."""
+def endpoint_state(breakers: Breakers | None, url: str | None) -> str | None:
+    """The circuit breaker of a model's predict endpoint in words (``closed``, ``open (5
+    failures; next try in 27s)``); None when not known here."""
+    if breakers is None or not url:
+        return None
+    return breakers.state(endpoint_key(url)).describe()
+
+
+def models_table(records: Sequence[PredictorRecord], breakers: Breakers | None = None) -> Result:
+    """One row per predictor with everything the catalog knows (DESCRIBE, mindsdb.models);
+    URLs redacted (``adapters.urls.redact_url``), ``endpoint_state`` from ``breakers``."""
     rows = [
         [
-            r.name, r.namespace, r.kind, r.format, r.status, r.target, r.url_predict,
-            r.url_train, dict(r.dtype_dict), r.training_datasource, r.training_query,
-            r.task, r.version, r.error, r.created_at.isoformat(), r.updated_at.isoformat(),
+            r.name, r.namespace, r.kind, r.format, r.status, r.target, redact_url(r.url_predict),
+            redact_url(r.url_train), dict(r.dtype_dict), r.training_datasource,
+            r.training_query, r.task, r.version, r.error, r.created_at.isoformat(),
+            r.updated_at.isoformat(), endpoint_state(breakers, r.url_predict),
         ]
         for r in records
     ]  # fmt: skip
@@ -84,7 +100,8 @@ def versions_table(versions: Sequence[ModelVersionRecord]) -> Result:
                 v.task, v.options.get("model_name"), dict(v.hyperparams or
                 v.options.get("hyperparams") or {}), v.options.get("replicas", 1),
                 dict(v.metrics), v.training_datasource,
-                v.training_query, v.job_id, v.run_id, v.model_uri, v.url_predict, v.error,
+                v.training_query, v.job_id, v.run_id, v.model_uri, redact_url(v.url_predict),
+                v.error,
                 v.created_at.isoformat(), v.updated_at.isoformat(),
             ]
         )  # fmt: skip
@@ -176,7 +193,7 @@ def describe_plan(services: Services, p: DescribePlan) -> Result:
     if p.attribute is None:
         if record.kind == "builtin":
             return versions_table(services.catalog.list_versions(record.name))
-        return models_table([record])
+        return models_table([record], services.adapters.context.breakers)
     if p.attribute == "features":
         rows = [
             [column, dtype, "target" if column == record.target else "feature"]
@@ -187,8 +204,9 @@ def describe_plan(services: Services, p: DescribePlan) -> Result:
         return Result(columns=list(FEATURE_COLUMNS), rows=rows)
     row = [
         record.name, project_key(record.namespace), record.kind, record.format,
-        record.url_predict, record.url_train, record.task, record.version, record.status,
-        record.target, dict(record.options), record.deployment, record.error,
+        redact_url(record.url_predict), redact_url(record.url_train), record.task,
+        record.version, record.status, record.target, dict(record.options), record.deployment,
+        record.error, endpoint_state(services.adapters.context.breakers, record.url_predict),
     ]  # fmt: skip
     return Result(columns=list(DETAIL_COLUMNS), rows=[row])
 
@@ -214,6 +232,20 @@ def projects_table(services: Services) -> Result:
     return Result(columns=list(PROJECT_COLUMNS), rows=rows)
 
 
+def _iso(stamp: datetime | None) -> str | None:
+    return stamp.isoformat() if stamp else None
+
+
+def tokens_table(services: Services) -> Result:
+    """mindsdb.tokens: every API token, revoked ones too, without its secret."""
+    rows = [
+        [t.name, t.role, t.prefix, t.active, _iso(t.created_at), _iso(t.last_used_at),
+         _iso(t.revoked_at)]
+        for t in services.catalog.list_tokens()
+    ]  # fmt: skip
+    return Result(columns=list(TOKEN_COLUMNS), rows=rows)
+
+
 def catalog_query(services: Services, p: CatalogQueryPlan) -> Result:
     """Run a SELECT over snapshots of the catalog tables in a private in-memory SQLite.
 
@@ -233,7 +265,7 @@ def catalog_query(services: Services, p: CatalogQueryPlan) -> Result:
     version_records = services.catalog.list_versions()
     versions = versions_table(version_records)
     tables = {
-        "models": models_table(predictors),
+        "models": models_table(predictors, services.adapters.context.breakers),
         "jobs": jobs,
         "databases": datasources_table(services),
         "queries": Result(columns=list(ProgressRegistry.COLUMNS), rows=services.progress.rows()),
@@ -241,6 +273,12 @@ def catalog_query(services: Services, p: CatalogQueryPlan) -> Result:
         "models_versions": versions,
         "model_catalog": model_catalog_table(predictors, version_records),
     }
+    # Only read when asked for: the audit log may be megabytes (gateway.auth lets only an
+    # admin name these two).
+    if "audit" in p.sql.lower():
+        tables["audit"] = Result(columns=list(audit.COLUMNS), rows=audit.read_rows(services.home))
+    if "tokens" in p.sql.lower():
+        tables["tokens"] = tokens_table(services)
     return in_memory(tables, p.sql, what="Catalog query")
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from byom.errors import InvalidOption
+from catalog.migrations import SCHEMA_VERSION
 from gateway import serve_app
 from gateway.cli import main
 from gateway.status import render
@@ -123,4 +124,4 @@ def test_embedded_status_reads_the_homes_catalog(
     body = yaml.safe_load(capsys.readouterr().out)  # JSON is YAML
     assert body["jobs"] == []  # (cluster: whatever Ray this test process is connected to)
     assert "cluster" in body
-    assert body["gateway"]["catalog_schema_version"] == 5
+    assert body["gateway"]["catalog_schema_version"] == SCHEMA_VERSION

@@ -26,6 +26,7 @@ from byom.errors import (
     NotFound,
     ParseError,
 )
+from catalog.records import TokenRecord
 from gateway.parser import ScriptStatement
 from gateway.progress import ProgressRegistry, QueryProgress
 from gateway.result import Result, StreamResult
@@ -206,12 +207,25 @@ class FakeGateway:
             "uptime_s": 0.0,
             "catalog_schema_version": 1,
             "training_in_flight": list(self.training_now),
+            "endpoints": {},
         }
 
     owner = "fake-replica"
 
     def status_report(self) -> dict[str, Any]:
         return {"gateway": {**self.health(), "replica": self.owner}, "cluster": None, "jobs": []}
+
+    # Tokens: the fake has no catalog, so no authentication (tests/gateway/test_auth.py
+    # runs the real one); these answer what a gateway without tokens would.
+    def create_token(self, name: str, role: str) -> tuple[TokenRecord, str]:
+        record = TokenRecord(name, role, "byom_fake", dt.datetime.now(dt.UTC), None, None)
+        return record, "byom_fake-secret"
+
+    def list_tokens(self) -> list[TokenRecord]:
+        return []
+
+    def revoke_token(self, name: str) -> TokenRecord:
+        raise NotFound(f"No token named '{name}'.", code="TOKEN_NOT_FOUND")
 
 
 @pytest.fixture
@@ -492,6 +506,7 @@ def test_healthz(client: TestClient, fake: FakeGateway) -> None:
         "uptime_s": 0.0,
         "catalog_schema_version": 1,
         "training_in_flight": [],
+        "endpoints": {},
     }
     fake.status = "degraded"
     assert client.get("/healthz").status_code == 503
