@@ -20,6 +20,8 @@ rules (``adapters.addresses``). URLs are shown through ``redact_url`` (``adapter
 from __future__ import annotations
 
 import os
+import re
+import socket
 from urllib.parse import urlsplit
 
 from adapters.addresses import (
@@ -40,6 +42,8 @@ def check_url(option: str, url: str, allowed: str | None = None) -> None:
     """Raise InvalidOption naming the rule when ``url`` (the value of USING ``option``) may
     not be registered. ``allowed``: the ``BYOM_ALLOWED_HOSTS`` value (read from the
     environment when None)."""
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        _refuse(option, url, "holds spaces or control characters (percent-encode them)")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         _refuse(option, url, "must be an http:// or https:// URL")
@@ -51,6 +55,11 @@ def check_url(option: str, url: str, allowed: str | None = None) -> None:
         _refuse(option, url, "has no host")
     entries = rules(os.environ.get(ALLOWED_HOSTS_ENV) if allowed is None else allowed)
     address = parse_address(host)
+    if address is None and _legacy_ipv4(host):
+        # 2130706433, 0x7f000001, 127.1: resolvers read them as addresses, so a rule
+        # written for 127.0.0.1 (or 169.254.169.254) would not see them for what they are.
+        _refuse(option, url, f"writes the IPv4 address '{host}' in a non-standard form; "
+                "write it as four decimal numbers (a.b.c.d)")  # fmt: skip
     if sensitive(host, address) and not explicitly_listed(host, address, entries):
         _refuse(option, url, f"points at a link-local or cloud metadata address; list "
                 f"'{host}' in {ALLOWED_HOSTS_ENV} if it is really meant")  # fmt: skip
@@ -64,3 +73,17 @@ def _refuse(option: str, url: str, why: str) -> None:
     raise InvalidOption(
         f"{option} {redact_url(url)!r} {why}.", option=option, value=redact_url(url)
     )
+
+
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
+
+
+def _legacy_ipv4(host: str) -> bool:
+    """Whether ``host`` is an IPv4 address in one of inet_aton's other spellings."""
+    if not _NUMERIC_HOST.match(host):
+        return False
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return False
+    return True

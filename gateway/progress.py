@@ -32,6 +32,8 @@ from catalog.records import QueryRecord
 log = logging.getLogger("byom.progress")
 
 STATUSES = ("running", "done", "error", "cancelled")
+# Seconds between tries to record a finished statement the catalog refused (it was down).
+RETRY_S = 5.0
 
 
 @dataclass
@@ -227,13 +229,22 @@ class ProgressRegistry:
         """Write ``entry`` as it is now; best effort (progress never fails a statement)."""
         assert self._store is not None
         with self._write_lock:
+            failed = False
             try:
                 self._store.save_query(entry.record(self._owner), keep_finished)
             except Exception:  # noqa: BLE001
                 log.warning("cannot write query %s to the catalog", entry.id, exc_info=True)
+                failed = True
             with self._wake:
                 if entry.status == "running":
                     self._written[entry.id] = time.monotonic()
+                elif failed and not self._closed:
+                    # A finished statement's last write must land: else the catalog says
+                    # "running" for as long as this gateway lives (its heartbeat keeps the
+                    # row fresh, so no sweep marks it). Retry every RETRY_S until it does.
+                    self._written[entry.id] = time.monotonic() + RETRY_S - self._interval
+                    self._changed[entry.id] = entry
+                    self._start_writer()
 
     def _counts_changed(self, entry: QueryProgress) -> None:
         """An entry's counts moved (called on the executor's thread: just take note)."""
@@ -241,12 +252,16 @@ class ProgressRegistry:
             if entry.status != "running" or self._closed:
                 return
             self._changed[entry.id] = entry
-            if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write_changes, name="byom-progress-writer", daemon=True
-                )
-                self._writer.start()
-            self._wake.notify()
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        """Start the writer thread if it is not running, and wake it (hold ``_wake``)."""
+        if self._writer is None:
+            self._writer = threading.Thread(
+                target=self._write_changes, name="byom-progress-writer", daemon=True
+            )
+            self._writer.start()
+        self._wake.notify()
 
     def _write_changes(self) -> None:
         """The writer thread: write each changed entry once its interval has passed."""

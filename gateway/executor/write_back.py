@@ -16,6 +16,7 @@ from datasources import Datasource, TableWriter
 from gateway.executor import ray_join
 from gateway.executor.services import Services
 from gateway.plans import WriteBackPlan
+from gateway.progress import QueryProgress
 from gateway.result import Result
 
 
@@ -59,14 +60,21 @@ async def write_back(
                 if engine == "ray" and p.join.limit is None:
                     await ray_join.write_parallel(services, p, entry, total, state)
                 else:  # the LIMIT counts rows across batches: one writer, here
-                    stream = ray_join.stream_for(services, p.join, entry, engine, total)
+                    # The JOIN counts rows as it yields them; the statement's progress counts
+                    # rows committed, so an interrupted write-back's "at least N rows were
+                    # written" (catalog.liveness) is never a batch ahead of the table.
+                    read = QueryProgress(id=entry.id, statement=label, kind="join")
+                    stream = ray_join.stream_for(services, p.join, read, engine, total)
                     try:
                         async for labels, rows in stream:
                             state.open(labels)
                             if rows:
                                 await state.write(rows)
+                            entry.rows_total = read.rows_total
+                            entry.rows_done = state.written
                     finally:
                         await stream.aclose()
+                    entry.rows_total = read.rows_total
                 if state.writer is not None:
                     # an empty result still makes its table
                     await asyncio.to_thread(state.writer.finish)

@@ -48,7 +48,8 @@ def pg_role(postgres_url: str) -> Iterator[dict[str, Any]]:
     url = make_url(postgres_url)
     role = f"byom_secret_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     password = f"Sesame-{uuid.uuid4().hex}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    # pre-ping: tests/e2e/test_chaos.py restarts the server before this is dropped.
+    admin = create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD %(pw)s", {"pw": password})
     yield {

@@ -40,7 +40,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from byom.errors import GatewayError
+from byom.errors import GatewayError, NotFound
 from catalog.db import catalog_url
 from catalog.liveness import STATEMENT_STOPPED
 from catalog.records import QueryRecord
@@ -177,6 +177,14 @@ def eventually(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
         time.sleep(0.02)
 
 
+def rows_done(client: Client, query_id: str) -> int:
+    """The statement's rows done; 0 until its request has reached the gateway."""
+    try:
+        return int(client.query_progress(query_id)["rows_done"])
+    except NotFound:  # the background thread has not sent it yet
+        return 0
+
+
 @contextmanager
 def in_background(call: Callable[[], Any]) -> Iterator[dict[str, Any]]:
     """Run ``call`` in a thread; the dict gets ``result`` or ``error`` once it ended
@@ -284,7 +292,7 @@ def test_model_killed_mid_write_back(tmp_path: Path, services: dict[str, Any]) -
             # this gateway's own progress is fresh (not throttled): a few batches written
             eventually(
                 "the first batches written",
-                lambda: watcher.query_progress("chaos-write")["rows_done"] >= 3 * BATCH,
+                lambda: rows_done(watcher, "chaos-write") >= 3 * BATCH,
             )
             kill(model)
         error = outcome.get("error")

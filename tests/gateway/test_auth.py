@@ -262,3 +262,27 @@ def test_serving_beyond_loopback_needs_a_token_or_insecure(
         check_exposure(gateway, "0.0.0.0", insecure=False)  # a token exists: fine now
     with TestClient(create_app(home=tmp_path / "home", host="0.0.0.0")) as api:
         assert sql(api, "SHOW MODELS").status_code == 401
+
+
+def test_the_cli_and_client_send_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.client import Client
+    from tests.threaded_server import serving
+
+    monkeypatch.delenv("BYOM_TOKEN", raising=False)  # restored after: main() sets it
+    home = tmp_path / "home"
+    assert cli_main(["token", "create", "ci", "--role", "reader", "--home", str(home)]) == 0
+    secret = capsys.readouterr().out.strip()
+    with serving(create_app(home=home)) as url:
+        assert cli_main(["sql", "SHOW MODELS", "--url", url]) == 1
+        assert "UNAUTHORIZED" in capsys.readouterr().err
+        assert cli_main(["sql", "SHOW MODELS", "--url", url, "--token", secret]) == 0
+        with Client(url, token=secret) as client:
+            assert client.sql("SELECT 1 AS one").rows == [[1]]
+            with pytest.raises(GatewayError) as refused:
+                client.sql(MODEL.format(name="m"))
+            assert refused.value.code == "FORBIDDEN"
+        monkeypatch.setenv("BYOM_TOKEN", secret)
+        with Client(url) as client:  # $BYOM_TOKEN by default
+            assert client.sql("SHOW MODELS").rows == []

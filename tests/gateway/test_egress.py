@@ -26,6 +26,12 @@ from gateway.server import create_app
         ("http://[fd00:ec2::254]/latest/meta-data", "metadata"),
         ("http://[fe80::1]:8000/predict", "link-local"),
         ("http://metadata.google.internal/computeMetadata/v1/", "metadata"),
+        ("http://2130706433/predict", "non-standard form"),
+        ("http://0x7f000001/predict", "non-standard form"),
+        ("http://127.1/predict", "non-standard form"),
+        ("http://2852039166/latest/meta-data", "non-standard form"),  # 169.254.169.254
+        ("http://models.example/pre dict", "spaces or control characters"),
+        ("http://models.example/\x00", "spaces or control characters"),
     ],
 )
 def test_refused_urls_name_the_rule(url: str, fragment: str) -> None:

@@ -37,6 +37,7 @@ from catalog.liveness import INTERRUPTED_MESSAGE, owner_lost_message
 from catalog.records import PredictorSpec, QueryRecord
 from catalog.repository import Catalog
 from catalog.tables import TrainingJobRow
+from gateway import progress
 from gateway.core import Gateway
 from gateway.executor.liveness import dead_here, heartbeat, make_owner
 from gateway.progress import ProgressRegistry
@@ -217,6 +218,35 @@ def test_row_counts_reach_the_store_while_running() -> None:
 
     asyncio.run(written())
     assert store.writes[-1].status == "running"
+    registry.close()
+
+
+def test_a_finished_statement_is_recorded_once_the_catalog_is_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its last write failed (catalog down): retried, never left "running" in the catalog."""
+    monkeypatch.setattr(progress, "RETRY_S", 0.05)
+    store = RecordingStore()
+    down = [True]
+    saved = store.save_query
+
+    def save(record: QueryRecord, keep_finished: int | None = None) -> None:
+        if down[0] and record.status != "running":
+            raise OSError("catalog down")
+        saved(record, keep_finished)
+
+    store.save_query = save  # type: ignore[method-assign]
+    registry = ProgressRegistry(store=store, owner="me", write_interval=0.0)
+    entry = registry.start("SELECT ...", "join", "q")
+    registry.finish(entry, "error", "endpoint gone")
+    assert store.writes[-1].status == "running"  # the finish did not land
+    down[0] = False
+
+    async def recorded() -> None:
+        await eventually(lambda: store.writes[-1].status == "error", "the retried write")
+
+    asyncio.run(recorded())
+    assert store.writes[-1].error == "endpoint gone"
     registry.close()
 
 
