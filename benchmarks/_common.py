@@ -287,3 +287,15 @@ def machine_line() -> str:
         f"machine: {os.cpu_count()} cores ({platform.machine()}), Python "
         f"{platform.python_version()}, {', '.join(versions)}; load average {load}"
     )
+
+
+def attach_table(table: Path, home: Path, schema: str) -> None:
+    """Make ``table`` (an SQLite file) the schema ``schema`` of the gateway's embedded
+    datasource: a hard link (or a copy across file systems) into ``<home>/local``. Not a
+    symlink: the embedded datasource attaches none that leads out of its folder."""
+    attached = home / "local" / f"{schema}.sqlite"
+    attached.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(table, attached)
+    except OSError:
+        shutil.copyfile(table, attached)

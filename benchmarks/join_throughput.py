@@ -398,9 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(lambda: None if args.keep_logs else shutil.rmtree(work, ignore_errors=True))
         home, logs = work / "home", work / "logs"
         # The embedded datasource attaches every <home>/local/<schema>.sqlite as <schema>.
-        (home / "local").mkdir(parents=True)
         for n_rows, path in paths.items():
-            (home / "local" / f"bench_{n_rows}.sqlite").symlink_to(path)
+            _common.attach_table(path, home, f"bench_{n_rows}")
         print("starting the trivial Ray Serve model and byom serve ...", flush=True)
         model = _common.start_trivial_model(logs, replicas=args.replicas)
         stack.callback(model.stop)

@@ -277,6 +277,21 @@ class Forbidden(GatewayError):
     status = 403
 
 
+class QueryCancelled(GatewayError):
+    """A running statement was stopped between batches by ``Gateway.cancel_query`` (``DELETE
+    /api/queries/{id}``, MySQL's KILL QUERY); the message says how many rows were done."""
+
+    code = "QUERY_CANCELLED"
+    status = 409
+
+
+class QueryNotCancellable(UserError):
+    """A cancel of a statement that already finished, or runs on another replica."""
+
+    code = "QUERY_FINISHED"
+    status = 409
+
+
 def finish_sentence(message: str) -> str:
     """``message`` ending with exactly one period (a question keeps its question mark, a
     truncated snippet its ellipsis):

@@ -4,8 +4,9 @@
 and the request has no active token, writing the failure to the audit log; otherwise it
 puts the principal where the rest of the request sees it: ``gateway.auth.current`` (which the
 planner's ``authorize`` reads) and ``request.state.byom_token`` (the token's name, which the
-request limits key on). ``/healthz`` and the API docs stay open: load balancers and browsers
-probe them without a token.
+request limits key on). ``/healthz``, the API docs and the web console's static files (``/``,
+``/console/...``) stay open: load balancers and browsers load them without a token (the
+console's data calls carry one).
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ from gateway.error_responses import error_response
 
 log = logging.getLogger("byom.auth")
 
-OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS = frozenset(
+    {"/", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+# Prefixes of open paths: the console's assets (gateway.console serves only its own files).
+OPEN_PREFIXES = ("/console/",)
 
 
 def is_loopback(host: str) -> bool:
@@ -64,7 +69,8 @@ class AuthMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+        path = scope.get("path") or ""
+        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         gateway = getattr(scope["app"].state, "gateway", None)

@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve on a non-loopback --host with no API token (anyone reaching the port "
         "may drop models and datasources); without it such a gateway refuses to start",
     )
+    serve.add_argument(
+        "--mysql-port",
+        metavar="PORT",
+        help="also serve the MySQL protocol on --host:PORT, over the same gateway (off by "
+        "default; $BYOM_MYSQL_PORT; not with --ray): mysql -h HOST -P PORT -u <token name> -p",
+    )
     add_flags(serve)
     add_ray_flags(serve)
 
@@ -157,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     if args.ray:
+        if args.mysql_port is not None:
+            print("ERROR: --mysql-port is not available with --ray", file=sys.stderr)
+            return 2
         return serve_ray(args)
     import uvicorn
 

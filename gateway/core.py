@@ -325,6 +325,29 @@ class Gateway:
             )
         return entry
 
+    def cancel_query(self, query_id: str) -> QueryProgress:
+        """Stop this gateway's running JOIN or write-back ``query_id`` at its next batch
+        (``DELETE /api/queries/{id}``, MySQL's KILL QUERY). Returns the live entry: it ends
+        ``cancelled`` once the executor sees the flag, and the statement's client gets a
+        ``QUERY_CANCELLED`` error saying how many rows were done (a write-back's written
+        batches stay). ``NotFound`` when unknown; 409 when it finished or runs on another
+        replica (see ``ProgressRegistry.cancel``).
+
+        Who may: writers and admins any statement; a reader only the ones its own token
+        started (a reader must not stop another user's work).
+        """
+        progress = self.services.progress
+        principal = auth.current.get()
+        entry = progress.own(query_id)
+        if principal is not None and principal.role == "reader":
+            if entry is not None and entry.started_by != principal.name:
+                raise Forbidden(
+                    f"Token '{principal.name}' has role reader, which may cancel only the "
+                    f"queries it started; query '{query_id}' was started by another token.",
+                    role=principal.role, required_role="writer",
+                )  # fmt: skip
+        return progress.cancel(query_id)
+
     async def register_predictor(self, spec: dict[str, Any]) -> Result:
         """The JSON twin of CREATE PREDICTOR: the fields of ``catalog.records.PredictorSpec``
         (``datasource``/``query`` may stand for ``training_datasource``/``training_query``).

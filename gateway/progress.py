@@ -24,10 +24,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
-from byom.errors import GatewayError
+from byom.errors import GatewayError, NotFound, QueryCancelled, QueryNotCancellable
 from catalog.records import QueryRecord
+from gateway import auth
 
 log = logging.getLogger("byom.progress")
 
@@ -49,6 +50,11 @@ class QueryProgress:
     error: str | None = None
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
+    # Not fields (not in to_dict, the catalog or mindsdb.queries): set on this process's
+    # own entries. ``cancel_requested``: ``ProgressRegistry.cancel`` asked the executor to
+    # stop at its next batch. ``started_by``: the token name of the statement's principal.
+    cancel_requested: ClassVar[bool] = False
+    started_by: ClassVar[str | None] = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         # The executor bumps rows_done/rows_total in place; a registry with a store hears
@@ -64,6 +70,17 @@ class QueryProgress:
         if not self.rows_total:
             return None
         return min(1.0, self.rows_done / self.rows_total)
+
+    def raise_if_cancelled(self, done: str | None = None, **details: Any) -> None:
+        """Between batches: raise ``QueryCancelled`` once a cancel was asked for. ``done``
+        says what was done (default: the rows read and predicted so far); ``details`` go
+        into the error's body (a write-back's ``rows_written``)."""
+        if self.cancel_requested:
+            done = done or f"{self.rows_done} rows were done"
+            raise QueryCancelled(
+                f"Query '{self.id}' was cancelled; {done}.", query_id=self.id,
+                rows_done=self.rows_done, **details,
+            )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: timestamps as ISO-8601 UTC strings, plus ``fraction``."""
@@ -143,6 +160,9 @@ class ProgressRegistry:
         """Register a statement; ``query_id`` lets a client name it up front to poll it."""
         entry = QueryProgress(id=query_id or f"q{next(self._counter)}-{uuid.uuid4().hex[:6]}",
                               statement=statement, kind=kind)  # fmt: skip
+        principal = auth.current.get()
+        if principal is not None:
+            entry.started_by = principal.name
         with self._lock:
             self._entries[entry.id] = entry
             self._trim()
@@ -172,18 +192,70 @@ class ProgressRegistry:
         if writer is not None:
             writer.join(timeout=10)
 
+    def fail(self, entry: QueryProgress, exc: BaseException) -> None:
+        """Finish ``entry`` for ``exc``: ``cancelled`` for a cancel (``QueryCancelled``) or
+        anything not a gateway error (a client going away), else ``error``."""
+        if isinstance(exc, QueryCancelled):
+            self.finish(entry, "cancelled", exc.message)
+        elif isinstance(exc, GatewayError):
+            self.finish(entry, "error", exc.message)
+        else:
+            self.finish(entry, "cancelled")
+
     @contextmanager
     def failing(self, entry: QueryProgress) -> Iterator[None]:
-        """Finish ``entry`` as ``error`` (a gateway error) or ``cancelled`` (anything else,
-        a client going away included) when the block raises; the exception goes on."""
+        """``fail(entry, exc)`` when the block raises ``exc``; the exception goes on."""
         try:
             yield
-        except GatewayError as exc:
-            self.finish(entry, "error", exc.message)
+        except BaseException as exc:
+            self.fail(entry, exc)
             raise
-        except BaseException:
-            self.finish(entry, "cancelled")
-            raise
+
+    def cancel(self, query_id: str) -> QueryProgress:
+        """Ask this process's running statement ``query_id`` to stop at its next batch; the
+        executor then raises ``QueryCancelled`` and the entry ends ``cancelled``.
+
+        ``NotFound`` (QUERY_NOT_FOUND) when unknown; ``QueryNotCancellable`` (409) when it
+        finished, or runs on another replica: the flag lives in that replica's memory, so
+        only it can stop the statement (cross-replica cancel, e.g. a ``cancel_requested``
+        column its writer thread polls, is left for later).
+        """
+        entry = self.own(query_id)
+        if entry is None:
+            entry = self._stored_elsewhere(query_id)
+        if entry.status != "running":
+            how = entry.status + (f": {entry.error}" if entry.error else "")
+            raise QueryNotCancellable(
+                f"Query '{query_id}' already finished ({how}) after {entry.rows_done} rows; "
+                "there is nothing to cancel.", query_id=query_id, status=entry.status,
+            )  # fmt: skip
+        entry.cancel_requested = True
+        return entry
+
+    def own(self, query_id: str) -> QueryProgress | None:
+        """This process's own entry ``query_id`` (never the store's), or None."""
+        with self._lock:
+            return self._entries.get(query_id)
+
+    def _stored_elsewhere(self, query_id: str) -> QueryProgress:
+        """The store's entry ``query_id`` (not this process's), for ``cancel`` to refuse."""
+        record = None
+        if self._store is not None:
+            try:
+                record = self._store.find_query(query_id)
+            except Exception:  # noqa: BLE001 - the catalog is down: as if unknown
+                log.warning("cannot read query %s from the catalog", query_id, exc_info=True)
+        if record is None:
+            raise NotFound(
+                f"No query '{query_id}' is running or recently finished.", code="QUERY_NOT_FOUND"
+            )
+        if record.status == "running" and record.owner != self._owner:
+            raise QueryNotCancellable(
+                f"Query '{query_id}' runs on another gateway replica ({record.owner}); "
+                "cancel it through that replica (cross-replica cancel is not supported yet).",
+                code="QUERY_ON_OTHER_REPLICA", query_id=query_id, owner=record.owner,
+            )  # fmt: skip
+        return QueryProgress.from_record(record)
 
     def get(self, query_id: str) -> QueryProgress | None:
         """The entry ``query_id``: this process's own, else the store's (another replica's)."""

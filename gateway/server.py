@@ -13,7 +13,9 @@ body instead - see ``run_sql``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata
@@ -32,6 +34,7 @@ from byom.errors import GatewayError, ModelNotFound
 from catalog.records import TokenRecord
 from gateway.api_bodies import PredictorSpec, PredictRequest, SqlRequest, TokenSpec, token_dict
 from gateway.auth_middleware import AuthMiddleware, check_exposure
+from gateway.console import mount_console
 from gateway.error_responses import (
     InternalErrorMiddleware,
     JSONBody,
@@ -53,6 +56,8 @@ from gateway.sql_answers import ScriptAnswer, stream_response
 
 logger = logging.getLogger(__name__)
 REPLICA_HEADER = "X-Byom-Replica"
+# How long DELETE /api/queries/{id} waits for the statement to reach its next batch.
+CANCEL_WAIT_S = 5.0
 
 
 @runtime_checkable
@@ -86,6 +91,8 @@ class GatewayAPI(Protocol):
     def queries(self) -> list[QueryProgress]: ...
 
     def query_progress(self, query_id: str) -> QueryProgress: ...
+
+    def cancel_query(self, query_id: str) -> QueryProgress: ...
 
     async def register_predictor(self, spec: dict[str, Any]) -> Result: ...
 
@@ -229,16 +236,33 @@ def create_app(
     settings: Settings | None = None,
     host: str = "127.0.0.1",
     insecure: bool = False,
+    mysql_port: int | None = None,
 ) -> FastAPI:
     """The FastAPI app. Without ``gateway`` it starts one (``home``, ``catalog_url``,
     ``settings``) in its lifespan and closes it at shutdown; a given ``gateway`` stays the
     caller's to close. ``settings`` (default: the environment) also sets the request limits.
+    ``mysql_port`` (default: ``settings.mysql_port``, off; 0: a free port, kept in
+    ``app.state.mysql_port``) also serves the MySQL protocol on ``host`` over the same
+    gateway, for the lifespan (``gateway.mysql_server``).
     """
+
+    @asynccontextmanager
+    async def mysql_protocol(app: FastAPI, served: Any) -> AsyncIterator[None]:
+        port = mysql_port if mysql_port is not None else limits.mysql_port
+        if port is None:
+            yield
+            return
+        from gateway.mysql_server import serving
+
+        async with serving(served, host, port) as bound:
+            app.state.mysql_port = bound
+            yield
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if gateway is not None:
-            yield
+            async with mysql_protocol(app, gateway):
+                yield
             return
         # Imported here, not at the top: the API layer (and its tests with a fake gateway)
         # should not pull in the executor, the adapters and the catalog just to be imported.
@@ -253,7 +277,8 @@ def create_app(
         app.state.gateway = started
         app.state.sessions = _session_store(started)
         try:
-            yield
+            async with mysql_protocol(app, started):  # closed before the gateway is
+                yield
         finally:
             app.state.gateway = None
             await started.close()
@@ -278,6 +303,7 @@ def create_app(
     app.add_middleware(_ReplicaHeader)
     for exc_type in (GatewayError, RequestValidationError, StarletteHTTPException):
         app.add_exception_handler(exc_type, handle)
+    mount_console(app)  # the web console at / (gateway.console)
 
     @app.post("/api/sql", tags=["sql"])
     async def run_sql(
@@ -343,6 +369,22 @@ def create_app(
     async def query_progress(query_id: str, gw: GatewayDep) -> JSONBody:
         """One statement's progress; 404 ``QUERY_NOT_FOUND`` when unknown or long finished."""
         return JSONBody(gw.query_progress(query_id).to_dict())
+
+    @app.delete("/api/queries/{query_id}", tags=["sql"])
+    async def cancel_query(query_id: str, gw: GatewayDep) -> JSONBody:
+        """Cancel a running JOIN or write-back of this replica: it stops at its next batch
+        (its client gets ``QUERY_CANCELLED``; a write-back's written batches stay). Answers
+        its progress, ``status`` ``cancelled`` (``cancelling`` when it had not reached a
+        batch within 5 s: a client that stopped reading its answer). 404 when unknown, 409
+        when finished or running on another replica; a reader may cancel only its own."""
+        entry = gw.cancel_query(query_id)
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        while entry.status == "running" and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        body = entry.to_dict()
+        if body["status"] == "running":
+            body["status"] = "cancelling"
+        return JSONBody(body)
 
     @app.post("/api/predictors", status_code=201, tags=["predictors"])
     async def register_predictor(spec: PredictorSpec, gw: GatewayDep) -> JSONBody:

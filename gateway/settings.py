@@ -101,6 +101,10 @@ KNOBS: tuple[Knob, ...] = (
          "(default 16)"),
 )  # fmt: skip
 
+#: The MySQL protocol's port (gateway.mysql_server): off unless given, so not one of KNOBS.
+MYSQL_PORT = Knob("mysql_port", "BYOM_MYSQL_PORT", "--mysql-port", int, False,
+                  "also serve the MySQL protocol on this port (default: off)")  # fmt: skip
+
 #: Knobs that are JSON objects of Ray resources (``{"trainer": 1}``): environment only.
 RESOURCE_KNOBS = {"train_resources": "BYOM_TRAIN_RESOURCES",
                   "replica_resources": "BYOM_REPLICA_RESOURCES"}  # fmt: skip
@@ -146,6 +150,9 @@ class Settings:
     #: Where new MLflow experiments keep the models ($BYOM_ARTIFACT_ROOT: ``s3://...``, or a
     #: path every Ray node mounts; None: next to a SQLite store, else the tracking server's).
     artifact_root: str | None = None
+    #: Port of the MySQL protocol ($BYOM_MYSQL_PORT, ``byom serve --mysql-port``; None: off).
+    #: Not in ``KNOBS``: it has no default to override, and ``byom serve --ray`` has none.
+    mysql_port: int | None = None
 
     @classmethod
     def load(
@@ -170,6 +177,11 @@ class Settings:
             values["tracking_uri"] = env["BYOM_TRACKING_URI"].strip()
         if env.get("BYOM_ARTIFACT_ROOT", "").strip():
             values["artifact_root"] = env["BYOM_ARTIFACT_ROOT"].strip()
+        mysql_port = getattr(flags, "mysql_port", None) if flags is not None else None
+        if mysql_port is not None:
+            values["mysql_port"] = MYSQL_PORT.parse(mysql_port, MYSQL_PORT.flag)
+        elif env.get(MYSQL_PORT.env, "").strip():
+            values["mysql_port"] = MYSQL_PORT.parse(env[MYSQL_PORT.env].strip(), MYSQL_PORT.env)
         return cls(**values)
 
     def http(self) -> HttpSettings:

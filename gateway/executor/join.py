@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from adapters.base import Predictions
 from adapters.urls import redact_url
-from byom.errors import EndpointTimeout, GatewayError, InvalidInput, did_you_mean
+from byom.errors import EndpointTimeout, InvalidInput, did_you_mean
 from catalog.records import PredictorRecord
 from gateway.batching import aiter_thread, ordered_map
 from gateway.executor.predict import AdapterSource, check_ready, output_names, predict_batch
@@ -81,6 +81,9 @@ async def join_batches(
     done = ordered_map(chunks, predict_all, concurrency)
     try:
         async for batch in done:
+            # A cancel (Gateway.cancel_query) stops the JOIN here, between batches: the
+            # batches in flight are cancelled by the ``finally`` below, nothing is half-sent.
+            entry.raise_if_cancelled()
             labels, out = shape_batch(p, models, batch.columns, batch.rows, batch.answer)
             if remaining is not None:
                 out = out[:remaining]
@@ -269,8 +272,7 @@ async def _first_batch_then_rest(
         labels, first = await anext(stream)
     except BaseException as exc:
         await stream.aclose()
-        status = "error" if isinstance(exc, GatewayError) else "cancelled"
-        progress.finish(entry, status, getattr(exc, "message", None))
+        progress.fail(entry, exc)
         raise
 
     async def rows() -> AsyncIterator[list[Sequence[Any]]]:

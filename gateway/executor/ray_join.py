@@ -204,6 +204,7 @@ async def ray_batches(
     results = _results(dataset)
     try:
         async for result in results:
+            entry.raise_if_cancelled()  # a cancel: closing ``results`` stops the dataset
             entry.rows_done += result.rows_in
             if result.labels is None:
                 continue
@@ -269,6 +270,11 @@ async def write_parallel(
         async for result in results:
             entry.rows_done += result.rows_in
             state.written += result.written
+            # A cancel: the chunks the workers committed stay (each its own transaction).
+            entry.raise_if_cancelled(
+                f"at least {state.written} rows were written to {p.table} and stay there",
+                rows_written=state.written,
+            )
     finally:
         await results.aclose()
     if entry.rows_total is None:

@@ -72,6 +72,12 @@ async def write_back(
                                 await state.write(rows)
                             entry.rows_total = read.rows_total
                             entry.rows_done = state.written
+                            # A cancel stops here, after a committed batch: those stay.
+                            entry.raise_if_cancelled(
+                                f"{state.written} rows were written to {p.table} and stay "
+                                "there (each batch is its own transaction)",
+                                rows_written=state.written,
+                            )
                     finally:
                         await stream.aclose()
                     entry.rows_total = read.rows_total

@@ -141,6 +141,9 @@ class FakeGateway:
     def queries(self) -> list[QueryProgress]:
         return self.progress.list()
 
+    def cancel_query(self, query_id: str) -> QueryProgress:
+        return self.progress.cancel(query_id)
+
     def query_progress(self, query_id: str) -> QueryProgress:
         self.polls += 1
         entry = self.progress.get(query_id)

@@ -1,0 +1,74 @@
+"""What mysql-mimic shows as ``information_schema`` (and ``SHOW COLUMNS``) for the gateway.
+
+Projects are schemas whose tables are their models (columns: the model's ``dtype_dict``, its
+target last); datasources are schemas whose tables are what ``SHOW TABLES FROM ds`` lists,
+with the columns ``SELECT * FROM ds.t LIMIT 0`` answers. It is built when a client asks
+(GUI tools and ORMs browse with it), through the gateway's own statements, under the
+connection's principal; a datasource that cannot be reached shows no tables rather than
+failing the client's query. mysql-mimic lists only schemas and tables that have columns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from byom.errors import GatewayError
+from gateway.session import Session
+
+log = logging.getLogger("byom.mysql")
+
+# At most this many tables of one datasource get their columns read (one query each).
+MAX_TABLES = 100
+# Seconds the whole datasource part of one schema read may take.
+DATASOURCE_BUDGET_S = 5.0
+_TYPES = {"integer": "BIGINT", "float": "DOUBLE", "binary": "TINYINT", "date": "DATE",
+          "datetime": "DATETIME"}  # fmt: skip
+
+
+async def schema(gateway: Any, session: Session) -> dict[str, dict[str, dict[str, str]]]:
+    """``{schema: {table: {column: type}}}`` of the gateway, for mysql-mimic."""
+    result: dict[str, dict[str, dict[str, str]]] = {}
+    databases = await gateway.sql("SHOW FULL DATABASES", session=_copy(session))
+    kinds = {row[0]: row[1] for row in databases.rows}
+    for name, kind in kinds.items():
+        if kind == "project":
+            result.setdefault(name, {})
+    for record in await asyncio.to_thread(gateway.catalog.list_predictors):
+        dtypes = record.dtype_dict or {}
+        columns = {k: _TYPES.get(str(v).lower(), "TEXT") for k, v in dtypes.items()}
+        target = record.target or "prediction"
+        columns.setdefault(target, "TEXT")
+        result.setdefault(record.namespace, {})[record.name] = columns
+    for name in (n for n, kind in kinds.items() if kind == "data"):
+        try:
+            tables = await asyncio.wait_for(
+                _datasource(gateway, session, name), timeout=DATASOURCE_BUDGET_S
+            )
+        except (GatewayError, TimeoutError) as exc:
+            log.info("information_schema: datasource %s skipped: %s", name, exc)
+            tables = {}
+        result[name] = tables
+    # mysql-mimic reads the mapping's depth off its first entry: no empty levels.
+    return {db: tables for db, tables in result.items() if tables and all(tables.values())}
+
+
+async def _datasource(gateway: Any, session: Session, name: str) -> dict[str, dict[str, str]]:
+    listed = await gateway.sql(f"SHOW TABLES FROM `{name}`", session=_copy(session))
+    tables: dict[str, dict[str, str]] = {}
+    for (table,) in [tuple(row[:1]) for row in listed.rows[:MAX_TABLES]]:
+        quoted = ".".join(f'"{part}"' for part in str(table).split("."))
+        try:
+            empty = await gateway.sql(
+                f'SELECT * FROM "{name}".{quoted} LIMIT 0', session=_copy(session)
+            )
+        except GatewayError:
+            continue
+        tables[str(table)] = {column: "TEXT" for column in empty.columns}
+    return tables
+
+
+def _copy(session: Session) -> Session:
+    """The connection's defaults, in a session of its own: browsing never changes them."""
+    return Session(datasource=session.datasource, project=session.project)

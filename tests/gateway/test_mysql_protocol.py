@@ -1,0 +1,386 @@
+"""The MySQL protocol (gateway.mysql_server) with real clients: pymysql, SQLAlchemy's
+``mysql+pymysql://`` and the ``mariadb`` command-line client, against ``create_app`` served
+by uvicorn (its lifespan starts the MySQL server on the same gateway), and a real HTTP
+model endpoint. Every answer is compared with what ``POST /api/sql`` answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pymysql
+import pymysql.cursors
+import pytest
+import sqlalchemy as sa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.server import create_app
+from gateway.settings import Settings
+from tests.threaded_server import serving
+
+ROWS = 20_000
+
+
+@dataclass
+class Model:
+    """A ray_serve-format model (``y = 2 * x``) that counts its calls; from call
+    ``hold_from`` on it waits for ``release`` (to show rows reach the client first)."""
+
+    url: str = ""
+    calls: int = 0
+    hold_from: int | None = None
+    fail_from: int | None = None  # from this call on: HTTP 400
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Served:
+    url: str
+    mysql_port: int
+    app: Any
+
+    def connect(self, **kwargs: Any) -> pymysql.Connection:
+        options = {"user": "anyone", "password": "anything", "autocommit": True} | kwargs
+        return pymysql.connect(host="127.0.0.1", port=self.mysql_port, **options)
+
+    def http(self, sql: str, token: str | None = None) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        answer = httpx.post(f"{self.url}/api/sql", json={"query": sql}, headers=headers)
+        return answer.json()
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[Model]:
+    state = Model()
+
+    async def predict(request: Request) -> Response:
+        rows = json.loads((await request.json())["df"])
+        state.calls += 1
+        if state.fail_from is not None and state.calls >= state.fail_from:
+            return JSONResponse({"detail": "model broke"}, status_code=400)
+        if state.hold_from is not None and state.calls >= state.hold_from:
+            await asyncio.to_thread(state.release.wait, 10)
+        return JSONResponse({"prediction": [2 * row["x"] for row in rows]})
+
+    app = Starlette(routes=[Route("/predict", predict, methods=["POST"])])
+    with serving(app, "model") as url:
+        state.url = url + "/predict"
+        yield state
+
+
+def _serve(home: Path) -> Iterator[Served]:
+    app = create_app(home=home, settings=Settings(), mysql_port=0)
+    with serving(app, "gateway") as url:
+        yield Served(url, app.state.mysql_port, app)
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, model: Model) -> Iterator[Served]:
+    yield from _serve(tmp_path_factory.mktemp("mysql"))
+
+
+def _same(value: Any) -> Any:
+    """An HTTP answer's value as the MySQL text protocol gives it back."""
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _http_rows(answer: dict[str, Any]) -> list[tuple[Any, ...]]:
+    assert "error" not in answer, answer
+    return [tuple(_same(v) for v in row) for row in answer["rows"]]
+
+
+def _mysql(conn: pymysql.Connection, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        columns = [d[0] for d in cur.description or ()]
+        return columns, list(cur.fetchall())
+
+
+def _create_model(name: str, url: str) -> str:
+    return (
+        f"CREATE MODEL {name} PREDICT y USING url.predict = '{url}', format = 'ray_serve', "
+        'dtype_dict = {"x": "integer"}'
+    )
+
+
+def test_statements_answer_as_over_http(gw: Served, model: Model) -> None:
+    conn = gw.connect()
+    _mysql(conn, "CREATE TABLE items (id INT, x INT)")
+    _mysql(conn, "INSERT INTO items VALUES (1, 10), (2, 20), (3, NULL)")
+    columns, rows = _mysql(conn, _create_model("doubler", model.url))
+    assert columns[0] == "name" and rows[0][0] == "doubler"
+    statements = [
+        "SELECT * FROM doubler WHERE x = 21",
+        "SELECT t.id, p.y FROM local.items AS t JOIN doubler AS p WHERE t.x IS NOT NULL",
+        "SHOW MODELS",
+        "SHOW DATABASES",
+        "SHOW FULL DATABASES",
+        "DESCRIBE doubler",
+        "SHOW TABLES FROM local",
+    ]
+    for sql in statements:
+        columns, rows = _mysql(conn, sql)
+        answer = gw.http(sql)
+        assert columns == answer["columns"], sql
+        assert rows == _http_rows(answer), sql
+    assert _mysql(conn, "SELECT * FROM doubler WHERE x = 21")[1] == [(21, 42)]
+    assert _mysql(conn, "DROP MODEL doubler") == ([], [])
+    assert gw.http("SHOW MODELS")["rows"] == []
+
+
+def test_sqlalchemy_and_use_per_connection(gw: Served) -> None:
+    engine = sa.create_engine(f"mysql+pymysql://me:pw@127.0.0.1:{gw.mysql_port}/local")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS sa_t (n INT)")
+            conn.exec_driver_sql("INSERT INTO sa_t VALUES (7)")
+            # USE local (from the URL) holds for the connection: unqualified names
+            assert conn.exec_driver_sql("SELECT n FROM sa_t").fetchall() == [(7,)]
+            assert conn.execute(sa.text("SELECT DATABASE()")).scalar() == "local"
+            shown = conn.exec_driver_sql("SHOW DATABASES").fetchall()
+            assert [tuple(r) for r in shown] == _http_rows(gw.http("SHOW DATABASES"))
+    finally:
+        engine.dispose()
+
+
+def test_mysql_clients_own_statements(gw: Served) -> None:
+    conn = gw.connect()
+    assert _mysql(conn, "SELECT @@version_comment LIMIT 1")[1] == [("byom-gateway",)]
+    assert _mysql(conn, "SET NAMES utf8mb4") == ([], [])
+    assert _mysql(conn, "SHOW VARIABLES LIKE 'sql_mode'")[0] == ["Variable_name", "Value"]
+    _mysql(conn, "CREATE TABLE IF NOT EXISTS info_t (a INT)")
+    _, rows = _mysql(
+        conn,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'local' "
+        "AND table_name = 'info_t'",
+    )
+    assert rows == [("info_t",)]
+    _mysql(conn, "SET @v = 5")  # the gateway's session variables, per connection
+    assert _mysql(conn, "SELECT @v")[1] == [(5,)]
+    assert _mysql(gw.connect(), "SELECT @v")[1] == [(None,)]
+
+
+def test_errors_carry_the_gateways_code_and_keep_the_connection(gw: Served) -> None:
+    conn = gw.connect()
+    with pytest.raises(pymysql.err.ProgrammingError) as parse:
+        _mysql(conn, "SELEC 1")
+    assert parse.value.args[0] == 1064
+    assert parse.value.args[1].startswith("[PARSE_ERROR] ")
+    assert gw.http("SELEC 1")["error"]["message"] in parse.value.args[1]
+    with pytest.raises(pymysql.err.ProgrammingError) as missing:
+        _mysql(conn, "DESCRIBE nosuchmodel")
+    assert missing.value.args[0] == 1146
+    assert "[MODEL_NOT_FOUND]" in missing.value.args[1]
+    with pytest.raises(pymysql.err.MySQLError) as other:
+        _mysql(conn, "USE nosuchdb")
+    assert other.value.args[0] == 1049
+    assert _mysql(conn, "SELECT 1")[1] == [(1,)]  # still usable
+
+
+def test_a_join_streams_to_the_client(gw: Served, model: Model) -> None:
+    conn = gw.connect()
+    _mysql(conn, "CREATE TABLE big (id INTEGER, x INTEGER)")
+    _mysql(
+        conn,
+        f"INSERT INTO big WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+        f"WHERE i < {ROWS}) SELECT i, i FROM n",
+    )
+    _mysql(conn, _create_model("streamer", model.url))
+    model.calls, model.hold_from = 0, 4  # batches 4+ wait until rows reached the client
+    model.release.clear()
+    cursor = conn.cursor(pymysql.cursors.SSCursor)
+    try:
+        cursor.execute(
+            "SELECT t.id, p.y FROM local.big AS t JOIN streamer AS p "
+            "USING batch_size = 1000, concurrency = 2"
+        )
+        first = cursor.fetchmany(1000)
+        # 1000 rows arrived while the model still held batch 4 of 20: nothing was collected
+        assert len(first) == 1000 and model.calls <= 5 and not model.release.is_set()
+        model.release.set()
+        rest = cursor.fetchall()
+    finally:
+        model.release.set()
+        cursor.close()
+    rows = first + list(rest)
+    assert len(rows) == ROWS
+    assert rows[0] == (1, 2) and rows[-1] == (ROWS, 2 * ROWS)
+    assert model.calls == ROWS // 1000
+    model.hold_from = None
+
+
+def test_an_error_part_way_ends_the_result(gw: Served, model: Model) -> None:
+    conn = gw.connect()
+    _mysql(conn, "CREATE TABLE mid (id INTEGER, x INTEGER)")
+    _mysql(
+        conn,
+        "INSERT INTO mid WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+        "WHERE i < 5000) SELECT i, i FROM n",
+    )
+    _mysql(conn, _create_model("breaks", model.url))
+    model.calls, model.fail_from = 0, 3
+    cursor = conn.cursor(pymysql.cursors.SSCursor)
+    try:
+        cursor.execute(
+            "SELECT t.id, p.y FROM local.mid AS t JOIN breaks AS p "
+            "USING batch_size = 1000, concurrency = 1"
+        )
+        rows = cursor.fetchmany(2000)  # batches 1 and 2 arrive
+        with pytest.raises(pymysql.err.MySQLError) as failed:
+            cursor.fetchall()
+    finally:
+        model.fail_from = None
+        cursor.close()
+    assert len(rows) == 2000
+    assert "[ENDPOINT_HTTP_ERROR]" in failed.value.args[1]
+    assert _mysql(conn, "SELECT 1")[1] == [(1,)]
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, str, str]]:
+    for served in _serve(tmp_path_factory.mktemp("mysql_auth")):
+        gateway = served.app.state.gateway
+        _, admin = gateway.create_token("ops", "admin")
+        _, reader = gateway.create_token("viewer", "reader")
+        yield served, admin, reader
+
+
+def test_tokens_are_the_passwords(secured: tuple[Served, str, str], model: Model) -> None:
+    served, admin, reader = secured
+    for user, password in (("ops", "wrong"), ("ops", ""), ("viewer", admin)):
+        with pytest.raises(pymysql.err.OperationalError) as denied:
+            served.connect(user=user, password=password)
+        assert denied.value.args[0] == 1045
+    ops = served.connect(user="ops", password=admin)
+    assert _mysql(ops, "SHOW MODELS") == (
+        served.http("SHOW MODELS", admin)["columns"],
+        _http_rows(served.http("SHOW MODELS", admin)),
+    )
+    viewer = served.connect(user="viewer", password=reader)
+    assert _mysql(viewer, "SHOW DATABASES")[1] == _http_rows(served.http("SHOW DATABASES", reader))
+    with pytest.raises(pymysql.err.MySQLError) as forbidden:
+        _mysql(viewer, _create_model("nope", model.url))
+    assert forbidden.value.args[0] == 1142
+    assert "[FORBIDDEN]" in forbidden.value.args[1] and "role writer" in forbidden.value.args[1]
+    assert _mysql(ops, _create_model("allowed", model.url))[1][0][0] == "allowed"
+    assert _mysql(viewer, "SELECT * FROM allowed WHERE x = 2")[1] == [(2, 4)]
+
+
+def test_the_mariadb_command_line_client(secured: tuple[Served, str, str]) -> None:
+    served, admin, _ = secured
+    client = shutil.which("mariadb") or shutil.which("mysql")
+    assert client, "the mariadb client is installed by .ci/run"
+    script = "USE local;\nCREATE TABLE cli_t (x INT);\nINSERT INTO cli_t VALUES (4);\n"
+    script += "SELECT x FROM cli_t;\nSHOW DATABASES;\n"
+    base = [client, "-h", "127.0.0.1", "-P", str(served.mysql_port), "--batch"]
+    run = subprocess.run(
+        [*base, "-u", "ops", f"-p{admin}"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[:2] == ["x", "4"]
+    assert lines[2] == "name\tengine\tparameters" and lines[3].startswith("local\tsqlite\t")
+    refused = subprocess.run(
+        [*base, "-u", "ops", "-pwrong", "-e", "SELECT 1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0 and "1045" in refused.stderr
+
+
+def test_kill_query_cancels_a_running_statement(gw: Served, model: Model) -> None:
+    conn, other = gw.connect(), gw.connect()
+    _mysql(conn, "CREATE TABLE IF NOT EXISTS few (id INTEGER, x INTEGER)")
+    _mysql(conn, "INSERT INTO few VALUES (1, 1)")
+    _mysql(conn, _create_model("killable", model.url))
+    model.calls, model.hold_from = 0, 1
+    model.release.clear()
+    timer = threading.Timer(0.5, lambda: _mysql(other, f"KILL QUERY {conn.thread_id()}"))
+    timer.start()
+    try:
+        with pytest.raises(pymysql.err.OperationalError) as killed:
+            _mysql(conn, "SELECT t.id, p.y FROM local.few AS t JOIN killable AS p")
+        assert killed.value.args[0] == 3169  # ER_SESSION_WAS_KILLED
+    finally:
+        timer.join()
+        model.release.set()
+        model.hold_from = None
+    assert _mysql(conn, "SELECT 1")[1] == [(1,)]  # the connection itself lives on
+
+
+@pytest.mark.parametrize(
+    ("sql", "library"),
+    [
+        ("SELECT @@version_comment LIMIT 1", True),
+        ("  /* c */ SET NAMES utf8mb4", True),
+        ("SET autocommit = 0", True),
+        ("SET @v = 1", False),
+        ("SHOW VARIABLES LIKE 'sql_mode'", True),
+        ("SHOW FULL COLUMNS FROM t", True),
+        ("SHOW MODELS", False),
+        ("SHOW DATABASES", False),
+        ("SELECT DATABASE()", True),
+        ("select * from information_schema.tables", True),
+        ("SELECT user_id FROM local.t", False),
+        ("ROLLBACK", True),
+        ("KILL QUERY 3", True),
+        ("USE local", False),
+        ("DESCRIBE m", False),
+        ("SELECT @v", False),
+    ],
+)
+def test_which_statements_mysql_mimic_answers(sql: str, library: bool) -> None:
+    from gateway.mysql_server import _for_library
+
+    assert _for_library(sql) is library
+
+
+def test_the_port_setting() -> None:
+    from byom.errors import InvalidOption
+
+    assert Settings.load({}).mysql_port is None
+    assert Settings.load({"BYOM_MYSQL_PORT": "47335"}).mysql_port == 47335
+    with pytest.raises(InvalidOption, match="BYOM_MYSQL_PORT"):
+        Settings.load({"BYOM_MYSQL_PORT": "mysql"})
+
+
+def test_a_revoked_token_stops_its_open_connection(secured: tuple[Served, str, str]) -> None:
+    served, admin, _ = secured
+    gateway = served.app.state.gateway
+    _, secret = gateway.create_token("shortlived", "reader")
+    conn = served.connect(user="shortlived", password=secret)
+    assert _mysql(conn, "SELECT 1")[1] == [(1,)]
+    gateway.revoke_token("shortlived")
+    time.sleep(1.1)  # gateway.auth.CACHE_S
+    with pytest.raises(pymysql.err.OperationalError) as refused:
+        _mysql(conn, "SELECT 1")
+    assert refused.value.args[0] == 1045 and "[UNAUTHORIZED]" in refused.value.args[1]
+
+
+def test_serve_refuses_the_port_with_ray(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main
+
+    assert main(["serve", "--ray", "--mysql-port", "47335"]) == 2
+    assert "--mysql-port is not available with --ray" in capsys.readouterr().err
