@@ -112,3 +112,107 @@ def test_the_console_runs_sql_and_lists_models(browser: Any, gateway_url: tuple[
     wait.until(ec.visibility_of_element_located((By.LINK_TEXT, "local"))).click()
     wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h3"), "Tables of local"))
     shot(browser, "5-datasources")
+
+
+def test_the_queries_page_shows_progress_and_cancels_a_write_back(
+    browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 20,000-row write-back against a slow real model: the Queries page shows its
+    progress moving, and its Cancel button stops it between batches."""
+    import json
+    import sqlite3
+    import threading
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from datasources.embedded import embedded_schema_path
+
+    async def predict(request: Request) -> Response:
+        import asyncio
+
+        rows = json.loads((await request.json())["df"])
+        await asyncio.sleep(0.02)
+        return JSONResponse({"prediction": [2 * r["id"] for r in rows]})
+
+    monkeypatch.setattr(auth, "CACHE_S", 0.0)
+    with sqlite3.connect(embedded_schema_path(tmp_path, "test_data")) as conn:
+        conn.execute("CREATE TABLE src (id INTEGER)")
+        conn.executemany("INSERT INTO src VALUES (?)", ((i,) for i in range(1, 20_001)))
+    model = Starlette(routes=[Route("/predict", predict, methods=["POST"])])
+    app = create_app(home=tmp_path)
+    with serving(model, "slow model") as model_url, serving(app, "gateway") as url:
+        _, token = app.state.gateway.create_token("console-admin", "admin")
+        headers = {"Authorization": f"Bearer {token}"}
+        created = httpx.post(
+            f"{url}/api/sql",
+            headers=headers,
+            json={"query": f"CREATE MODEL slow PREDICT y USING url.predict='{model_url}/predict',"
+                  " format='ray_serve'"},
+        )  # fmt: skip
+        assert created.status_code == 200, created.text
+        answer: dict[str, Any] = {}
+        write = (
+            "CREATE TABLE local.out AS SELECT t.id, p.y FROM local.test_data.src AS t "
+            "JOIN slow AS p USING batch_size = 100, concurrency = 1"
+        )
+
+        def run() -> None:
+            response = httpx.post(
+                f"{url}/api/sql",
+                headers=headers,
+                json={"query": write, "query_id": "ui-write"},
+                timeout=120,
+            )
+            answer["status"], answer["body"] = response.status_code, response.json()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        try:
+            wait = WebDriverWait(browser, 30)
+            browser.get(url + "/#queries")
+            wait.until(ec.visibility_of_element_located((By.ID, "token"))).send_keys(
+                token, Keys.ENTER
+            )
+            browser.get(url + "/#queries")
+            wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button.cancel")))
+            first = float(
+                browser.find_element(By.CSS_SELECTOR, "progress").get_attribute("value") or 0
+            )
+
+            def moved(_: Any) -> bool:  # the page refreshes every 2 s
+                try:
+                    value = float(
+                        browser.find_element(By.CSS_SELECTOR, "progress").get_attribute("value")
+                        or 0
+                    )
+                except Exception:  # noqa: BLE001 - replaced by a refresh meanwhile
+                    return False
+                return value > first
+
+            wait.until(moved)
+            shot(browser, "6-queries")
+
+            def cancel(_: Any) -> bool:  # a refresh may replace the button under the click
+                try:
+                    browser.find_element(By.CSS_SELECTOR, "button.cancel").click()
+                except Exception:  # noqa: BLE001 - stale: try the new one
+                    return False
+                return True
+
+            wait.until(cancel)
+        finally:
+            thread.join(timeout=120)
+        assert answer["status"] == 409, answer
+        error = answer["body"]["error"]
+        assert error["code"] == "QUERY_CANCELLED" and error["rows_written"] > 0
+        progress = httpx.get(f"{url}/api/queries/ui-write", headers=headers).json()
+        assert progress["status"] == "cancelled" and progress["rows_done"] < 20_000
+        wait.until(ec.text_to_be_present_in_element((By.ID, "view"), "cancelled"))
+        shot(browser, "7-cancelled")

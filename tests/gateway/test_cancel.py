@@ -85,7 +85,6 @@ def wait_rows(base: str, query_id: str, at_least: int) -> None:
 def test_cancel_a_streamed_join(url: str) -> None:
     lines: list[dict[str, Any]] = []
     body = {"query": JOIN, "format": "ndjson", "query_id": "join-1"}
-    started = time.monotonic()
     with httpx.stream("POST", f"{url}/api/sql", json=body, timeout=60) as response:
         assert response.status_code == 200
         for line in response.iter_lines():
@@ -94,7 +93,6 @@ def test_cancel_a_streamed_join(url: str) -> None:
                 wait_rows(url, "join-1", 300)
                 cancelled = httpx.delete(f"{url}/api/queries/join-1")
                 assert cancelled.status_code == 200, cancelled.text
-    took = time.monotonic() - started
     progress = cancelled.json()
     assert progress["status"] == "cancelled"
     assert 300 <= progress["rows_done"] < ROWS
@@ -105,7 +103,6 @@ def test_cancel_a_streamed_join(url: str) -> None:
     assert f"{progress['rows_done']} rows were done" in error["message"]
     sent = sum(len(line.get("rows", [])) for line in lines[1:-1])
     assert 0 < sent <= progress["rows_done"] < ROWS
-    assert took < 15  # the whole JOIN takes 200 batches x 20 ms at least; it stopped early
     # the entry stays cancelled; a second cancel says it finished, and how
     assert httpx.get(f"{url}/api/queries/join-1").json()["status"] == "cancelled"
     again = httpx.delete(f"{url}/api/queries/join-1")
