@@ -15,6 +15,7 @@ projects, write-backs and pass-through statements that change a datasource), ``a
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -93,11 +94,13 @@ def required_role(plan: Any) -> str:
     return "reader"
 
 
+@functools.lru_cache(maxsize=256)
 def native_reads_only(sql: str) -> bool:
     """Whether pass-through ``sql`` is one statement that only reads (a reader may run it).
 
     Anything sqlglot cannot read as a single query counts as a write: a reader's statement
-    must be provably a read, not merely not provably a write.
+    must be provably a read, not merely not provably a write. Cached: authorization and the
+    audit log both ask of every pass-through statement.
     """
     try:
         trees = [t for t in sqlglot.parse(sql) if t is not None]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import sqlglot
@@ -19,6 +18,7 @@ from adapters.urls import endpoint_key, redact_url
 from byom.errors import InvalidInput
 from catalog.records import ModelVersionRecord, PredictorRecord, project_key
 from gateway import audit
+from gateway.api_bodies import token_dict
 from gateway.executor.services import Services
 from gateway.heatwave import USER
 from gateway.parse_tokens import DIALECT
@@ -232,17 +232,10 @@ def projects_table(services: Services) -> Result:
     return Result(columns=list(PROJECT_COLUMNS), rows=rows)
 
 
-def _iso(stamp: datetime | None) -> str | None:
-    return stamp.isoformat() if stamp else None
-
-
 def tokens_table(services: Services) -> Result:
     """mindsdb.tokens: every API token, revoked ones too, without its secret."""
-    rows = [
-        [t.name, t.role, t.prefix, t.active, _iso(t.created_at), _iso(t.last_used_at),
-         _iso(t.revoked_at)]
-        for t in services.catalog.list_tokens()
-    ]  # fmt: skip
+    listed = [token_dict(t) for t in services.catalog.list_tokens()]
+    rows = [[t[c] for c in TOKEN_COLUMNS] for t in listed]
     return Result(columns=list(TOKEN_COLUMNS), rows=rows)
 
 
