@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -32,11 +33,15 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
+    "LOSS_CURVE",
+    "MAX_CURVE_POINTS",
     "MODEL_ARTIFACT",
     "LoggedModel",
+    "curve_points",
     "default_tracking_uri",
     "load_model",
     "log_model",
+    "metric_history",
     "pip_requirements",
     "store_lock",
     "tracking",
@@ -46,6 +51,11 @@ log = logging.getLogger("byom.artifacts")
 
 DEFAULT_EXPERIMENT = "byom"
 MODEL_ARTIFACT = "model"  # the logged model's name (and its artifact key in the pyfunc)
+#: The MLflow metric holding a run's training-loss curve (one point per logged step); the
+#: scalar ``train_loss`` is the mean over the run.
+LOSS_CURVE = "loss"
+#: A curve keeps at most this many points (bucket means): a long run stays one log_batch.
+MAX_CURVE_POINTS = 500
 # What a logged model needs to be served anywhere (pinned to the versions that trained it).
 _SERVING_PACKAGES = ("mlflow", "torch", "transformers", "pandas", "numpy")
 
@@ -182,6 +192,7 @@ def log_model(
     params: Mapping[str, Any] | None = None,
     hyperparams: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
+    curves: Mapping[str, Sequence[tuple[int, float]]] | None = None,
     reports: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
     input_example: Any = None,
@@ -189,7 +200,8 @@ def log_model(
     packages: Sequence[str] | None = None,
 ) -> LoggedModel:
     """Log one training run: its params, hyperparams (``hp.<name>``), scalar metrics,
-    JSON reports (``<name>.json``) and the model (``code_path`` + ``model_dir``).
+    metric histories (``curves``: name -> (step, value) points), JSON reports
+    (``<name>.json``) and the model (``code_path`` + ``model_dir``).
 
     ``params_example``: the predict params the model takes, with their defaults (declared in
     the signature, so pyfunc and ``mlflow models serve`` pass them through); ``packages``:
@@ -217,6 +229,7 @@ def log_model(
             }
             if scalars:
                 mlflow.log_metrics(scalars)
+            _log_curves(run.info.run_id, curves or {})
             for name, report in (reports or {}).items():
                 mlflow.log_dict(report, f"{name}.json")
             signature = (
@@ -250,3 +263,38 @@ def load_model(model_uri: str, tracking_uri: str | None = None) -> Any:
         with tracking(tracking_uri):
             return mlflow.pyfunc.load_model(model_uri)
     return mlflow.pyfunc.load_model(model_uri)
+
+
+def curve_points(
+    points: Sequence[tuple[int, float]], max_points: int = MAX_CURVE_POINTS
+) -> list[tuple[int, float]]:
+    """``points`` (step, value) in at most ``max_points``: consecutive buckets averaged, each
+    at its last step (a long run's per-step losses are noisy anyway)."""
+    if len(points) <= max_points:
+        return [(int(step), float(value)) for step, value in points]
+    size = -(-len(points) // max_points)  # ceil: never more than max_points buckets
+    buckets = [points[i : i + size] for i in range(0, len(points), size)]
+    return [(int(b[-1][0]), sum(float(v) for _, v in b) / len(b)) for b in buckets]
+
+
+def _log_curves(run_id: str, curves: Mapping[str, Sequence[tuple[int, float]]]) -> None:
+    """One ``log_batch`` per curve (MLflow takes up to 1,000 metrics a call)."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()  # inside tracking(): the run's store
+    now = int(time.time() * 1000)
+    for key, points in curves.items():
+        metrics = [Metric(key, value, now, step) for step, value in curve_points(points)]
+        if metrics:
+            client.log_batch(run_id, metrics=metrics)
+
+
+def metric_history(run_id: str, key: str, tracking_uri: str) -> list[tuple[int, float]]:
+    """The (step, value) points of metric ``key`` of run ``run_id``, by step."""
+    from mlflow.tracking import MlflowClient
+
+    # A client of its own, not the fluent API's global URI: the gateway reads this from
+    # worker threads while other threads may log elsewhere.
+    history = MlflowClient(tracking_uri=tracking_uri).get_metric_history(run_id, key)
+    return sorted((int(m.step), float(m.value)) for m in history)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from builtin_models.tasks import StepCallback
 from byom.errors import InvalidInput, InvalidOption, did_you_mean
@@ -66,6 +66,9 @@ FIXED_KEYS = frozenset(
         "load_best_model_at_end",
         "deepspeed",
         "local_rank",
+        # the gateway logs every step's loss (the curve in MLflow)
+        "logging_strategy",
+        "logging_steps",
     }
 )
 
@@ -146,13 +149,21 @@ def out_of_memory(exc: BaseException) -> InvalidOption:
 
 
 class _StepReporter(TrainerCallback):
-    """Forwards each optimizer step to ``on_step(step, total_steps, epoch)``."""
+    """Forwards each optimizer step, with its loss, to ``on_step(step, total, epoch, loss)``.
+
+    The Trainer logs every step (``logging_steps=1``, fixed) right after ``on_step_end``;
+    reporting from the log gives progress and the loss curve in one call per step.
+    """
 
     def __init__(self, on_step: StepCallback) -> None:
         self.on_step = on_step
 
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.on_step(int(state.global_step), int(state.max_steps), float(state.epoch or 0.0))
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        # The last log of a run holds train_loss (the mean), not a step's loss.
+        if logs and "loss" in logs:
+            epoch = float(state.epoch or 0.0)
+            step, total = int(state.global_step), int(state.max_steps)
+            self.on_step(step, total, epoch, loss=float(logs["loss"]))
 
 
 def run_trainer(
@@ -181,7 +192,9 @@ def run_trainer(
             output_dir=str(workdir),
             save_strategy="no",
             eval_strategy="no",
-            logging_strategy="no",
+            # every step's loss reaches on_step (the training-loss curve), nowhere else
+            logging_strategy="steps",
+            logging_steps=1,
             report_to="none",
             disable_tqdm=True,
             **settings,
@@ -196,6 +209,8 @@ def run_trainer(
         processing_class=tokenizer,
         callbacks=[_StepReporter(on_step)] if on_step else None,
     )
+    # disable_tqdm swaps the progress bar for a callback that prints every log to stdout
+    trainer.remove_callback(PrinterCallback)
     try:
         output = trainer.train()
     except Exception as exc:

@@ -29,8 +29,14 @@ __all__ = [
     "task_names",
 ]
 
-# (step, total_steps, epoch) after each optimizer step of a training loop.
-StepCallback = Callable[[int, int, float], None]
+
+class StepCallback(Protocol):
+    """Called once after each optimizer step of a training loop: ``(step, total_steps,
+    epoch)`` and that step's training ``loss`` (the curve logged to MLflow; None where a
+    loop does not know it)."""
+
+    def __call__(self, step: int, total: int, epoch: float, loss: float | None = None) -> None:
+        """Report one step."""
 
 
 class TaskImplementation(Protocol):

@@ -194,7 +194,11 @@ def run_training(
         else frame[list(task.input_columns)].head(2)
     )
 
-    def on_step(step: int, total: int, epoch: float) -> None:
+    losses: list[tuple[int, float]] = []
+
+    def on_step(step: int, total: int, epoch: float, loss: float | None = None) -> None:
+        if loss is not None:
+            losses.append((step, loss))
         share = step / total if total else 1.0
         report(Progress("training", 5.0 + 85.0 * share, epoch, step, total))
 
@@ -236,6 +240,7 @@ def run_training(
             },
             hyperparams=hyperparams,
             metrics=scalars,
+            curves={artifacts.LOSS_CURVE: losses},
             reports=reports,
             tags={"byom.task": task.name, **request.tags},
             input_example=example_rows,

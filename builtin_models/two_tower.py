@@ -254,9 +254,10 @@ def train(
             (loss + l2 * penalty).backward()
             optimizer.step()
             step += 1
-            loss_sum += float(loss.detach())
+            value = float(loss.detach())
+            loss_sum += value
             if on_step is not None:
-                on_step(step, total, epoch + min(start + batch, n_rows) / n_rows)
+                on_step(step, total, epoch + min(start + batch, n_rows) / n_rows, loss=value)
     return export(net, data, loss_sum / max(step, 1))
 
 

@@ -30,7 +30,7 @@ from gateway.projects import DEFAULT_PROJECT, not_in_project
 from gateway.sql_tree import datasource_of
 
 # What ``DESCRIBE m.<attribute>`` answers.
-ATTRIBUTES = ("features", "model")
+ATTRIBUTES = ("features", "model", "training_loss")
 
 
 def is_project(name: str, resolver: Resolver) -> bool:
@@ -130,7 +130,8 @@ def _attribute(record: PredictorRecord, attribute: str) -> str:
         return attribute
     raise InvalidInput(
         f"DESCRIBE {record.name}.{attribute}: a model has no '{attribute}'; DESCRIBE "
-        f"{record.name}.features (its columns) or DESCRIBE {record.name}.model (its details).",
+        f"{record.name}.features (its columns), DESCRIBE {record.name}.model (its details) "
+        f"or DESCRIBE {record.name}.training_loss (a built-in model's loss curve).",
         model=record.name,
     )
 

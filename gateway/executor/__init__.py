@@ -137,6 +137,8 @@ class Executor:
                 return show.engines(s, p)
             case ShowTablesPlan():
                 return await show.tables(s, p)
+            case DescribePlan(attribute="training_loss"):
+                return await builtin_statements.training_loss(s, p)
             case DescribePlan():
                 return catalog_tables.describe_plan(s, p)
         raise GatewayError(f"no executor for plan {type(p).__name__}")  # a bug, not user input

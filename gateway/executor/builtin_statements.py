@@ -1,5 +1,5 @@
 """The statements of built-in models: CREATE ... USING task=... (and the seed form),
-RETRAIN, EVALUATE, CANCEL TRAINING, and the version switch.
+RETRAIN, EVALUATE, CANCEL TRAINING, the version switch, and ``DESCRIBE m.training_loss``.
 
 What a user can get wrong is checked here before anything is stored: the base model (a
 local path or a reachable hub id) and the training query (run wrapped to return no rows,
@@ -14,7 +14,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from byom.errors import InvalidInput, InvalidOption
+from byom.errors import EndpointError, InvalidInput, InvalidOption
 from catalog.records import PredictorSpec
 from gateway.executor.builtin import BuiltinModels, column_renames, train_resources
 from gateway.executor.catalog_tables import models_table
@@ -22,13 +22,20 @@ from gateway.executor.models import existing_answer, forget
 from gateway.executor.services import Services
 from gateway.executor.training import Trainer
 from gateway.executor.training_query import probe_sql
-from gateway.plans import ActivateVersionPlan, CancelTrainingPlan, EvaluatePlan, TrainBuiltinPlan
+from gateway.plans import (
+    ActivateVersionPlan,
+    CancelTrainingPlan,
+    DescribePlan,
+    EvaluatePlan,
+    TrainBuiltinPlan,
+)
 from gateway.result import Result
 from gateway.sql_tree import sql_for_datasource
 
 # The answer of the seed form ``CREATE MODEL ... WHERE MODEL_NAME = '<task>'``.
 SEED_COLUMNS = ["model_id", "model_name", "model_type", "training_data", "status"]
 EVALUATE_COLUMNS = ["model", "version", "metric", "value"]
+LOSS_COLUMNS = ["version", "step", "loss"]
 
 
 async def train(
@@ -203,3 +210,36 @@ async def activate(services: Services, builtin: BuiltinModels, p: ActivateVersio
     return Result(
         message=f"Model '{record.name}' now answers with version {p.version}.",
     )
+
+
+async def training_loss(services: Services, p: DescribePlan) -> Result:
+    """DESCRIBE m.training_loss: each logged version's training-loss curve, read from its
+    MLflow run (one row per logged step; a version still training has none yet)."""
+    from builtin_models import artifacts
+
+    record = p.model
+    if record.kind != "builtin":
+        raise InvalidInput(
+            f"Model '{record.name}' is an external model ({record.format}): the gateway did "
+            "not train it, so it has no training-loss curve.",
+            model=record.name,
+        )
+    rows: list[list[Any]] = []
+    for version in services.catalog.list_versions(record.name):
+        if not version.run_id or not version.tracking_uri:
+            continue
+        try:
+            points = await asyncio.to_thread(
+                artifacts.metric_history, version.run_id, artifacts.LOSS_CURVE,
+                version.tracking_uri,
+            )  # fmt: skip
+        except Exception as exc:  # the tracking store is another service: say which failed
+            raise EndpointError(
+                f"Reading model '{record.name}' version {version.version}'s training loss "
+                f"from MLflow failed ({type(exc).__name__}); check that its tracking store "
+                "is reachable from the gateway.",
+                code="TRACKING_ERROR",
+                model=record.name,
+            ) from exc
+        rows += [[version.version, step, loss] for step, loss in points]
+    return Result(columns=list(LOSS_COLUMNS), rows=rows)

@@ -283,14 +283,14 @@ def test_train_evaluate_predict(trained: tuple[Any, Any]) -> None:
 
 
 def test_step_reports_and_a_bad_base_model(tiny_bert: Path, tmp_path: Path) -> None:
-    steps: list[tuple[int, int, float]] = []
+    steps: list[tuple[int, int, float, float | None]] = []
     examples = qa.prepare(capitals_frame(20), HP)
     qa.train(
         examples,
         base_model=str(tiny_bert),
         hyperparams={**HP, "num_train_epochs": 1},
         workdir=tmp_path,
-        on_step=lambda *a: steps.append(a),
+        on_step=lambda *a, loss=None: steps.append((*a, loss)),
     )
     assert steps and steps[-1][0] == steps[-1][1]
     with pytest.raises(InvalidOption, match="Cannot load the base model"):

@@ -23,13 +23,13 @@ def test_the_packaged_minilm_fine_tunes(tmp_path: Path) -> None:
         {"max_steps": 3, "per_device_train_batch_size": 8, "max_length": 32, "learning_rate": 1e-4}
     )
     examples = tc.prepare(sentiment_frame(40), params)
-    steps: list[tuple[int, int, float]] = []
+    steps: list[tuple[int, int, float, float | None]] = []
     trained = tc.train(
         examples,
         base_model=base.path,
         hyperparams=params,
         workdir=tmp_path / "work",
-        on_step=lambda *a: steps.append(a),
+        on_step=lambda *a, loss=None: steps.append((*a, loss)),
     )
     assert [s[0] for s in steps] == [1, 2, 3] and steps[-1][1] == 3
     assert trained.model.config.model_type == "bert"

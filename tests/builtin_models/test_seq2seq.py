@@ -344,7 +344,7 @@ def test_saved_model_serves_the_same_text(translator: Any, tmp_path: Path) -> No
 def test_summarization_trains_and_scores_rouge(
     tiny_t5: Path, tmp_path: Path, one_thread: None
 ) -> None:
-    steps: list[tuple[int, int, float]] = []
+    steps: list[tuple[int, int, float, float | None]] = []
     params = su.validate_hyperparams({**TINY_SEQ2SEQ, "num_train_epochs": 20})
     examples = su.prepare(summary_frame(50), params)
     trained = su.train(
@@ -352,7 +352,7 @@ def test_summarization_trains_and_scores_rouge(
         base_model=str(tiny_t5),
         hyperparams=params,
         workdir=tmp_path,
-        on_step=lambda *a: steps.append(a),
+        on_step=lambda *a, loss=None: steps.append((*a, loss)),
     )
     assert steps[-1][0] == steps[-1][1] == 80
     assert trained.meta["prefix"] == "summarize: "

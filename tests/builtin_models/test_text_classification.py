@@ -128,7 +128,7 @@ def test_bad_training_arguments_value(tiny_bert: Path, tmp_path: Path) -> None:
 
 
 def test_single_label_train_evaluate_predict(tiny_bert: Path, tmp_path: Path) -> None:
-    steps: list[tuple[int, int, float]] = []
+    steps: list[tuple[int, int, float, float | None]] = []
     frame = sentiment_frame(200)
     params = tc.validate_hyperparams(TINY_HYPERPARAMS)
     examples = tc.prepare(frame, params)
@@ -138,10 +138,11 @@ def test_single_label_train_evaluate_predict(tiny_bert: Path, tmp_path: Path) ->
         base_model=str(tiny_bert),
         hyperparams=params,
         workdir=tmp_path,
-        on_step=lambda *a: steps.append(a),
+        on_step=lambda *a, loss=None: steps.append((*a, loss)),
     )
     assert steps[-1][0] == steps[-1][1] and steps[-1][2] == pytest.approx(4.0)
     assert [s[0] for s in steps] == list(range(1, len(steps) + 1))
+    assert all(s[3] is not None and s[3] > 0 for s in steps)  # each step's loss
     metrics = tc.evaluate(trained, test)
     assert set(metrics) >= {"accuracy", "precision", "recall", "f1", "roc_auc", "test_rows"}
     assert metrics["accuracy"] >= 0.8, metrics  # well above chance (0.5) on any machine

@@ -65,6 +65,25 @@ def test_the_mlflow_run(trained_run: Run) -> None:
     assert json.loads(Path(local).read_text()) == result.metrics["confusion_matrix"]
 
 
+def test_the_loss_curve_in_mlflow(trained_run: Run) -> None:
+    """Every optimizer step's loss is in the run's ``loss`` history, in step order."""
+    result, events, _ = trained_run
+    points = artifacts.metric_history(result.run_id, artifacts.LOSS_CURVE, result.tracking_uri)
+    total = [e for e in events if e.phase == "training"][-1].total_steps
+    assert [step for step, _ in points] == list(range(1, total + 1))
+    losses = [loss for _, loss in points]
+    assert all(loss > 0 for loss in losses)
+    # its mean is the run's train_loss (the Trainer averages the same per-step losses)
+    assert sum(losses) / len(losses) == pytest.approx(result.metrics["train_loss"], rel=1e-3)
+
+
+def test_curve_points_keep_short_curves_and_average_long_ones() -> None:
+    short = [(1, 2.0), (2, 1.0)]
+    assert artifacts.curve_points(short, max_points=5) == short
+    long = [(step, float(step)) for step in range(1, 11)]  # 10 points into at most 4
+    assert artifacts.curve_points(long, max_points=4) == [(3, 2.0), (6, 5.0), (9, 8.0), (10, 10.0)]
+
+
 def test_load_back(trained_run: Run) -> None:
     result, _, _ = trained_run
     rows = sentiment_frame(6, seed=9)

@@ -222,6 +222,13 @@ def test_retrain_query_old_version_roll_back_and_evaluate(
     assert evaluated[(1, "rows")] == 40
     assert evaluated[(1, "accuracy")] >= 0.8
     assert "confusion_matrix" in {m for _, m in evaluated}
+    # both versions' loss curves, read from their MLflow runs
+    curve = records(run(api, "DESCRIBE sentiment.training_loss"))
+    steps = {v: [r["step"] for r in curve if r["version"] == v] for v in (1, 2)}
+    assert steps[1] == list(range(1, len(steps[1]) + 1)) and len(steps[1]) > 1
+    assert steps[2] == list(range(1, len(steps[2]) + 1))
+    assert len(steps[2]) < len(steps[1])  # version 2 trained 1 epoch, version 1 more
+    assert all(r["loss"] > 0 for r in curve)
     # roll back to version 1
     run(api, "UPDATE models SET active = true WHERE name = 'sentiment' AND version = 1")
     rows = {r["version"]: r for r in records(run(api, "DESCRIBE sentiment"))}

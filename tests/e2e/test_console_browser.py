@@ -14,6 +14,8 @@ import pytest
 
 from gateway import auth
 from gateway.server import create_app
+from tests.builtin_models.conftest import TINY_HYPERPARAMS, build_tiny_bert, sentiment_frame
+from tests.conftest import RayCluster
 from tests.threaded_server import serving
 
 pytestmark = pytest.mark.slow
@@ -216,3 +218,71 @@ def test_the_queries_page_shows_progress_and_cancels_a_write_back(
         assert progress["status"] == "cancelled" and progress["rows_done"] < 20_000
         wait.until(ec.text_to_be_present_in_element((By.ID, "view"), "cancelled"))
         shot(browser, "7-cancelled")
+
+
+def test_the_model_page_watches_training_then_shows_metrics_and_loss(
+    browser: Any, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    """A built-in classifier trained on Ray: its page shows the training progress moving,
+    then the holdout metrics, the confusion matrix and the loss curve read from MLflow."""
+    import json
+    import sqlite3
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from datasources.embedded import embedded_schema_path
+
+    tiny = build_tiny_bert(tmp_path / "tiny_bert")
+    with sqlite3.connect(embedded_schema_path(tmp_path, "shop")) as conn:
+        conn.execute("CREATE TABLE reviews (review TEXT, sentiment TEXT)")
+        conn.executemany(
+            "INSERT INTO reviews VALUES (?, ?)",
+            sentiment_frame(200).itertuples(index=False, name=None),
+        )
+    # 160 training rows, 10 steps an epoch: 600 steps, long enough to watch (~10 s)
+    hyper = json.dumps({**TINY_HYPERPARAMS, "num_train_epochs": 60})
+    app = create_app(home=tmp_path)
+    with serving(app, "gateway") as url:
+        created = httpx.post(
+            f"{url}/api/sql",
+            json={"query": "CREATE MODEL sentiment FROM local "
+                  "(SELECT review AS text, sentiment FROM shop.reviews) PREDICT sentiment "
+                  f"USING task = 'text_classification', model_name = '{tiny}', "
+                  f"hyperparams = '{hyper}', test_size = 0.2"},
+        )  # fmt: skip
+        assert created.status_code == 200, created.text
+        wait = WebDriverWait(browser, 240)
+        browser.get(url + "/#model/sentiment")
+
+        def percent(_: Any) -> float | None:  # the page is rebuilt every 2 s
+            try:
+                bar = browser.find_element(By.CSS_SELECTOR, "progress.training")
+                return float(bar.get_attribute("value") or 0)
+            except Exception:  # noqa: BLE001 - not there (yet), or replaced meanwhile
+                return None
+
+        first = wait.until(lambda d: (p := percent(d)) is not None and p > 5.0 and p)
+        wait.until(lambda d: (p := percent(d)) is not None and p > first)
+        assert "step" in browser.find_element(By.CSS_SELECTOR, ".progress-line").text
+        shot(browser, "8-training")
+
+        # finished (trained, logged and deployed): no progress bar, no refresh any more, the
+        # metrics and pictures of version 1
+        wait.until(
+            lambda d: not d.find_elements(By.CSS_SELECTOR, "progress.training")
+            and d.find_elements(By.CSS_SELECTOR, "svg.curve")
+        )
+        assert "complete" in browser.find_element(By.ID, "view").text
+        line = browser.find_element(By.CSS_SELECTOR, "svg.curve polyline")
+        assert line.get_attribute("data-series") == "v1"
+        # 600 steps are over artifacts.MAX_CURVE_POINTS (500): logged as means of 2 steps
+        assert len(line.get_attribute("points").split()) == 300
+        cells = browser.find_elements(By.CSS_SELECTOR, "table.confusion td.cm")
+        assert len(cells) == 4 and sum(int(c.text) for c in cells) == 40  # the holdout
+        heads = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "table.confusion th")]
+        assert {"negative", "positive"} <= set(heads)
+        view = browser.find_element(By.ID, "view").text
+        assert "Holdout metrics" in view and "accuracy" in view
+        browser.set_window_size(1280, 2000)  # the whole page in the screenshot
+        shot(browser, "9-model-trained")

@@ -109,6 +109,17 @@ def test_trains_with_ranking_metrics(rec: dict[str, Any]) -> None:
     assert metrics["hr_at_k"] > 0.5
 
 
+def test_the_training_loss_curve(api: TestClient, rec: dict[str, Any]) -> None:
+    """The two-tower loop logs each batch's loss to MLflow; DESCRIBE reads it back."""
+    curve = records(run(api, "DESCRIBE rec.training_loss"))
+    assert curve and {r["version"] for r in curve} == {1}
+    assert [r["step"] for r in curve] == sorted(r["step"] for r in curve)
+    losses = [r["loss"] for r in curve]
+    # averaged over the first and last tenth, training lowered the loss
+    tenth = max(1, len(losses) // 10)
+    assert sum(losses[-tenth:]) < sum(losses[:tenth])
+
+
 def test_recommends_in_group_items_for_a_user(api: TestClient, rec: dict[str, Any]) -> None:
     rows = records(
         run(
