@@ -5,22 +5,20 @@ same process and event loop, over the very gateway object the HTTP routes use
 (``gateway.server.create_app`` starts it in its lifespan with ``serving``).
 
 Each connection is one gateway ``Session`` (``USE`` and ``SET @v`` hold for the connection).
-Statement text goes to ``Gateway.sql_stream`` exactly as ``POST /api/sql`` sends it, so
-results and errors are the HTTP API's; a JOIN's batches are written to the socket as they
-arrive (never collected). Only what a MySQL client asks of a MySQL server and the gateway
-does not answer - ``SET NAMES``/``SET autocommit``, ``@@variables``, ``DATABASE()``,
-``SHOW VARIABLES``/``WARNINGS``/``COLUMNS``, ``information_schema``, ``KILL``, and
-``BEGIN``/``COMMIT``/``ROLLBACK`` (no-ops: the gateway has no transactions) - is left to
-mysql-mimic (``_for_library``).
+Statement text goes to ``Gateway.run_script`` as ``POST /api/sql`` sends it, so results and
+errors are the HTTP API's; a JOIN's batches are written to the socket as they arrive (never
+collected). A query of several statements (a client that turned on CLIENT_MULTI_STATEMENTS;
+others get MySQL's 1064 and nothing runs) is answered one result per statement, stopped by
+its first error; an OK packet carries the statement's message; statements share the HTTP
+API's in-flight limits (1226 per client, 1040 overall): see ``gateway.mysql_connection``.
 
-Authentication mirrors the HTTP API's bearer tokens (``gateway.auth``). Only a SHA-256 of
-each token is stored, and mysql_native_password would need SHA1(SHA1(token)) on this side;
-caching_sha2_password's fast path could be checked against the stored hash, but then that
-hash alone would log in (a leaked catalog would be a key). So with tokens the server asks
-for ``mysql_clear_password``: user = the token's name, password = the token, sent as the
-HTTP API sends it in its ``Authorization`` header (no TLS here either: keep it on loopback,
-a private network or a tunnel). Without tokens any user and password are accepted, as HTTP
-is open then.
+Only what a MySQL client asks of a MySQL server and the gateway does not answer -
+``SET NAMES``/``SET autocommit``, ``@@variables``, ``DATABASE()``, ``SHOW VARIABLES``/
+``WARNINGS``/``COLUMNS``, ``information_schema``, ``KILL``, and ``BEGIN``/``COMMIT``/
+``ROLLBACK`` (no-ops: the gateway has no transactions) - is left to mysql-mimic
+(``_for_library``), one statement per query (in a script they go to the gateway's parser).
+
+Authentication: ``gateway.mysql_auth`` (the gateway's tokens over mysql_clear_password).
 """
 
 from __future__ import annotations
@@ -30,37 +28,36 @@ import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from typing import Any
 
 import orjson
 import sqlglot
 from mysql_mimic import MysqlServer, ResultColumn, Session
-from mysql_mimic.auth import (
-    AbstractClearPasswordAuthPlugin,
-    AuthPlugin,
-    IdentityProvider,
-    NativePasswordAuthPlugin,
-    User,
-)
 from mysql_mimic.connection import Connection
+from mysql_mimic.constants import DEFAULT_SERVER_CAPABILITIES
+from mysql_mimic.control import TooManyConnections
 from mysql_mimic.errors import ErrorCode, MysqlError
 from mysql_mimic.results import AllowedResult, infer_type
 from mysql_mimic.stream import MysqlStream
-from mysql_mimic.types import ColumnType
+from mysql_mimic.types import Capabilities, ColumnType
 from sqlglot import exp
 
 from byom.errors import (
+    Busy,
     DatasourceNotFound,
     Forbidden,
     GatewayError,
     NotFound,
     ParseError,
     ProjectNotFound,
+    TooManyRequests,
     Unauthorized,
 )
-from gateway import auth
-from gateway.result import StreamResult
+from gateway import auth, mysql_auth
+from gateway.limits import InFlightLimiter
+from gateway.mysql_connection import Answer, GatewayConnection, own_limiter
+from gateway.result import Result, StreamResult
+from gateway.scripts import parse_off_loop
 from gateway.session import Session as GatewaySessionState
 
 log = logging.getLogger("byom.mysql")
@@ -70,7 +67,14 @@ log = logging.getLogger("byom.mysql")
 ER_BAD_DB_ERROR = 1049
 ER_NO_SUCH_TABLE = 1146
 ER_TABLEACCESS_DENIED_ERROR = 1142
+# Over the in-flight limits (gateway.limits): this client's (HTTP's 429) is MySQL's "user
+# has exceeded a resource"; the gateway's (HTTP's 503) is "too many connections", which
+# pools and clients already read as "busy, retry later". Both are OperationalError to pymysql.
+ER_CON_COUNT_ERROR = 1040
+ER_USER_LIMIT_REACHED = 1226
 _ERROR_NUMBERS: tuple[tuple[type[GatewayError], int], ...] = (
+    (TooManyRequests, ER_USER_LIMIT_REACHED),  # before Busy: a subclass of it
+    (Busy, ER_CON_COUNT_ERROR),
     (ParseError, ErrorCode.PARSE_ERROR),
     (DatasourceNotFound, ER_BAD_DB_ERROR),
     (ProjectNotFound, ER_BAD_DB_ERROR),
@@ -93,12 +97,9 @@ _MYSQL_INFO = re.compile(
     re.I,
 )
 _USER_VARIABLE = re.compile(r"(?<!@)@(?!@)[`'\"\w]")
-
-# The token a connection logged in with, set by ``TokenPassword`` while it authenticates in
-# the connection's task and read by ``GatewaySession.init`` in that same task: mysql-mimic
-# hands the session only the user name, and statements must re-check the token (revoked
-# tokens stop working on open connections too, as over HTTP).
-_login: ContextVar[str | None] = ContextVar("byom_mysql_login", default=None)
+_SCHEMA_READ = re.compile(
+    r"\binformation_schema\b|\bshow\s+(?:full\s+)?(?:columns|fields|index|indexes|keys)\b", re.I
+)
 
 
 def mysql_error(exc: GatewayError) -> MysqlError:
@@ -121,6 +122,26 @@ def _for_library(sql: str) -> bool:
     if word == "select":
         return bool(_MYSQL_INFO.search(text))
     return False
+
+
+def _library_statement(sql: str) -> bool:
+    """Whether mysql-mimic answers ``sql`` (one statement its parser reads, of the kinds
+    ``_for_library`` names); a script that holds one is the gateway's (its parser's error)."""
+    if not _for_library(sql):
+        return False
+    try:
+        expressions = [e for e in sqlglot.parse(sql, read="mysql") if e is not None]
+    except sqlglot.errors.SqlglotError:
+        return False
+    # The library's middlewares; what none of them answers comes to ``query``.
+    return len(expressions) == 1 and not isinstance(expressions[0], exp.Command)
+
+
+def takes_slot(sql: str) -> bool:
+    """Whether ``sql`` counts against the in-flight limits: the gateway's statements and
+    the library's that read the gateway's schema, not a client's chores (``SET NAMES``
+    when it connects, ``KILL``, ``@@variables``), which must go through a busy gateway."""
+    return not _library_statement(sql) or bool(_SCHEMA_READ.search(sql))
 
 
 _JSON_TYPES = (dict, list, tuple)
@@ -185,23 +206,25 @@ async def _streamed(
 class GatewaySession(Session):
     """One MySQL connection: a gateway session, its principal, and the library's state."""
 
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, gateway: Any, limiter: InFlightLimiter) -> None:
         super().__init__()
         self.gateway = gateway
+        self.limiter = limiter  # read by GatewayConnection: a slot per statement command
+        self.takes_slot = takes_slot
         self.state = GatewaySessionState()
         self.secret: str | None = None
         self.variables.set("version_comment", "byom-gateway", force=True)
 
     async def init(self, connection: Connection) -> None:
         await super().init(connection)
-        self.secret = _login.get()
+        self.secret = mysql_auth.login.get()
         if self.database:  # a database named at connect: the gateway's USE checks it
             name, self.database = self.database, None
             await self.use(name)
 
     async def reset(self) -> None:
         """COM_CHANGE_USER / COM_RESET_CONNECTION: a fresh session for the new login."""
-        self.secret = _login.get()
+        self.secret = mysql_auth.login.get()
         self.state = GatewaySessionState()
         self.database = None
 
@@ -212,16 +235,53 @@ class GatewaySession(Session):
         await self._run(f"USE {quoted}")
 
     async def handle_query(self, sql: str, attrs: dict[str, str]) -> AllowedResult:
+        """One answer (prepared statements, COM_FIELD_LIST: the library's own paths);
+        COM_QUERY is answered by ``answers``, one answer per statement."""
         self._authorize()
-        if _for_library(sql):
-            try:
-                expressions = [e for e in sqlglot.parse(sql, read="mysql") if e is not None]
-            except sqlglot.errors.SqlglotError:
-                expressions = []
-            if len(expressions) == 1 and not isinstance(expressions[0], exp.Command):
-                # The library's middlewares; what none of them answers comes to ``query``.
-                return await super().handle_query(sql, attrs)
+        if _library_statement(sql):
+            return await super().handle_query(sql, attrs)
         return await self._run(sql)
+
+    async def answers(self, sql: str, attrs: dict[str, str]) -> AsyncIterator[Answer]:
+        """The answer of each statement of ``sql`` in turn, each yielded before the next
+        statement runs (see ``gateway.mysql_connection``). A script runs as over HTTP
+        (``Gateway.run_script``): parsed whole first, stopped by its first error, which
+        names the statement and those that took effect (``gateway.scripts``)."""
+        self._authorize()
+        if _library_statement(sql):
+            yield Answer(await super().handle_query(sql, attrs))
+            return
+        try:
+            items = await parse_off_loop(sql, self.gateway.parse_limits)
+        except GatewayError as exc:
+            raise mysql_error(exc) from exc
+        total = len(items)
+        if total > 1 and Capabilities.CLIENT_MULTI_STATEMENTS not in self.connection.capabilities:
+            raise MysqlError(  # MySQL's answer too; the results would confuse such a client
+                f"[PARSE_ERROR] This query holds {total} statements and the client did not "
+                "turn on multiple statements (CLIENT_MULTI_STATEMENTS; pymysql: client_flag="
+                "CLIENT.MULTI_STATEMENTS): send one at a time. No statement ran.",
+                code=ErrorCode.PARSE_ERROR,
+            )
+        before = (self.state.datasource, self.state.project)
+        results = self.gateway.run_script(items, session=self.state)
+        try:
+            while True:
+                try:
+                    step = await anext(results, None)
+                except GatewayError as exc:
+                    raise mysql_error(exc) from exc
+                if step is None:
+                    return
+                item, result = step
+                before = self._follow_use(before)
+                message = result.message if isinstance(result, Result) else None
+                answer = Answer(await self._allowed(result), message, item.index < total)
+                yield answer  # written (a stream read to its end) before the next runs
+                if not answer.more:
+                    return  # the last stream is closed by its reader: nothing to drain
+        finally:
+            await results.aclose()
 
     async def query(self, expression: exp.Expression, sql: str, attrs: dict[str, str]) -> Any:
         return await self._run(sql)
@@ -253,16 +313,24 @@ class GatewaySession(Session):
         auth.current.set(principal)
 
     async def _run(self, sql: str) -> AllowedResult:
-        """``sql`` through the gateway, as ``POST /api/sql`` runs it."""
+        """``sql`` through the gateway, as ``POST /api/sql`` runs it: the last answer."""
         before = (self.state.datasource, self.state.project)
         try:
             result = await self.gateway.sql_stream(sql, session=self.state)
         except GatewayError as exc:
             raise mysql_error(exc) from exc
-        if (self.state.datasource, self.state.project) != before:  # a USE: DATABASE()
-            self.database = (
-                self.state.datasource if self.state.datasource != before[0] else self.state.project
-            )
+        self._follow_use(before)
+        return await self._allowed(result)
+
+    def _follow_use(self, before: tuple[str | None, str | None]) -> tuple[str | None, str | None]:
+        """After a USE, what DATABASE() answers; returns the session's defaults now."""
+        now = (self.state.datasource, self.state.project)
+        if now != before:
+            self.database = now[0] if now[0] != before[0] else now[1]
+        return now
+
+    async def _allowed(self, result: Result | StreamResult) -> AllowedResult:
+        """A gateway result as mysql-mimic writes it (None: an OK packet)."""
         if isinstance(result, StreamResult):
             try:
                 first = await anext(result.batches, [])
@@ -274,75 +342,54 @@ class GatewaySession(Session):
             columns = _columns(result.columns, first)
             return _streamed(result, first, self.connection.stream, columns), columns
         if not result.columns:
-            return None  # an OK packet (a message, if any, has no place in one here)
+            return None  # an OK packet (``answers`` gives it the message)
         return _plain(result.rows), _columns(result.columns, result.rows)
 
 
-class TokenPassword(AbstractClearPasswordAuthPlugin):
-    """``mysql_clear_password`` checked against the gateway's tokens (see the module doc)."""
-
-    name = "mysql_clear_password"
-
-    def __init__(self, gateway: Any) -> None:
-        self.gateway = gateway
-
-    async def check(self, username: str, password: str) -> str | None:
-        try:
-            principal = await asyncio.to_thread(
-                self.gateway.authenticator.authenticate, f"Bearer {password}"
-            )
-        except Unauthorized as exc:
-            self._denied(exc.code)
-            return None
-        if principal is None:  # authentication was turned off meanwhile: open, as HTTP
-            return username
-        if principal.name.lower() != username.strip().lower():
-            self._denied("UNAUTHORIZED")  # the token of another name
-            return None
-        _login.set(password)
-        return principal.name
-
-    def _denied(self, code: str) -> None:
-        self.gateway.audit.record("AUTHENTICATE", "mysql", "denied", code=code,
-                                  client=auth.client.get())  # fmt: skip
-
-
-class OpenPassword(NativePasswordAuthPlugin):
-    """Any password, while the gateway has no tokens (and only then)."""
-
-    def __init__(self, gateway: Any) -> None:
-        self.gateway = gateway
-
-    def password_matches(self, user: User, scramble: bytes, nonce: bytes) -> bool:
-        return not self.gateway.authenticator.enabled()
-
-
-class TokenIdentities(IdentityProvider):
-    """Every user name exists; with tokens its password is checked by ``TokenPassword``."""
-
-    def __init__(self, gateway: Any) -> None:
-        self.gateway = gateway
-        self._plugins: list[AuthPlugin] = [OpenPassword(gateway), TokenPassword(gateway)]
-
-    def get_plugins(self) -> list[AuthPlugin]:
-        return self._plugins
-
-    async def get_user(self, username: str) -> User:
-        enabled = await asyncio.to_thread(self.gateway.authenticator.enabled)
-        plugin = TokenPassword.name if enabled else OpenPassword.name
-        return User(name=username, auth_plugin=plugin)
+# Multiple statements in one COM_QUERY, answered one result each (gateway.mysql_connection);
+# a client gets them only when it asks (the server masks its flags with these).
+CAPABILITIES = (
+    DEFAULT_SERVER_CAPABILITIES
+    | Capabilities.CLIENT_MULTI_STATEMENTS
+    | Capabilities.CLIENT_MULTI_RESULTS
+)
 
 
 class _Server(MysqlServer):
-    """Records each client's address (``gateway.auth.client``: the audit log's ``client``)
-    in the connection's context before mysql-mimic takes it over."""
+    """mysql-mimic's server with ``GatewayConnection`` connections, each client's address
+    recorded in the connection's context (``gateway.auth.client``: the audit log's
+    ``client``) and kept as its in-flight limits' key. As the library's own callback
+    (3.0.5), which names its ``Connection`` class inside."""
 
     async def _client_connected_cb(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         peer = writer.get_extra_info("peername")
-        auth.client.set(str(peer[0]) if peer else None)
-        await super()._client_connected_cb(reader, writer)
+        address = str(peer[0]) if peer else None
+        auth.client.set(address)
+        stream = MysqlStream(reader, writer)
+        connection = GatewayConnection(
+            stream=stream,
+            session=self.session_factory(),  # type: ignore[arg-type]
+            control=self.control,
+            server_capabilities=self.capabilities,
+            identity_provider=self.identity_provider,
+            ssl=self.ssl,
+            address=address,
+            error=mysql_error,
+        )
+        try:
+            connection.connection_id = await self.control.add(connection)
+        except TooManyConnections:
+            error = connection.error(msg="Too many connections", code=ErrorCode.CON_COUNT_ERROR)
+            await stream.write(error)
+            writer.close()
+            return
+        try:
+            await connection.start()
+        finally:
+            writer.close()
+            await self.control.remove(connection.connection_id)
 
 
 def _not_user_errors(record: logging.LogRecord) -> bool:
@@ -355,12 +402,18 @@ logging.getLogger("mysql_mimic.connection").addFilter(_not_user_errors)
 
 
 @asynccontextmanager
-async def serving(gateway: Any, host: str, port: int) -> AsyncIterator[int]:
+async def serving(
+    gateway: Any, host: str, port: int, limiter: InFlightLimiter | None = None
+) -> AsyncIterator[int]:
     """Serve the MySQL protocol for ``gateway`` on ``host:port`` (0: a free port) until the
     block ends; yields the port. Open connections are closed at the end, before the caller
-    closes the gateway."""
+    closes the gateway. ``limiter``: the HTTP API's (``app.state.limiter``), so that both
+    protocols share its slots; without one the server has its own, with the same limits."""
+    limiter = limiter if limiter is not None else own_limiter(gateway)
     server = _Server(
-        session_factory=lambda: GatewaySession(gateway), identity_provider=TokenIdentities(gateway)
+        session_factory=lambda: GatewaySession(gateway, limiter),
+        capabilities=CAPABILITIES,
+        identity_provider=mysql_auth.TokenIdentities(gateway),
     )
     await server.start_server(host=host, port=port)
     bound = server.sockets()[0].getsockname()[1]

@@ -254,7 +254,8 @@ def create_app(
             return
         from gateway.mysql_server import serving
 
-        async with serving(served, host, port) as bound:
+        # the HTTP routes' in-flight limiter: a token's statements count once over both
+        async with serving(served, host, port, limiter=app.state.limiter) as bound:
             app.state.mysql_port = bound
             yield
 

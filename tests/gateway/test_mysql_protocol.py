@@ -384,3 +384,177 @@ def test_serve_refuses_the_port_with_ray(capsys: pytest.CaptureFixture[str]) -> 
 
     assert main(["serve", "--ray", "--mysql-port", "47335"]) == 2
     assert "--mysql-port is not available with --ray" in capsys.readouterr().err
+
+
+# --- several statements in one query, OK packets' messages, in-flight limits -------------
+
+
+def _sets(cur: pymysql.cursors.Cursor) -> list[tuple[list[str], list[tuple[Any, ...]], str]]:
+    """Every result of the cursor's query: columns, rows and the OK packet's message."""
+    sets = []
+    while True:
+        message = (cur._result.message or b"").decode()  # type: ignore[union-attr]
+        sets.append(([d[0] for d in cur.description or ()], list(cur.fetchall()), message))
+        if not cur.nextset():
+            return sets
+
+
+def test_a_script_answers_each_statement(gw: Served, model: Model) -> None:
+    conn = gw.connect(client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+    _mysql(conn, "CREATE TABLE IF NOT EXISTS multi (id INT, x INT)")
+    _mysql(conn, "INSERT INTO multi VALUES (1, 5), (2, 6)")
+    _mysql(conn, _create_model("scripted", model.url))
+    # a streamed JOIN, a message without rows and rows, every one but the last followed
+    script = (
+        "SELECT t.id, p.y FROM local.multi AS t JOIN scripted AS p; USE local; "
+        "SHOW DATABASES; SELECT id FROM multi WHERE id = 2"
+    )
+    with conn.cursor() as cur:
+        cur.execute(script)
+        sets = _sets(cur)
+    answer = gw.http(script)
+    assert len(sets) == len(answer["results"]) == 4
+    for (columns, rows, message), expected in zip(sets, answer["results"], strict=True):
+        assert columns == expected["columns"], expected["sql"]
+        assert rows == _http_rows(expected), expected["sql"]
+        assert message == (expected.get("message") or "")
+    assert sets[1][2]  # USE answers a message, in its OK packet
+    assert _mysql(conn, "SELECT DATABASE()")[1] == [("local",)]  # the script's USE holds
+
+
+def test_an_error_in_a_script_stops_it_there(gw: Served) -> None:
+    conn = gw.connect(client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+    _mysql(conn, "CREATE TABLE IF NOT EXISTS halted (n INT)")
+    insert = "INSERT INTO local.halted VALUES"
+    script = f"{insert} (1); DESCRIBE nosuchmodel; {insert} (2)"
+    cur = conn.cursor()
+    cur.execute(script)  # statement 1's answer
+    with pytest.raises(pymysql.err.ProgrammingError) as failed:
+        cur.nextset()
+    assert failed.value.args[0] == 1146
+    http = gw.http("SELECT 1; DESCRIBE nosuchmodel; SELECT 2")["error"]
+    assert http["statement"] == 2 and http["done"] == [1]
+    assert failed.value.args[1] == f"[{http['code']}] {http['message']}"
+    assert _mysql(conn, "SELECT n FROM local.halted")[1] == [(1,)]  # 1 ran, 3 did not
+    with pytest.raises(pymysql.err.ProgrammingError) as syntax:
+        cur.execute("INSERT INTO local.halted VALUES (3); SELEC 4")
+    assert syntax.value.args[0] == 1064 and "[PARSE_ERROR]" in syntax.value.args[1]
+    assert _mysql(conn, "SELECT n FROM local.halted")[1] == [(1,)]  # parsed whole: none ran
+
+
+def test_a_script_needs_the_clients_multi_statements_flag(gw: Served) -> None:
+    conn = gw.connect()  # pymysql's default: no CLIENT_MULTI_STATEMENTS
+    with pytest.raises(pymysql.err.ProgrammingError) as refused:
+        _mysql(conn, "CREATE TABLE refused_t (n INT); SELECT 1")
+    assert refused.value.args[0] == 1064
+    assert (
+        "2 statements" in refused.value.args[1]
+        and "CLIENT_MULTI_STATEMENTS" in refused.value.args[1]
+    )
+    assert ("refused_t",) not in _http_rows(gw.http("SHOW TABLES FROM local"))
+    assert _mysql(conn, "SELECT 1; ")[1] == [(1,)]  # one statement, a trailing ';': fine
+
+
+def test_ok_packets_carry_the_statements_message(gw: Served, model: Model) -> None:
+    conn = gw.connect()
+    for name in ("gone_mysql", "gone_http"):
+        _mysql(conn, _create_model(name, model.url))
+    with conn.cursor() as cur:
+        cur.execute("USE local")
+        assert cur.description is None
+        assert cur._result.message.decode() == gw.http("USE local")["message"]  # type: ignore[union-attr]
+        cur.execute("DROP MODEL gone_mysql")
+        dropped = cur._result.message.decode()  # type: ignore[union-attr]
+    over_http = gw.http("DROP MODEL gone_http")["message"]
+    assert over_http and dropped == over_http.replace("gone_http", "gone_mysql")
+    with conn.cursor() as cur:
+        cur.execute("SET NAMES utf8mb4")  # mysql-mimic's own OK packet: no message
+        assert cur._result.message == b""  # type: ignore[union-attr]
+
+
+def _held_join(served: Served, model: Model) -> tuple[threading.Thread, list[Any]]:
+    """A JOIN on a connection of its own, held by the model until ``model.release``; its
+    rows (or error) land in the returned list."""
+    conn = served.connect()
+    _mysql(conn, "CREATE TABLE IF NOT EXISTS held (id INTEGER, x INTEGER)")
+    _mysql(conn, "DELETE FROM held")
+    _mysql(conn, "INSERT INTO held VALUES (1, 1)")
+    _mysql(
+        conn,
+        _create_model("holder", model.url).replace("CREATE MODEL", "CREATE MODEL IF NOT EXISTS"),
+    )
+    model.calls, model.hold_from = 0, 1
+    model.release.clear()
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(_mysql(conn, "SELECT t.id, p.y FROM local.held AS t JOIN holder AS p")[1])
+        except Exception as exc:  # noqa: BLE001 - the test reads it
+            out.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    while model.calls < 1 and thread.is_alive():  # the JOIN is in flight, waiting on the model
+        time.sleep(0.01)
+    return thread, out
+
+
+@pytest.mark.parametrize(
+    ("env", "number", "code"),
+    [
+        ({"BYOM_MAX_IN_FLIGHT": "1"}, 1040, "GATEWAY_BUSY"),
+        ({"BYOM_MAX_IN_FLIGHT_PER_CLIENT": "1"}, 1226, "TOO_MANY_REQUESTS"),
+    ],
+)
+def test_statements_over_the_in_flight_limit_are_refused(
+    tmp_path: Path, model: Model, env: dict[str, str], number: int, code: str
+) -> None:
+    app = create_app(home=tmp_path, settings=Settings.load(env), mysql_port=0)
+    with serving(app, "gateway") as url:
+        served = Served(url, app.state.mysql_port, app)
+        other = served.connect()  # same address, no token: the same client as the JOIN's
+        thread, out = _held_join(served, model)
+        try:
+            with pytest.raises(pymysql.err.OperationalError) as refused:
+                _mysql(other, "SELECT 1")
+        finally:
+            model.release.set()
+            thread.join(30)
+            model.hold_from = None
+        assert refused.value.args[0] == number
+        assert refused.value.args[1].startswith(f"[{code}] ")
+        assert out == [[(1, 2)]]  # the statement in flight was not disturbed
+        assert _mysql(other, "SELECT 1")[1] == [(1,)]  # slot given back; connection usable
+
+
+def test_a_given_limiter_is_shared_with_http(tmp_path: Path) -> None:
+    """``serving(limiter=...)`` counts in the limiter it is given (the HTTP API's): a slot
+    taken elsewhere (an HTTP statement in flight) leaves none for a MySQL statement."""
+    from gateway.core import Gateway
+    from gateway.limits import InFlightLimiter
+    from gateway.mysql_server import serving as mysql_serving
+
+    def query(port: int) -> Any:
+        conn = pymysql.connect(host="127.0.0.1", port=port, user="u", password="p")
+        try:
+            return _mysql(conn, "SELECT 1")[1]
+        except pymysql.err.MySQLError as exc:
+            return exc.args[0]
+        finally:
+            conn.close()
+
+    async def main() -> list[Any]:
+        limiter = InFlightLimiter(total=1, per_client=16)
+        gateway = await Gateway.start(tmp_path, settings=Settings())
+        try:
+            async with mysql_serving(gateway, "127.0.0.1", 0, limiter=limiter) as port:
+                limiter.acquire("ip:elsewhere")
+                busy = await asyncio.to_thread(query, port)
+                limiter.release("ip:elsewhere")
+                free = await asyncio.to_thread(query, port)
+                return [busy, free, limiter.in_flight]
+        finally:
+            await gateway.close()
+
+    assert asyncio.run(main()) == [1040, [(1,)], 0]
