@@ -528,12 +528,9 @@ def test_statements_over_the_in_flight_limit_are_refused(
         assert _mysql(other, "SELECT 1")[1] == [(1,)]  # slot given back; connection usable
 
 
-def test_a_given_limiter_is_shared_with_http(tmp_path: Path) -> None:
-    """``serving(limiter=...)`` counts in the limiter it is given (the HTTP API's): a slot
-    taken elsewhere (an HTTP statement in flight) leaves none for a MySQL statement."""
-    from gateway.core import Gateway
-    from gateway.limits import InFlightLimiter
-    from gateway.mysql_server import serving as mysql_serving
+def test_http_and_mysql_share_the_in_flight_limiter(tmp_path: Path) -> None:
+    """``create_app`` hands its HTTP limiter to the MySQL server: a slot taken there (an
+    HTTP statement in flight) leaves none for a MySQL statement."""
 
     def query(port: int) -> Any:
         conn = pymysql.connect(host="127.0.0.1", port=port, user="u", password="p")
@@ -544,17 +541,14 @@ def test_a_given_limiter_is_shared_with_http(tmp_path: Path) -> None:
         finally:
             conn.close()
 
-    async def main() -> list[Any]:
-        limiter = InFlightLimiter(total=1, per_client=16)
-        gateway = await Gateway.start(tmp_path, settings=Settings())
+    settings = Settings.load({"BYOM_MAX_IN_FLIGHT": "1"})
+    app = create_app(home=tmp_path, settings=settings, mysql_port=0)
+    with serving(app, "gateway"):
+        limiter = app.state.limiter
+        limiter.acquire("ip:elsewhere")
         try:
-            async with mysql_serving(gateway, "127.0.0.1", 0, limiter=limiter) as port:
-                limiter.acquire("ip:elsewhere")
-                busy = await asyncio.to_thread(query, port)
-                limiter.release("ip:elsewhere")
-                free = await asyncio.to_thread(query, port)
-                return [busy, free, limiter.in_flight]
+            busy = query(app.state.mysql_port)
         finally:
-            await gateway.close()
-
-    assert asyncio.run(main()) == [1040, [(1,)], 0]
+            limiter.release("ip:elsewhere")
+        free = query(app.state.mysql_port)
+        assert [busy, free, limiter.in_flight] == [1040, [(1,)], 0]
