@@ -38,7 +38,7 @@ def replica_states(model: str, version: int, timeout: float = 60) -> dict[str, i
             return {str(k): v for k, v in states.items()}
         if time.monotonic() > deadline:
             return {str(k): v for k, v in states.items()}
-        time.sleep(0.5)
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_a_version_runs_the_replicas_it_asked_for(
             if response.status_code == 200:
                 break
             assert time.monotonic() < deadline, response.text
-            time.sleep(0.5)
+            time.sleep(0.1)
         assert replica_states("twice", 1) == {"RUNNING": 2}
         assert [v["replicas"] for v in records(run(again, "DESCRIBE twice"))] == [2]
         run(again, "DROP MODEL twice")

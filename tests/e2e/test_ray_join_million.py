@@ -47,9 +47,12 @@ def _source(home: Path) -> None:
     (home / "local").mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(home / "local" / "big.sqlite")
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER, g TEXT)")
-    conn.executemany(
-        "INSERT INTO t VALUES (?, ?, ?)",
-        ((i, None if i % 97 == 0 else i % 1000, f"g{i % 13}") for i in range(1, ROWS + 1)),
+    # Generated inside SQLite (half the time of a Python executemany, same rows and types).
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+        "INSERT INTO t SELECT i, CASE WHEN i % 97 = 0 THEN NULL ELSE i % 1000 END, "
+        "'g' || (i % 13) FROM n",
+        (ROWS,),
     )
     conn.commit()
     conn.close()
