@@ -1,10 +1,10 @@
 """A built-in text classifier's whole life through the SQL API, on real Ray and Ray Serve.
 
 A tiny BERT built in the test is fine-tuned from rows of a real SQLite datasource: CREATE
-(training as a Ray task, progress in the catalog), predict one row and by JOIN through the
-ordinary ray_serve adapter, RETRAIN to version 2, query version 1 as ``m.1``, roll back,
-EVALUATE, restart the gateway (the deployment comes back without retraining), DROP (the
-Serve applications are gone).
+(training as a Ray task, progress in the catalog, ``replicas = 2`` Serve replicas), predict
+one row and by JOIN through the ordinary ray_serve adapter, RETRAIN to version 2, query
+version 1 as ``m.1``, roll back, EVALUATE, restart the gateway (the deployment comes back
+with its two replicas, without retraining), DROP (the Serve applications are gone).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from builtin_models.deployments import app_name
 from gateway.server import create_app
 from tests.builtin_models.conftest import (
     TINY_HYPERPARAMS,
@@ -131,9 +132,24 @@ def created(api: TestClient, tiny_bert: Path) -> dict[str, Any]:
         api,
         "CREATE MODEL sentiment FROM shop (SELECT review AS text, sentiment FROM reviews) "
         f"PREDICT sentiment USING task = 'text_classification', model_name = '{tiny_bert}', "
-        f"hyperparams = '{HYPER}', test_size = 0.2, test_sampling = 'stratified'",
+        f"hyperparams = '{HYPER}', test_size = 0.2, test_sampling = 'stratified', "
+        "replicas = 2",
     )
     return {"answer": records(body)[0], "v1": wait_version(api, "sentiment", 1)}
+
+
+def replica_states(model: str, version: int, timeout: float = 60) -> dict[str, int]:
+    """The replica states of the version's deployment, once none is still starting."""
+    from ray import serve
+
+    name = app_name(model, version)
+    deadline = time.monotonic() + timeout
+    while True:
+        app = serve.status().applications.get(name)
+        states = dict(app.deployments[name].replica_states) if app is not None else {}
+        if (states and set(states) == {"RUNNING"}) or time.monotonic() > deadline:
+            return {str(k): v for k, v in states.items()}
+        time.sleep(0.1)
 
 
 def test_create_answers_at_once_and_trains_to_complete(created: dict[str, Any]) -> None:
@@ -149,6 +165,8 @@ def test_create_answers_at_once_and_trains_to_complete(created: dict[str, Any]) 
     assert v1["percent"] == 100.0
     assert v1["model_uri"] and v1["url_predict"].endswith("/byom/sentiment/v1/predict")
     assert "training" in v1["phases_seen"] or v1["job_id"] is not None
+    assert v1["replicas"] == 2
+    assert replica_states("sentiment", 1) == {"RUNNING": 2}
 
 
 def test_predict_one_row_with_probabilities(api: TestClient, created: dict[str, Any]) -> None:
@@ -367,6 +385,9 @@ def test_restart_serves_again_and_drop_removes_deployments(
         assert records(response.json())[0]["sentiment"] == "negative"
         versions = records(run(again, "DESCRIBE sentiment"))
         assert len(versions) == 2  # nothing was retrained
+        # the active version 1 came back with the replicas stored with it
+        assert versions[0]["replicas"] == 2
+        assert replica_states("sentiment", 1) == {"RUNNING": 2}
         run(again, "DROP MODEL sentiment")
         left = [a for a in serve.status().applications if a.startswith("byom-sentiment-")]
         assert left == []
