@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, CursorResult, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from byom.errors import DatasourceError, GatewayError, InvalidOption
+from byom.errors import DatasourceError, DatasourceUnavailable, GatewayError, InvalidOption
 from catalog.records import DatasourceRecord
 from datasources import guards, writing
 from datasources.engines import postgres_engine, sqlite_engine
@@ -106,10 +106,29 @@ class Datasource:
         if self.read_only:
             guards.check_pass_through(self.name, self.engine_name, sql)
 
+    def connection_lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` broke the connection itself, as SQLAlchemy's dialect recognises
+        a disconnect (``stream`` reads the driver's cursor, whose errors SQLAlchemy never
+        saw). The pool pre-pings, so the next statement gets a live connection."""
+        if isinstance(exc, DBAPIError):
+            return bool(exc.connection_invalidated)
+        dialect = self._engine.dialect
+        return isinstance(exc, dialect.loaded_dbapi.Error) and dialect.is_disconnect(
+            exc, None, None
+        )
+
     def _query_error(self, exc: BaseException) -> GatewayError:
         refused = self.refusal(exc, "the statement")
         if refused is not None:
             return refused
+        if self.connection_lost(exc):
+            return DatasourceUnavailable(
+                f"the connection to datasource '{self.name}' ({self.engine_name} at "
+                f"{self.location}) was lost during the statement: {self._reason(exc)}. The "
+                "statement itself was fine; the gateway reconnects for the next one, so "
+                "retry it once the database is back",
+                datasource=self.name,
+            )
         return DatasourceError(
             f"query failed on datasource '{self.name}' ({self.engine_name}): {self._reason(exc)}",
             datasource=self.name,

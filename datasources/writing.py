@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Column, MetaData, Table, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
-from byom.errors import DatasourceError, GatewayError, InvalidInput, InvalidOption
+from byom.errors import (
+    DatasourceError,
+    DatasourceUnavailable,
+    GatewayError,
+    InvalidInput,
+    InvalidOption,
+)
 from datasources.values import POSTGRES_NATIVE, SQLITE_NATIVE, bindable, infer_column_type
 
 if TYPE_CHECKING:  # the Datasource module imports this one to open writers
@@ -256,7 +262,9 @@ class TableWriter:
         refused = ds.refusal(exc, f"writing table '{self.where}'")
         if refused is not None:
             return refused
-        return DatasourceError(
+        # A lost connection is the database's outage, not a wrong statement (503)
+        error = DatasourceUnavailable if ds.connection_lost(exc) else DatasourceError
+        return error(
             f"writing table '{self.where}' in datasource '{ds.name}' ({ds.engine_name}) "
             f"failed while {doing}: {ds._reason(exc)}. {self._rows_written} rows were "
             "written before this chunk and stay committed (each chunk is its own "

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, event
 
-from byom.errors import DatasourceError, InvalidOption
+from byom.errors import DatasourceError, DatasourceUnavailable, InvalidOption
 from catalog.records import DatasourceRecord
 from datasources import (
     EMBEDDED_NAME,
@@ -348,6 +348,34 @@ def test_pg_error_mapping(pg_ds: Datasource) -> None:
     with pytest.raises(DatasourceError, match="syntax error"):
         pg_ds.query("SELEC 1")
     assert pg_ds.query("SELECT 1 AS one") == (["one"], [(1,)])  # the pool recovered
+
+
+@pytest.mark.postgres
+def test_pg_connection_lost_mid_stream_is_unavailable(pg_ds: Datasource, pg_table: str) -> None:
+    """The server ends the connection between two chunks: 503 DATASOURCE_UNAVAILABLE (the
+    statement was fine), and the next statement gets a new connection."""
+    backends: list[int] = []
+
+    def remember(conn: Any, cursor: Any, *args: Any) -> None:
+        backends.append(conn.connection.dbapi_connection.get_backend_pid())
+
+    event.listen(pg_ds.sa_engine, "before_cursor_execute", remember)
+    try:
+        stream = pg_ds.stream(f"SELECT id, name FROM {pg_table} ORDER BY id", chunk_rows=10)
+        _, first = next(stream)
+    finally:
+        event.remove(pg_ds.sa_engine, "before_cursor_execute", remember)
+    assert len(first) == 10
+    # Another connection of the pool ends the streaming one, as a server restart would.
+    _, ended = pg_ds.query(f"SELECT pg_terminate_backend({backends[-1]})")
+    assert ended == [(True,)]
+    with pytest.raises(DatasourceUnavailable) as info:
+        list(stream)
+    error = info.value
+    assert (error.code, error.status) == ("DATASOURCE_UNAVAILABLE", 503)
+    assert error.message.startswith("the connection to datasource 'pg' (postgres at ")
+    assert "retry" in error.message
+    assert pg_ds.query(f"SELECT count(*) FROM {pg_table}")[1] == [(25,)]
 
 
 @pytest.mark.postgres
