@@ -270,8 +270,10 @@ def test_the_model_page_watches_training_then_shows_metrics_and_loss(
         # finished (trained, logged and deployed): no progress bar, no refresh any more, the
         # metrics and pictures of version 1
         wait.until(
-            lambda d: not d.find_elements(By.CSS_SELECTOR, "progress.training")
-            and d.find_elements(By.CSS_SELECTOR, "svg.curve")
+            lambda d: (
+                not d.find_elements(By.CSS_SELECTOR, "progress.training")
+                and d.find_elements(By.CSS_SELECTOR, "svg.curve")
+            )
         )
         assert "complete" in browser.find_element(By.ID, "view").text
         line = browser.find_element(By.CSS_SELECTOR, "svg.curve polyline")
