@@ -34,7 +34,7 @@ from datasources import DatasourcePool, FilePolicy
 from gateway import audit, auth, heatwave, postgresml
 from gateway import statements as st
 from gateway.audit import AuditLog
-from gateway.deadlines import run_within, statement_limit
+from gateway.deadlines import Limit, run_within, statement_limit
 from gateway.executor import Executor, Services
 from gateway.executor.liveness import heartbeat, make_owner, recover
 from gateway.parser import ParseLimits, ScriptStatement
@@ -375,7 +375,7 @@ class Gateway:
             target=spec.get("target"),
             options=options,
         )
-        return await self._execute(statement)
+        return await self._within_default_limit(self._execute(statement))
 
     async def describe_predictor(self, name: str) -> Result:
         return self.executor.describe(name.lower())
@@ -388,7 +388,15 @@ class Gateway:
 
     async def predict(self, name: str, rows: list[dict[str, Any]]) -> Result:
         """Predict JSON rows with a model: input columns + prediction (+ extra) per row."""
-        return await self.executor.predict_rows(name.lower(), rows)
+        return await self._within_default_limit(self.executor.predict_rows(name.lower(), rows))
+
+    async def _within_default_limit(self, run: Awaitable[Result]) -> Result:
+        """A JSON route's work under the gateway's statement timeout, as its SQL twin runs
+        (``BYOM_STATEMENT_TIMEOUT``; these routes have no USING to set their own)."""
+        seconds = self.services.settings.statement_timeout
+        result = await run_within(run, Limit(float(seconds)) if seconds else None)
+        assert isinstance(result, Result)  # only a JOIN streams
+        return result
 
     async def wait_for_training(self, name: str, timeout: float = 120.0) -> Result:
         """Block until the model's training ended (a built-in model: its latest version);

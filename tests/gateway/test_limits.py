@@ -489,6 +489,24 @@ def test_gateway_statement_timeout_names_its_setting(tmp_path: Path) -> None:
     assert model.in_flight == 0  # the endpoint call did not go on
 
 
+def test_the_json_predict_route_runs_under_the_statement_timeout(tmp_path: Path) -> None:
+    """POST /api/predictors/{name}/predict (Gateway.predict) has no USING: the gateway's
+    limit bounds it as it bounds the SQL twin."""
+    model = FakeModel(slow_first=3600)
+
+    async def main() -> Any:
+        async with gateway(tmp_path, model, statement_timeout=0.3) as gw:
+            try:
+                return await gw.predict("m", [{"a": 1}])
+            except Exception as exc:  # noqa: BLE001 - returned to be checked
+                return exc
+
+    error = asyncio.run(main())
+    assert isinstance(error, StatementTimeout), error
+    assert "BYOM_STATEMENT_TIMEOUT" in error.message
+    assert model.in_flight == 0  # the endpoint call did not go on
+
+
 def test_statement_timeout_option_must_be_positive(tmp_path: Path) -> None:
     sql = "SELECT t.id FROM local.t AS t JOIN m AS p USING statement_timeout = 'soon'"
     error = asyncio.run(_run_gateway(tmp_path, FakeModel(), sql))
