@@ -37,6 +37,7 @@ from gateway.audit import AuditLog
 from gateway.deadlines import Limit, run_within, statement_limit
 from gateway.executor import Executor, Services
 from gateway.executor.liveness import heartbeat, make_owner, recover
+from gateway.parse_tokens import MAX_IDENTIFIER
 from gateway.parser import ParseLimits, ScriptStatement
 from gateway.planner import plan
 from gateway.plans import Plan, Resolver
@@ -363,6 +364,14 @@ class Gateway:
         spec = {_JSON_ALIASES.get(k, k): v for k, v in spec.items()}
         if not spec.get("name"):
             raise InvalidOption("A predictor needs a name.")
+        for field in ("name", "namespace"):  # SQL's parser checks its names; JSON here
+            value = spec.get(field)
+            if isinstance(value, str) and len(value) > MAX_IDENTIFIER:
+                raise InvalidOption(
+                    f"The predictor's {field} is {len(value)} characters long; at most "
+                    f"{MAX_IDENTIFIER} are allowed.",
+                    option=field,
+                )
         options = dict(spec.get("options") or {})
         for field, key in _USING_FIELDS.items():
             if spec.get(field) is not None:

@@ -507,6 +507,22 @@ def test_the_json_predict_route_runs_under_the_statement_timeout(tmp_path: Path)
     assert model.in_flight == 0  # the endpoint call did not go on
 
 
+def test_json_registered_names_have_the_sql_length_limit(tmp_path: Path) -> None:
+    async def main() -> Any:
+        async with gateway(tmp_path, FakeModel()) as gw:
+            try:
+                await gw.register_predictor(
+                    {"name": "m" * 256, "format": "mlflow", "url_predict": "http://h/p"}
+                )
+            except Exception as exc:  # noqa: BLE001 - returned to be checked
+                return exc, (await gw.list_predictors()).rows
+            return None, []
+
+    error, models = asyncio.run(main())
+    assert isinstance(error, InvalidOption) and "at most 255" in error.message, error
+    assert all(len(row[0]) < 256 for row in models)  # nothing was stored
+
+
 def test_statement_timeout_option_must_be_positive(tmp_path: Path) -> None:
     sql = "SELECT t.id FROM local.t AS t JOIN m AS p USING statement_timeout = 'soon'"
     error = asyncio.run(_run_gateway(tmp_path, FakeModel(), sql))
