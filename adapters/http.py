@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -154,24 +155,18 @@ async def post_json(
     admission = breakers.admit(key)
     if admission.refused is not None:
         raise ctx.circuit_open(key, admission.refused)
-    return await _with_breaker(breakers, key, admission, client, ctx, body, content_type,
-                               settings, retry)  # fmt: skip
+    attempts = _attempts(client, ctx, body, content_type, settings, retry)
+    return await _with_breaker(breakers, key, admission, attempts)
 
 
 async def _with_breaker(
-    breakers: Breakers,
-    key: str,
-    admission: Admission,
-    client: httpx.AsyncClient,
-    ctx: CallContext,
-    body: bytes,
-    content_type: str,
-    settings: HttpSettings,
-    retry: bool,
+    breakers: Breakers, key: str, admission: Admission, attempts: Awaitable[Any]
 ) -> Any:
+    """``await attempts`` (a call admitted by ``key``'s breaker) and tell the breaker how
+    it went: an endpoint fault counts against it, a success closes it."""
     verdict: bool | None = None  # stays None when cancelled: a probe slot is freed
     try:
-        answer = await _attempts(client, ctx, body, content_type, settings, retry)
+        answer = await attempts
         verdict = True
         return answer
     except EndpointError as exc:
