@@ -2,9 +2,10 @@
 
 Every training run is an MLflow run (params, hyperparams, metrics, reports) holding the
 model as an MLflow pyfunc "model from code": the task's model file (e.g.
-``text_classifier_model.py``) plus the ``save_pretrained`` directory as an artifact. The
-real ``mlflow models serve -m <model_uri>`` serves it, and a Ray Serve deployment loads it
-with :func:`load_model`.
+``text_classifier_model.py``) and the files it imports (``code_paths``:
+``model_support.py``) plus the ``save_pretrained`` directory as an artifact. The real
+``mlflow models serve -m <model_uri>`` serves it, and a Ray Serve deployment loads it with
+:func:`load_model`.
 
 Tracking URI: a parameter; the default is MLflow 3's own recommendation, a SQLite database,
 here ``sqlite:///<home>/mlflow.db`` with artifacts in ``<home>/mlartifacts`` (``home`` is
@@ -185,6 +186,7 @@ def log_model(
     model_dir: Path,
     *,
     code_path: Path,
+    code_paths: Sequence[Path] = (),
     tracking_uri: str | None = None,
     artifact_root: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
@@ -202,6 +204,10 @@ def log_model(
     """Log one training run: its params, hyperparams (``hp.<name>``), scalar metrics,
     metric histories (``curves``: name -> (step, value) points), JSON reports
     (``<name>.json``) and the model (``code_path`` + ``model_dir``).
+
+    ``code_paths``: Python files the model file imports (MLflow copies them into the model's
+    ``code/`` folder and puts it on ``sys.path`` when it loads the model, so they need not be
+    installed where it is served).
 
     ``params_example``: the predict params the model takes, with their defaults (declared in
     the signature, so pyfunc and ``mlflow models serve`` pass them through); ``packages``:
@@ -240,6 +246,7 @@ def log_model(
             info = mlflow.pyfunc.log_model(
                 name=MODEL_ARTIFACT,
                 python_model=str(code_path),
+                code_paths=[str(p) for p in code_paths] or None,
                 artifacts={MODEL_ARTIFACT: str(model_dir)},
                 pip_requirements=pip_requirements(packages),
                 signature=signature,

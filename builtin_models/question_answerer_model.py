@@ -1,8 +1,9 @@
 """Inference for a fine-tuned extractive question answerer, and its MLflow "model from code".
 
 Self-contained on purpose, as ``text_classifier_model.py``: MLflow copies this file into
-every logged model and runs it on load, so it imports only mlflow, numpy, pandas, torch and
-transformers - never the gateway.
+every logged model and runs it on load, so it imports only mlflow, numpy, pandas, torch,
+transformers and ``model_support.py`` (the helpers the model files share, logged with every
+model) - never the gateway.
 
 A saved answerer is a ``save_pretrained`` directory (an encoder with a span head,
 ``AutoModelForQuestionAnswering``, and a fast tokenizer) plus ``byom_qa.json``
@@ -31,8 +32,6 @@ Params, per query: ``max_answer_length``, the longest answer in tokens (1 to
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,15 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+
+# The helpers shared by the model files. Inside this package (tests, training, the
+# gateway's own loads) they are builtin_models.model_support; a logged model is also served
+# where the package is not installed, and there MLflow puts the model's code/ folder, where
+# artifacts.log_model ships model_support.py (``code_paths``), on sys.path.
+try:
+    from builtin_models import model_support
+except ImportError:  # pragma: no cover - served from a logged model without this package
+    import model_support  # type: ignore[no-redef]
 
 META_FILE = "byom_qa.json"
 QUESTION, CONTEXT = "question", "context"
@@ -142,26 +150,14 @@ class QuestionAnswerer:
     @classmethod
     def load(cls, path: str | Path) -> QuestionAnswerer:
         """Load a saved answerer directory."""
-        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-        from transformers.utils import logging
+        from transformers import AutoModelForQuestionAnswering
 
-        logging.disable_progress_bar()
-        meta = json.loads((Path(path) / META_FILE).read_text())
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForQuestionAnswering.from_pretrained(str(path))
-        return cls(model, tokenizer, meta)
+        return cls(*model_support.load_pretrained(path, META_FILE, AutoModelForQuestionAnswering))
 
     def answer_length(self, params: dict[str, Any] | None = None) -> int:
         """The longest answer of ``params`` (``max_answer_length``; 0 or none: the model's
         own); ValueError for unknown params or a value out of range."""
-        params = dict(params or {})
-        unknown = sorted(set(params) - set(PARAMS_EXAMPLE))
-        if unknown:
-            raise ValueError(
-                f"unknown parameter(s) {', '.join(unknown)}; this model takes "
-                f"{', '.join(PARAMS_EXAMPLE)}"
-            )
-        value = params.get("max_answer_length")
+        value = model_support.known_params(params, PARAMS_EXAMPLE).get("max_answer_length")
         if value is None:
             return self.max_answer_length
         try:
@@ -230,7 +226,7 @@ class QuestionAnswerer:
         present = [
             i
             for i, (q, c) in enumerate(zip(questions, contexts, strict=True))
-            if not _missing(q) and not _missing(c)
+            if not model_support.missing(q) and not model_support.missing(c)
         ]
         found = self.spans(
             [str(questions[i]) for i in present],
@@ -247,10 +243,6 @@ class QuestionAnswerer:
             answer["start"][row] = start
             answer["end"][row] = end
         return answer
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def inputs_of(model_input: Any) -> tuple[list[Any], list[Any]]:

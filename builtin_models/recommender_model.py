@@ -1,8 +1,9 @@
 """Serving a trained TwoTower recommender with numpy alone, and its MLflow "model from code".
 
 Self-contained on purpose: MLflow copies this file into every logged model and runs it on
-load, so it imports only mlflow, numpy and pandas - never the gateway, never torch (every
-vector was computed when training ended).
+load, so it imports only mlflow, numpy, pandas and ``model_support.py`` (the helpers the
+model files share, logged with every model) - never the gateway, never torch (every vector
+was computed when training ended).
 
 A saved recommender is ``recommender.npz`` (ids, vectors, biases, the training interactions)
 plus ``byom_recommender.json`` (feedback, column names, rating range).
@@ -43,6 +44,15 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+
+# The helpers shared by the model files. Inside this package (tests, training, the
+# gateway's own loads) they are builtin_models.model_support; a logged model is also served
+# where the package is not installed, and there MLflow puts the model's code/ folder, where
+# artifacts.log_model ships model_support.py (``code_paths``), on sys.path.
+try:
+    from builtin_models import model_support
+except ImportError:  # pragma: no cover - served from a logged model without this package
+    import model_support  # type: ignore[no-redef]
 
 META_FILE = "byom_recommender.json"
 ARRAYS_FILE = "recommender.npz"
@@ -273,12 +283,8 @@ def _fallback(arrays: dict[str, np.ndarray], kind: str) -> tuple[np.ndarray, np.
     return np.asarray(arrays[f"fallback_{kind}"]), np.asarray(arrays[f"fallback_{kind}_score"])
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def _as_id(value: Any) -> Any:
-    if _missing(value):
+    if model_support.missing(value):
         return None
     if isinstance(value, float) and value.is_integer():
         return str(int(value))

@@ -2,7 +2,8 @@
 its MLflow "model from code".
 
 Self-contained on purpose: MLflow copies this file into every logged model and runs it on
-load, so it imports only mlflow, pandas, torch and transformers - never the gateway.
+load, so it imports only mlflow, pandas, torch, transformers and ``model_support.py`` (the
+helpers the model files share, logged with every model) - never the gateway.
 
 A saved model is a ``save_pretrained`` directory (an encoder-decoder: T5, BART, Marian, or
 a BERT2BERT ``EncoderDecoderModel``) plus ``byom_seq2seq.json``: the task, the ``prefix``
@@ -29,30 +30,27 @@ concurrent requests with the same params into one call (``serving.py``).
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
+
+# The helpers shared by the model files. Inside this package (tests, training, the
+# gateway's own loads) they are builtin_models.model_support; a logged model is also served
+# where the package is not installed, and there MLflow puts the model's code/ folder, where
+# artifacts.log_model ships model_support.py (``code_paths``), on sys.path.
+try:
+    from builtin_models import model_support
+except ImportError:  # pragma: no cover - served from a logged model without this package
+    import model_support  # type: ignore[no-redef]
 
 META_FILE = "byom_seq2seq.json"
 INPUT_COLUMN = "source"
 ARTIFACT_KEY = "model"
 INFERENCE_BATCH = 32
-#: The params the logged signature declares, with their defaults (MLflow fills these in;
-#: 0 and -1 mean "the model's default" and "no seed").
-PARAMS_EXAMPLE: dict[str, Any] = {
-    "max_new_tokens": 0,
-    "num_beams": 0,
-    "temperature": 0.0,
-    "top_p": 1.0,
-    "seed": -1,
-}
-MAX_NEW_TOKENS_LIMIT = 4096
-MAX_BEAMS = 64
+#: The params the logged signature declares, with their defaults.
+PARAMS_EXAMPLE: dict[str, Any] = model_support.GENERATION_PARAMS
 
 
 class Seq2SeqGenerator:
@@ -77,45 +75,19 @@ class Seq2SeqGenerator:
     @classmethod
     def load(cls, path: str | Path) -> Seq2SeqGenerator:
         """Load a saved model directory."""
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-        from transformers.utils import logging
+        from transformers import AutoModelForSeq2SeqLM
 
-        logging.disable_progress_bar()  # no "Loading weights" bars in server logs
-        meta = json.loads((Path(path) / META_FILE).read_text())
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForSeq2SeqLM.from_pretrained(str(path))
-        return cls(model, tokenizer, meta)
+        return cls(*model_support.load_pretrained(path, META_FILE, AutoModelForSeq2SeqLM))
 
     def settings(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The generation settings of ``params`` over the model's defaults (ValueError for a
         value out of range)."""
-        params = dict(params or {})
-        unknown = sorted(set(params) - set(PARAMS_EXAMPLE))
-        if unknown:
-            raise ValueError(
-                f"unknown generation parameter(s) {', '.join(unknown)}; this model takes "
-                f"{', '.join(PARAMS_EXAMPLE)}"
-            )
-        max_new = _number(params, "max_new_tokens", int, 0, MAX_NEW_TOKENS_LIMIT)
-        beams = _number(params, "num_beams", int, 0, MAX_BEAMS)
-        temperature = _number(params, "temperature", float, 0.0, 100.0)
-        top_p = _number(params, "top_p", float, 0.0, 1.0)
-        seed = _number(params, "seed", int, -1, 2**32 - 1)
-        if top_p == 0:
-            raise ValueError("top_p must be above 0 (1.0 turns nucleus sampling off)")
-        out: dict[str, Any] = {
-            "max_new_tokens": max_new or self.max_new_tokens,
-            "num_beams": beams or self.num_beams,
-        }
-        if self.forced_bos_token_id is not None:
-            out["forced_bos_token_id"] = self.forced_bos_token_id
-        if temperature and temperature > 0:
-            out.update(do_sample=True, temperature=temperature, top_p=top_p)
-            if seed is not None and seed >= 0:
-                out["seed"] = seed
-        else:
-            out["do_sample"] = False
-        return out
+        return model_support.generation_settings(
+            params,
+            max_new_tokens=self.max_new_tokens,
+            num_beams=self.num_beams,
+            forced_bos_token_id=self.forced_bos_token_id,
+        )
 
     def length_order(self, sources: list[str]) -> list[int]:
         """Row indexes by source length in tokens (as truncated), shortest first: batches of
@@ -159,53 +131,13 @@ class Seq2SeqGenerator:
 
     def predict(self, texts: list[Any], params: dict[str, Any] | None = None) -> list[Any]:
         """Generated texts for ``texts``; None/NaN texts answer None."""
-        present = [i for i, t in enumerate(texts) if not _missing(t)]
-        generated = self.generate([str(texts[i]) for i in present], params)
-        answer: list[Any] = [None] * len(texts)
-        for i, text in zip(present, generated, strict=True):
-            answer[i] = text
-        return answer
-
-
-def _number(params: dict[str, Any], key: str, kind: type, low: float, high: float) -> Any:
-    """``params[key]`` as ``kind`` within [low, high]; None when it is not given."""
-    value = params.get(key)
-    if value is None:
-        return None
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or (kind is int and float(value) != number):
-        raise ValueError(f"{key} must be a whole number, got {value!r}")
-    if not low <= number <= high:
-        raise ValueError(f"{key} must be in [{low:g}, {high:g}], got {value!r}")
-    return number
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+        return model_support.per_present(texts, lambda present: self.generate(present, params))
 
 
 def texts_of(model_input: Any) -> list[Any]:
     """The source texts of a pyfunc input: a DataFrame (``source`` column, or its only
     column), a Series, a list of strings, or a dict of columns."""
-    if isinstance(model_input, dict):
-        model_input = pd.DataFrame(model_input)
-    if isinstance(model_input, pd.DataFrame):
-        columns = {str(c).lower(): c for c in model_input.columns}
-        if INPUT_COLUMN in columns:
-            return model_input[columns[INPUT_COLUMN]].tolist()
-        if len(model_input.columns) == 1:
-            return model_input.iloc[:, 0].tolist()
-        raise ValueError(
-            f"expected a '{INPUT_COLUMN}' column, got: {', '.join(map(str, model_input.columns))}"
-        )
-    if isinstance(model_input, pd.Series | np.ndarray):
-        return list(model_input.tolist())
-    if isinstance(model_input, list | tuple):
-        return list(model_input)
-    raise ValueError(f"cannot read texts from a {type(model_input).__name__}")
+    return model_support.texts_of(model_input, (INPUT_COLUMN,))
 
 
 class Seq2SeqModel(mlflow.pyfunc.PythonModel):

@@ -2,8 +2,9 @@
 
 Self-contained on purpose: MLflow copies this file into every logged model and runs it on
 load (``mlflow models serve``, ``mlflow.pyfunc.load_model``), so it imports only mlflow,
-numpy, pandas, torch and transformers - never the gateway - and a logged model serves from
-any environment that has those.
+numpy, pandas, torch, transformers and ``model_support.py`` (the helpers the model files
+share, logged with every model) - never the gateway - and a logged model serves from any
+environment that has those.
 
 A saved classifier is a ``save_pretrained`` directory plus ``byom_classifier.json``
 (labels in output order, ``multi_label``, ``threshold``, ``max_length``).
@@ -24,14 +25,21 @@ A NULL text gets ``None`` in all three.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
+
+# The helpers shared by the model files. Inside this package (tests, training, the
+# gateway's own loads) they are builtin_models.model_support; a logged model is also served
+# where the package is not installed, and there MLflow puts the model's code/ folder, where
+# artifacts.log_model ships model_support.py (``code_paths``), on sys.path.
+try:
+    from builtin_models import model_support
+except ImportError:  # pragma: no cover - served from a logged model without this package
+    import model_support  # type: ignore[no-redef]
 
 META_FILE = "byom_classifier.json"
 INPUT_COLUMN = "text"
@@ -54,14 +62,10 @@ class TextClassifier:
     @classmethod
     def load(cls, path: str | Path) -> TextClassifier:
         """Load a saved classifier directory."""
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        from transformers.utils import logging
+        from transformers import AutoModelForSequenceClassification
 
-        logging.disable_progress_bar()  # no "Loading weights" bars in server logs
-        meta = json.loads((Path(path) / META_FILE).read_text())
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForSequenceClassification.from_pretrained(str(path))
-        return cls(model, tokenizer, meta)
+        loaded = model_support.load_pretrained(path, META_FILE, AutoModelForSequenceClassification)
+        return cls(*loaded)
 
     def probabilities(self, texts: list[str], batch_size: int = INFERENCE_BATCH) -> np.ndarray:
         """``(len(texts), len(labels))`` probabilities, float64."""
@@ -86,7 +90,7 @@ class TextClassifier:
 
     def predict(self, texts: list[Any]) -> dict[str, list[Any]]:
         """The answer lists (module docstring) for ``texts``; None/NaN texts answer None."""
-        present = [i for i, t in enumerate(texts) if not _missing(t)]
+        present = [i for i, t in enumerate(texts) if not model_support.missing(t)]
         probs = self.probabilities([str(texts[i]) for i in present])
         answer: dict[str, list[Any]] = {
             "prediction": [None] * len(texts),
@@ -107,29 +111,10 @@ class TextClassifier:
         return answer
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def texts_of(model_input: Any) -> list[Any]:
     """The texts of a pyfunc input: a DataFrame (``text`` column, or its only column), a
     Series, a list of strings, or a dict of columns."""
-    if isinstance(model_input, dict):
-        model_input = pd.DataFrame(model_input)
-    if isinstance(model_input, pd.DataFrame):
-        columns = {str(c).lower(): c for c in model_input.columns}
-        if INPUT_COLUMN in columns:
-            return model_input[columns[INPUT_COLUMN]].tolist()
-        if len(model_input.columns) == 1:
-            return model_input.iloc[:, 0].tolist()
-        raise ValueError(
-            f"expected a '{INPUT_COLUMN}' column, got: {', '.join(map(str, model_input.columns))}"
-        )
-    if isinstance(model_input, pd.Series | np.ndarray):
-        return list(model_input.tolist())
-    if isinstance(model_input, list | tuple):
-        return list(model_input)
-    raise ValueError(f"cannot read texts from a {type(model_input).__name__}")
+    return model_support.texts_of(model_input, (INPUT_COLUMN,))
 
 
 class TextClassifierModel(mlflow.pyfunc.PythonModel):

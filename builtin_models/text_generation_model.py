@@ -2,8 +2,9 @@
 MLflow "model from code".
 
 Self-contained on purpose: MLflow copies this file into every logged model and runs it on
-load, so it imports only mlflow, pandas, numpy, torch and transformers - never the gateway
-(so the small parameter checks of ``seq2seq_model.py`` are repeated here, not imported).
+load, so it imports only mlflow, pandas, torch, transformers and ``model_support.py`` (the
+helpers the model files share, logged with every model: the parameter checks are those of
+``seq2seq_model.py``) - never the gateway.
 
 A saved model is a ``save_pretrained`` directory (a decoder: GPT-2 and friends, or the BERT
 warm-started as a decoder, ``BertLMHeadModel``) plus ``byom_text_generation.json``: the task,
@@ -31,31 +32,28 @@ a decoder needs), answered in input order.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
+
+# The helpers shared by the model files. Inside this package (tests, training, the
+# gateway's own loads) they are builtin_models.model_support; a logged model is also served
+# where the package is not installed, and there MLflow puts the model's code/ folder, where
+# artifacts.log_model ships model_support.py (``code_paths``), on sys.path.
+try:
+    from builtin_models import model_support
+except ImportError:  # pragma: no cover - served from a logged model without this package
+    import model_support  # type: ignore[no-redef]
 
 META_FILE = "byom_text_generation.json"
 #: The input column, and its alias (``WHERE prompt = '...'``).
 INPUT_COLUMNS = ("text", "prompt")
 ARTIFACT_KEY = "model"
 INFERENCE_BATCH = 16
-#: The params the logged signature declares, with their defaults (MLflow fills these in;
-#: 0 and -1 mean "the model's default" and "no seed").
-PARAMS_EXAMPLE: dict[str, Any] = {
-    "max_new_tokens": 0,
-    "num_beams": 0,
-    "temperature": 0.0,
-    "top_p": 1.0,
-    "seed": -1,
-}
-MAX_NEW_TOKENS_LIMIT = 4096
-MAX_BEAMS = 64
+#: The params the logged signature declares, with their defaults.
+PARAMS_EXAMPLE: dict[str, Any] = model_support.GENERATION_PARAMS
 
 
 def added_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
@@ -99,43 +97,16 @@ class TextGenerator:
     @classmethod
     def load(cls, path: str | Path) -> TextGenerator:
         """Load a saved model directory."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging
+        from transformers import AutoModelForCausalLM
 
-        logging.disable_progress_bar()  # no "Loading weights" bars in server logs
-        meta = json.loads((Path(path) / META_FILE).read_text())
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForCausalLM.from_pretrained(str(path))
-        return cls(model, tokenizer, meta)
+        return cls(*model_support.load_pretrained(path, META_FILE, AutoModelForCausalLM))
 
     def settings(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The generation settings of ``params`` over the model's defaults (ValueError for a
         value out of range)."""
-        params = dict(params or {})
-        unknown = sorted(set(params) - set(PARAMS_EXAMPLE))
-        if unknown:
-            raise ValueError(
-                f"unknown generation parameter(s) {', '.join(unknown)}; this model takes "
-                f"{', '.join(PARAMS_EXAMPLE)}"
-            )
-        max_new = _number(params, "max_new_tokens", int, 0, MAX_NEW_TOKENS_LIMIT)
-        beams = _number(params, "num_beams", int, 0, MAX_BEAMS)
-        temperature = _number(params, "temperature", float, 0.0, 100.0)
-        top_p = _number(params, "top_p", float, 0.0, 1.0)
-        seed = _number(params, "seed", int, -1, 2**32 - 1)
-        if top_p == 0:
-            raise ValueError("top_p must be above 0 (1.0 turns nucleus sampling off)")
-        out: dict[str, Any] = {
-            "max_new_tokens": max_new or self.max_new_tokens,
-            "num_beams": beams or self.num_beams,
-        }
-        if temperature and temperature > 0:
-            out.update(do_sample=True, temperature=temperature, top_p=top_p)
-            if seed is not None and seed >= 0:
-                out["seed"] = seed
-        else:
-            out["do_sample"] = False
-        return out
+        return model_support.generation_settings(
+            params, max_new_tokens=self.max_new_tokens, num_beams=self.num_beams
+        )
 
     def encode(self, text: str, keep: int) -> list[int]:
         """The prompt's ids: the start of a text ([CLS], <|endoftext|>) and the text's last
@@ -197,58 +168,13 @@ class TextGenerator:
 
     def predict(self, texts: list[Any], params: dict[str, Any] | None = None) -> list[Any]:
         """Continuations of ``texts``; None/NaN texts answer None."""
-        present = [i for i, t in enumerate(texts) if not _missing(t)]
-        generated = self.generate([str(texts[i]) for i in present], params)
-        answer: list[Any] = [None] * len(texts)
-        for i, text in zip(present, generated, strict=True):
-            answer[i] = text
-        return answer
-
-
-def _number(params: dict[str, Any], key: str, kind: type, low: float, high: float) -> Any:
-    """``params[key]`` as ``kind`` within [low, high]; None when it is not given."""
-    value = params.get(key)
-    if value is None:
-        return None
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or (kind is int and float(value) != number):
-        raise ValueError(f"{key} must be a whole number, got {value!r}")
-    if not low <= number <= high:
-        raise ValueError(f"{key} must be in [{low:g}, {high:g}], got {value!r}")
-    return number
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+        return model_support.per_present(texts, lambda present: self.generate(present, params))
 
 
 def texts_of(model_input: Any) -> list[Any]:
     """The prompts of a pyfunc input: a DataFrame (``text`` column, else ``prompt``, a row's
     NULL text taking its prompt; or its only column), a Series, a list, a dict of columns."""
-    if isinstance(model_input, dict):
-        model_input = pd.DataFrame(model_input)
-    if isinstance(model_input, pd.DataFrame):
-        columns = {str(c).lower(): c for c in model_input.columns}
-        found = [model_input[columns[c]].tolist() for c in INPUT_COLUMNS if c in columns]
-        if found:
-            texts = found[0]
-            for other in found[1:]:
-                texts = [o if _missing(t) else t for t, o in zip(texts, other, strict=True)]
-            return texts
-        if len(model_input.columns) == 1:
-            return model_input.iloc[:, 0].tolist()
-        raise ValueError(
-            "expected a 'text' (or 'prompt') column, got: "
-            + ", ".join(map(str, model_input.columns))
-        )
-    if isinstance(model_input, pd.Series | np.ndarray):
-        return list(model_input.tolist())
-    if isinstance(model_input, list | tuple):
-        return list(model_input)
-    raise ValueError(f"cannot read texts from a {type(model_input).__name__}")
+    return model_support.texts_of(model_input, INPUT_COLUMNS)
 
 
 class TextGenerationModel(mlflow.pyfunc.PythonModel):

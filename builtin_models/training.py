@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from builtin_models import artifacts, base_models, holdout
+from builtin_models import artifacts, base_models, holdout, model_support
 from builtin_models.cluster import resource_options
 from builtin_models.tasks import Task, get_task
 from byom.errors import GatewayError, InvalidOption
@@ -222,6 +222,9 @@ def run_training(
         logged = artifacts.log_model(
             model_dir,
             code_path=impl.MODEL_CODE_PATH,
+            # Every model file imports the shared helpers; shipped with the model, they serve
+            # where this package is not installed.
+            code_paths=[Path(model_support.__file__)],
             tracking_uri=request.tracking_uri,
             artifact_root=request.artifact_root,
             experiment=request.experiment,
