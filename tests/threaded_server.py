@@ -26,7 +26,10 @@ def serving(app: Any, what: str = "test server") -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="error"))
+    # A request still running at the end (a test's hanging route) is cancelled after 1 s;
+    # uvicorn would wait for it, and the join below would give up only after 30 s.
+    config = uvicorn.Config(app, log_level="error", timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
