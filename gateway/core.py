@@ -34,7 +34,7 @@ from datasources import DatasourcePool, FilePolicy
 from gateway import audit, auth, heatwave, postgresml
 from gateway import statements as st
 from gateway.audit import AuditLog
-from gateway.deadlines import Limit, run_within, statement_limit
+from gateway.deadlines import gateway_limit, run_within, statement_limit
 from gateway.executor import Executor, Services
 from gateway.executor.liveness import heartbeat, make_owner, recover
 from gateway.parse_tokens import MAX_IDENTIFIER
@@ -402,8 +402,8 @@ class Gateway:
     async def _within_default_limit(self, run: Awaitable[Result]) -> Result:
         """A JSON route's work under the gateway's statement timeout, as its SQL twin runs
         (``BYOM_STATEMENT_TIMEOUT``; these routes have no USING to set their own)."""
-        seconds = self.services.settings.statement_timeout
-        result = await run_within(run, Limit(float(seconds)) if seconds else None)
+        limit = gateway_limit(self.services.settings.statement_timeout)
+        result = await run_within(run, limit)
         assert isinstance(result, Result)  # only a JOIN streams
         return result
 

@@ -66,6 +66,11 @@ def statement_limit(statement: st.Statement, default: float | None) -> Limit | N
                 value=value,
             )
         return Limit(float(value), own=True)
+    return gateway_limit(default)
+
+
+def gateway_limit(default: float | None) -> Limit | None:
+    """The gateway's own limit (``BYOM_STATEMENT_TIMEOUT``; None or 0: no limit)."""
     return Limit(float(default)) if default else None
 
 
