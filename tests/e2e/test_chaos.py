@@ -36,6 +36,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
@@ -59,7 +60,8 @@ DELAY = 0.02
 _REDIRECTING_ENV = ("BYOM_CATALOG_URL", "BYOM_URL", "BYOM_HOME", "BYOM_TOKEN")
 
 # A real model endpoint in its own process (so it can be killed): POST /predict answers
-# ``2 * first column`` in the ray_serve wire format after sleeping DELAY seconds.
+# ``2 * first column`` in the ray_serve wire format after sleeping DELAY seconds; GET /seen
+# says how many predict requests have arrived (finished or not).
 MODEL_APP = r"""
 import asyncio, json, sys
 from starlette.applications import Starlette
@@ -68,8 +70,10 @@ from starlette.routing import Route
 import uvicorn
 
 DELAY = float(sys.argv[2])
+SEEN = [0]
 
 async def predict(request):
+    SEEN[0] += 1
     rows = json.loads((await request.json())["df"])
     await asyncio.sleep(DELAY)
     return JSONResponse({"prediction": [2 * next(iter(r.values())) for r in rows]})
@@ -77,7 +81,12 @@ async def predict(request):
 async def ping(request):
     return JSONResponse({"ok": True})
 
-app = Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/ping", ping)])
+async def seen(request):
+    return JSONResponse({"seen": SEEN[0]})
+
+app = Starlette(routes=[
+    Route("/predict", predict, methods=["POST"]), Route("/ping", ping), Route("/seen", seen),
+])
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
 
@@ -153,6 +162,11 @@ def count_rows(path: Path, table: str) -> int | None:
         if found is None:
             return None
         return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+def seen(model: Service) -> int:
+    """Predict requests the model server has received so far."""
+    return int(httpx.get(f"{model.url}/seen", timeout=10).json()["seen"])
 
 
 def setup_gateway(client: Client, model: Service, data: Path | None) -> None:
@@ -379,7 +393,9 @@ def test_gateway_killed_after_creating_the_table_before_any_progress_was_recorde
     """The write-back's table exists and holds rows, but the catalog still says 0 rows
     (its progress writes were held up): the error must not claim nothing was written."""
     data = make_source(tmp_path / "data.sqlite")
-    model = services["model"]()
+    # A slow first batch: the catalog is locked while the model holds it, so the lock
+    # always falls between the statement's catalog reads and its first progress write.
+    model = services["model"](delay=2.0)
     home = tmp_path / "home"
     url = catalog_url(home)
     gateway = services["gateway"](home)
@@ -388,8 +404,11 @@ def test_gateway_killed_after_creating_the_table_before_any_progress_was_recorde
         setup_gateway(client, model, data)
         with in_background(lambda: client.sql(statement, query_id="chaos-early")) as outcome:
             eventually("the statement's start", lambda: recorded(url, "chaos-early"))
-            # Hold the catalog's write lock (WAL: the gateway's reads go on): its progress
-            # writes wait, while the JOIN keeps writing batches to the datasource file.
+            # Every catalog transaction begins IMMEDIATE, reads too: the lock must wait
+            # until the JOIN read its datasource and model, i.e. sent its first batch.
+            eventually("the first batch at the model", lambda: seen(model) > 0)
+            # Hold the catalog's write lock: the progress writes wait (in their own
+            # thread), while the JOIN keeps writing batches to the datasource file.
             lock = sqlite3.connect(home / "catalog.sqlite", isolation_level=None, timeout=30)
             try:
                 lock.execute("BEGIN IMMEDIATE")
