@@ -203,6 +203,21 @@ async def _streamed(
     yield  # an async generator (what mysql-mimic iterates) that yields nothing
 
 
+async def _rows(result: StreamResult, first: list[Sequence[Any]]) -> AsyncIterator[list[Any]]:
+    """A JOIN's rows one by one, for mysql-mimic to encode (COM_STMT_EXECUTE: binary
+    rows, each written to the socket as it comes)."""
+    try:
+        batch: list[Sequence[Any]] | None = first
+        while batch is not None:
+            for row in _plain(batch):
+                yield row
+            batch = await anext(result.batches, None)
+    except GatewayError as exc:
+        raise mysql_error(exc) from exc
+    finally:
+        await result.aclose()
+
+
 class GatewaySession(Session):
     """One MySQL connection: a gateway session, its principal, and the library's state."""
 
@@ -236,11 +251,12 @@ class GatewaySession(Session):
 
     async def handle_query(self, sql: str, attrs: dict[str, str]) -> AllowedResult:
         """One answer (prepared statements, COM_FIELD_LIST: the library's own paths);
-        COM_QUERY is answered by ``answers``, one answer per statement."""
+        COM_QUERY is answered by ``answers``, one answer per statement. The library
+        encodes these rows itself: a prepared statement's are binary rows."""
         self._authorize()
         if _library_statement(sql):
             return await super().handle_query(sql, attrs)
-        return await self._run(sql)
+        return await self._run(sql, encode=False)
 
     async def answers(self, sql: str, attrs: dict[str, str]) -> AsyncIterator[Answer]:
         """The answer of each statement of ``sql`` in turn, each yielded before the next
@@ -312,15 +328,16 @@ class GatewaySession(Session):
         # The connection runs in a task of its own (its own context): setting is enough.
         auth.current.set(principal)
 
-    async def _run(self, sql: str) -> AllowedResult:
-        """``sql`` through the gateway, as ``POST /api/sql`` runs it: the last answer."""
+    async def _run(self, sql: str, encode: bool = True) -> AllowedResult:
+        """``sql`` through the gateway, as ``POST /api/sql`` runs it: the last answer
+        (``encode``: see ``_allowed``)."""
         before = (self.state.datasource, self.state.project)
         try:
             result = await self.gateway.sql_stream(sql, session=self.state)
         except GatewayError as exc:
             raise mysql_error(exc) from exc
         self._follow_use(before)
-        return await self._allowed(result)
+        return await self._allowed(result, encode)
 
     def _follow_use(self, before: tuple[str | None, str | None]) -> tuple[str | None, str | None]:
         """After a USE, what DATABASE() answers; returns the session's defaults now."""
@@ -329,8 +346,11 @@ class GatewaySession(Session):
             self.database = now[0] if now[0] != before[0] else now[1]
         return now
 
-    async def _allowed(self, result: Result | StreamResult) -> AllowedResult:
-        """A gateway result as mysql-mimic writes it (None: an OK packet)."""
+    async def _allowed(self, result: Result | StreamResult, encode: bool = True) -> AllowedResult:
+        """A gateway result as mysql-mimic writes it (None: an OK packet). A JOIN's rows
+        are written here as text rows, a batch at a time (``_streamed``: COM_QUERY); with
+        ``encode`` False they go to the library row by row, which encodes them as its
+        command needs (a prepared statement's binary rows)."""
         if isinstance(result, StreamResult):
             try:
                 first = await anext(result.batches, [])
@@ -340,6 +360,8 @@ class GatewaySession(Session):
                     raise mysql_error(exc) from exc
                 raise
             columns = _columns(result.columns, first)
+            if not encode:
+                return _rows(result, first), columns
             return _streamed(result, first, self.connection.stream, columns), columns
         if not result.columns:
             return None  # an OK packet (``answers`` gives it the message)

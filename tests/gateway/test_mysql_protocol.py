@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import struct
 import subprocess
 import threading
 import time
@@ -22,6 +23,8 @@ import pymysql
 import pymysql.cursors
 import pytest
 import sqlalchemy as sa
+from pymysql.constants import COMMAND, FIELD_TYPE
+from pymysql.protocol import FieldDescriptorPacket
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -224,6 +227,63 @@ def test_a_join_streams_to_the_client(gw: Served, model: Model) -> None:
     assert rows[0] == (1, 2) and rows[-1] == (ROWS, 2 * ROWS)
     assert model.calls == ROWS // 1000
     model.hold_from = None
+
+
+def _prepared(conn: pymysql.Connection, sql: str, *params: int) -> list[tuple[Any, ...]]:
+    """``sql`` with integer ``params`` for its ``?`` as a server-side prepared statement,
+    as drivers that prepare send it (COM_STMT_PREPARE, COM_STMT_EXECUTE, COM_STMT_CLOSE;
+    pymysql never does, so through its packet layer): the binary rows, decoded for BIGINT,
+    DOUBLE and text."""
+    conn._execute_command(COMMAND.COM_STMT_PREPARE, sql)
+    ok = conn._read_packet()  # an error packet raises here
+    assert ok.read_uint8() == 0
+    stmt_id, columns, count = ok.read_uint32(), ok.read_uint16(), ok.read_uint16()
+    assert (columns, count) == (0, len(params))  # mysql-mimic tells the columns at execute
+    if params:  # a "?" definition each, then EOF
+        for _ in range(count + 1):
+            conn._read_packet()
+    execute = struct.pack("<IBI", stmt_id, 0, 1)
+    if params:  # no NULLs, types bound now (LONGLONG, signed), then the values
+        execute += bytes((len(params) + 7) // 8) + b"\x01"
+        execute += bytes([FIELD_TYPE.LONGLONG, 0]) * len(params)
+        execute += b"".join(struct.pack("<q", v) for v in params)
+    conn._execute_command(COMMAND.COM_STMT_EXECUTE, execute)
+    count = conn._read_packet().read_length_encoded_integer()
+    types = [conn._read_packet(FieldDescriptorPacket).type_code for _ in range(count)]
+    assert conn._read_packet().is_eof_packet()
+    rows = []
+    while not (packet := conn._read_packet()).is_eof_packet():
+        assert packet.read_uint8() == 0  # a binary row's header
+        nulls = packet.read((count + 9) // 8)
+        row: list[Any] = []
+        for i, kind in enumerate(types):
+            if nulls[(i + 2) // 8] & (1 << ((i + 2) % 8)):
+                row.append(None)
+            elif kind == FIELD_TYPE.LONGLONG:
+                row.append(packet.read_struct("<q")[0])
+            elif kind == FIELD_TYPE.DOUBLE:
+                row.append(packet.read_struct("<d")[0])
+            else:
+                row.append(packet.read_length_coded_string().decode())
+        rows.append(tuple(row))
+    conn._execute_command(COMMAND.COM_STMT_CLOSE, struct.pack("<I", stmt_id))  # no answer
+    return rows
+
+
+def test_a_prepared_join_sends_binary_rows(gw: Served, model: Model) -> None:
+    conn = gw.connect()
+    _mysql(conn, "CREATE TABLE prep (id INTEGER, name TEXT, x INTEGER)")
+    _mysql(conn, "INSERT INTO prep VALUES (1, 'one', 1), (2, NULL, 2), (3, 'three', 3)")
+    _mysql(conn, _create_model("prepared", model.url))
+    join = "SELECT t.id, t.name, p.y FROM local.prep AS t JOIN prepared AS p USING batch_size = 2"
+    rows = _prepared(conn, join)
+    assert rows == [(1, "one", 2), (2, None, 4), (3, "three", 6)]
+    assert rows == _mysql(conn, join)[1]  # as the text protocol gives them
+    assert _prepared(conn, join + ", concurrency = ?", 1) == rows  # a bound parameter
+    assert _prepared(conn, "SELECT id, name FROM local.prep WHERE id = ?", 3) == [(3, "three")]
+    with pytest.raises(pymysql.err.MySQLError, match=r"1105.*no such table: nosuch"):
+        _prepared(conn, "SELECT t.id, p.y FROM local.prep AS t JOIN nosuch AS p")
+    assert _mysql(conn, "SELECT 1 AS one")[1] == [(1,)]  # the connection goes on
 
 
 def test_an_error_part_way_ends_the_result(gw: Served, model: Model) -> None:
