@@ -231,14 +231,15 @@ async def _sql_embedded(
 def _sql_remote(
     statement: str,
     url: str,
+    token: str | None,
     writer: ResultWriter,
     bar: ProgressBar | None,
     wait: bool = False,
 ) -> None:
     from gateway.client import Client
 
-    with Client(url) as client:
-        stream_remote(client, url, statement, writer, bar)
+    with Client(url, token=token) as client:
+        stream_remote(client, statement, writer, bar)
         trained = _trained_model(statement) if wait else None
         if trained is not None:
             final = follow_remote_training(client, trained, bar)
@@ -300,7 +301,7 @@ def _sql(args: argparse.Namespace) -> int:
     bar = _progress_bar(args)
     try:
         if args.url:
-            _sql_remote(statement, args.url, writer, bar, wait=args.wait)
+            _sql_remote(statement, args.url, args.token, writer, bar, wait=args.wait)
         else:
             asyncio.run(_sql_embedded(statement, args.home, writer, bar))
     except GatewayError as exc:
@@ -328,7 +329,7 @@ def _sql_script(args: argparse.Namespace, text: str) -> int:
     try:
         script = parse_for_run(text)
         if args.url:
-            run_remote(script, args.url, output, bars)
+            run_remote(script, args.url, args.token, output, bars)
         else:
             asyncio.run(run_embedded(script, args.home, output, bars))
     except GatewayError as exc:
@@ -376,9 +377,6 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give the SQL text or -f FILE (one of them)")
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
-    if getattr(args, "token", None) and args.command in ("sql", "status"):
-        # Every Client this command makes (statements, progress polls) sends it.
-        os.environ["BYOM_TOKEN"] = args.token
     handlers = {
         "serve": _serve,
         "sql": _sql,

@@ -132,7 +132,7 @@ def status(args: argparse.Namespace) -> int:
         if url:
             from gateway.client import Client
 
-            with Client(url) as client:
+            with Client(url, token=args.token) as client:
                 body = client.status()
         else:
             body = _embedded_status(args.home)

@@ -59,21 +59,19 @@ class ProgressBar:
 
 
 @contextlib.contextmanager
-def remote_progress(url: str, query_id: str, bar: ProgressBar | None) -> Iterator[None]:
+def remote_progress(client: Client, query_id: str, bar: ProgressBar | None) -> Iterator[None]:
     """Poll ``GET /api/queries/{query_id}`` from a thread and draw it while the body runs."""
     if bar is None:
         yield
         return
-    from gateway.client import Client
-
     stop = threading.Event()
 
     def poll() -> None:
         # Its own client: the main thread's connection is busy reading the answer.
-        with Client(url, timeout=10) as client:
+        with client.fork(timeout=10) as poller:
             while not stop.wait(PROGRESS_INTERVAL_S):
                 try:
-                    bar.draw(client.query_progress(query_id))
+                    bar.draw(poller.query_progress(query_id))
                 except GatewayError:
                     continue  # not registered yet (or a plain statement): nothing to draw
 
@@ -129,13 +127,11 @@ async def write_batches(result: StreamResult, writer: ResultWriter) -> None:
         await result.aclose()
 
 
-def stream_remote(
-    client: Client, url: str, sql: str, writer: ResultWriter, bar: ProgressBar | None
-) -> None:
-    """Run one statement on the gateway at ``url``; write its rows as they arrive, with a
+def stream_remote(client: Client, sql: str, writer: ResultWriter, bar: ProgressBar | None) -> None:
+    """Run one statement on ``client``'s gateway; write its rows as they arrive, with a
     progress bar when ``bar`` is given."""
     query_id = uuid.uuid4().hex if bar is not None else None
-    with remote_progress(url, query_id or "", bar):
+    with remote_progress(client, query_id or "", bar):
         with client.iter_sql(sql, query_id=query_id) as stream:
             writer.start(stream.columns, stream.message)
             try:

@@ -192,18 +192,22 @@ async def _stream_embedded(
 
 
 def run_remote(
-    script: list[ScriptStatement], url: str, output: ScriptOutput, bars: BarFactory
+    script: list[ScriptStatement],
+    url: str,
+    token: str | None,
+    output: ScriptOutput,
+    bars: BarFactory,
 ) -> None:
     """Run ``script`` statement by statement on the gateway at ``url``, printing each
     result; a statement's failure is reported as that statement's (``gateway.scripts``)."""
     from gateway.client import Client
 
-    with Client(url) as client:
+    with Client(url, token=token) as client:
         try:
             for item in script:
                 writer = output.writer(item)
                 try:
-                    _run_remote_one(client, url, item, writer, bars())
+                    _run_remote_one(client, item, writer, bars())
                 except GatewayError as exc:
                     if len(script) == 1:
                         raise
@@ -215,7 +219,7 @@ def run_remote(
 
 
 def _run_remote_one(
-    client: Any, url: str, item: ScriptStatement, writer: ResultWriter, bar: ProgressBar | None
+    client: Any, item: ScriptStatement, writer: ResultWriter, bar: ProgressBar | None
 ) -> None:
     statement = item.statement
     created = _created_model(statement)
@@ -226,7 +230,7 @@ def _run_remote_one(
         namespace = statement.namespace if isinstance(statement, st.CreatePredictor) else None
         _write_result(client.wait_for_training(_sql_name(namespace, created)), writer)
         return
-    stream_remote(client, url, item.sql, writer, bar)
+    stream_remote(client, item.sql, writer, bar)
 
 
 def _created_model(statement: st.Statement) -> str | None:

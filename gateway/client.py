@@ -109,7 +109,15 @@ class Client:
         token = token if token is not None else os.environ.get("BYOM_TOKEN")
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        self._token = token
         self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+
+    def fork(self, timeout: float | None = None) -> Client:
+        """Another client to the same gateway, with the same token and session: for a
+        thread of its own (this one's connection may be busy reading an answer)."""
+        return Client(
+            self.url, self.timeout if timeout is None else timeout, self.session, self._token or ""
+        )
 
     # -- plumbing ---------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ it must give the task's columns). Training itself is ``builtin.BuiltinModels``' 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 from dataclasses import replace
@@ -212,10 +213,19 @@ async def activate(services: Services, builtin: BuiltinModels, p: ActivateVersio
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _loss_points(run_id: str, tracking_uri: str) -> tuple[tuple[int, float], ...]:
+    """A logged run's loss curve. A version gets its run id once its model and curve are
+    logged, and the curve never changes after: kept, so a console refreshing a model page
+    every 2 s while another version trains does not re-read MLflow (failures not kept)."""
+    from builtin_models import artifacts
+
+    return tuple(artifacts.metric_history(run_id, artifacts.LOSS_CURVE, tracking_uri))
+
+
 async def training_loss(services: Services, p: DescribePlan) -> Result:
     """DESCRIBE m.training_loss: each logged version's training-loss curve, read from its
     MLflow run (one row per logged step; a version still training has none yet)."""
-    from builtin_models import artifacts
 
     record = p.model
     if record.kind != "builtin":
@@ -229,10 +239,7 @@ async def training_loss(services: Services, p: DescribePlan) -> Result:
         if not version.run_id or not version.tracking_uri:
             continue
         try:
-            points = await asyncio.to_thread(
-                artifacts.metric_history, version.run_id, artifacts.LOSS_CURVE,
-                version.tracking_uri,
-            )  # fmt: skip
+            points = await asyncio.to_thread(_loss_points, version.run_id, version.tracking_uri)
         except Exception as exc:  # the tracking store is another service: say which failed
             raise EndpointError(
                 f"Reading model '{record.name}' version {version.version}'s training loss "

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from builtin_models import artifacts
+from gateway.executor import builtin_statements
 from gateway.server import create_app
 from tests.conftest import RayCluster
 
@@ -118,6 +120,24 @@ def test_the_training_loss_curve(api: TestClient, rec: dict[str, Any]) -> None:
     # averaged over the first and last tenth, training lowered the loss
     tenth = max(1, len(losses) // 10)
     assert sum(losses[-tenth:]) < sum(losses[:tenth])
+
+
+def test_a_logged_curve_is_read_from_mlflow_once(
+    api: TestClient, rec: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A logged version's curve never changes: a second DESCRIBE (a console refreshing its
+    model page) answers the same rows without reading MLflow again."""
+    first = run(api, "DESCRIBE rec.training_loss")["rows"]
+    reads: list[str] = []
+    history = artifacts.metric_history
+    monkeypatch.setattr(
+        artifacts, "metric_history", lambda *args: reads.append(args[0]) or history(*args)
+    )
+    assert run(api, "DESCRIBE rec.training_loss")["rows"] == first
+    assert reads == []
+    builtin_statements._loss_points.cache_clear()  # a restarted gateway reads it again
+    assert run(api, "DESCRIBE rec.training_loss")["rows"] == first
+    assert len(reads) == 1
 
 
 def test_recommends_in_group_items_for_a_user(api: TestClient, rec: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ statement here calls.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,7 +271,7 @@ def test_the_cli_and_client_send_the_token(
     from gateway.client import Client
     from tests.threaded_server import serving
 
-    monkeypatch.delenv("BYOM_TOKEN", raising=False)  # restored after: main() sets it
+    monkeypatch.delenv("BYOM_TOKEN", raising=False)
     home = tmp_path / "home"
     assert cli_main(["token", "create", "ci", "--role", "reader", "--home", str(home)]) == 0
     secret = capsys.readouterr().out.strip()
@@ -278,8 +279,15 @@ def test_the_cli_and_client_send_the_token(
         assert cli_main(["sql", "SHOW MODELS", "--url", url]) == 1
         assert "UNAUTHORIZED" in capsys.readouterr().err
         assert cli_main(["sql", "SHOW MODELS", "--url", url, "--token", secret]) == 0
+        script = ["sql", "SELECT 1 AS a; SELECT 2 AS b", "--url", url, "--token", secret]
+        assert cli_main(script) == 0
+        assert cli_main(["status", "--url", url, "--token", secret]) == 0
+        capsys.readouterr()
+        assert "BYOM_TOKEN" not in os.environ  # handed to its clients, not to the environment
         with Client(url, token=secret) as client:
             assert client.sql("SELECT 1 AS one").rows == [[1]]
+            with client.fork(timeout=10) as poller:  # the progress poller's client
+                assert poller.sql("SELECT 2 AS two").rows == [[2]]
             with pytest.raises(GatewayError) as refused:
                 client.sql(MODEL.format(name="m"))
             assert refused.value.code == "FORBIDDEN"
