@@ -95,7 +95,7 @@ async def _check_exposure(args: argparse.Namespace) -> None:
     if is_loopback(args.host) or args.insecure:
         check_exposure(None, args.host, args.insecure)  # the warning, when insecure
         return
-    async with await Gateway.start(args.home, args.catalog_url) as gateway:
+    async with await Gateway.start(args.home, args.catalog_url, serving=False) as gateway:
         check_exposure(gateway, args.host, args.insecure)
 
 
@@ -151,7 +151,7 @@ def _embedded_status(home: str | None) -> dict[str, Any]:
     from gateway.core import Gateway
 
     async def report() -> dict[str, Any]:
-        async with await Gateway.start(Path(home) if home else None) as gateway:
+        async with await Gateway.start(Path(home) if home else None, serving=False) as gateway:
             return gateway.status_report()
 
     return asyncio.run(report())

@@ -80,7 +80,7 @@ async def _embedded(args: argparse.Namespace) -> Any:
     from gateway.api_bodies import token_dict
     from gateway.core import Gateway
 
-    async with await Gateway.start(args.home, args.catalog_url) as gateway:
+    async with await Gateway.start(args.home, args.catalog_url, serving=False) as gateway:
         if args.token_command == "create":
             record, secret = gateway.create_token(args.name, args.role)
             return {"name": record.name, "role": record.role, "token": secret}

@@ -100,13 +100,16 @@ class Gateway:
         catalog_url: str | None = None,
         settings: Settings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        serving: bool = True,
     ) -> Gateway:
         """Open the catalog (``$BYOM_HOME``), mark the jobs of gateways that are gone as
         error, make the client, and start beating for this gateway's own jobs.
 
         ``settings`` defaults to ``Settings.load()`` (the environment, read once, here).
         ``transport`` replaces the network under the shared HTTP client (tests pass an
-        ``httpx.MockTransport``).
+        ``httpx.MockTransport``). ``serving=False``: an admin command's gateway (``byom
+        token``, ``byom status``), which only reads and writes the catalog - no recovery
+        of other gateways' jobs, no heartbeat, built-in models not served again (no Ray).
         """
         settings = settings if settings is not None else Settings.load()
         home = Path(home) if home is not None else default_home()
@@ -116,7 +119,11 @@ class Gateway:
         # Datasource secrets: $BYOM_SECRET_KEY, else this home's key file.
         catalog = await asyncio.to_thread(Catalog, url, owner, SecretBox(home))
         # Not every running job: other live replicas may share this catalog.
-        interrupted = await asyncio.to_thread(recover, catalog, owner, settings.heartbeat_timeout)
+        interrupted: list[str] = []
+        if serving:
+            interrupted = await asyncio.to_thread(
+                recover, catalog, owner, settings.heartbeat_timeout
+            )
         if interrupted:
             log.warning("marked interrupted training as error: %s", ", ".join(interrupted))
         http = settings.http()
@@ -131,6 +138,8 @@ class Gateway:
             progress=ProgressRegistry(store=catalog, owner=owner),
         )
         gateway = cls(Executor(services), client, owner)
+        if not serving:
+            return gateway
         gateway._heartbeat = asyncio.get_running_loop().create_task(
             heartbeat(
                 catalog,

@@ -406,6 +406,35 @@ def job(catalog: Catalog, job_id: int) -> Any:
     return {j.id: j for j in catalog.list_jobs()}[job_id]
 
 
+def test_an_admin_commands_gateway_leaves_silent_owners_jobs_alone(
+    tmp_path: Path, catalog_url: str
+) -> None:
+    """``byom token``/``status`` open a gateway with ``serving=False``: it reads and writes
+    the catalog, but a stale job is a serving gateway's to mark (the next one started)."""
+    ghost = f"elsewhere:123:{make_owner()[-8:]}"
+    other = Catalog(catalog_url, owner=ghost)
+    job_id = add_training_model(other, "m")
+    backdate(catalog_url, job_id, 3600)
+
+    async def go() -> None:
+        admin = await Gateway.start(tmp_path / "a", catalog_url, serving=False)
+        try:
+            assert job(admin.catalog, job_id).status == "running"
+            record, _ = admin.create_token("ops", "admin")
+            assert record.name == "ops"
+            assert [j["id"] for j in admin.status_report()["jobs"]] == [job_id]
+        finally:
+            await admin.close()
+        async with replica(tmp_path / "b", catalog_url) as serving:
+            assert job(serving.catalog, job_id).status == "error"
+            assert [t.name for t in serving.catalog.list_tokens()] == ["ops"]
+
+    try:
+        asyncio.run(go())
+    finally:
+        other.close()
+
+
 def test_heartbeat_marks_a_silent_owners_job_and_the_model_retrains(
     tmp_path: Path, catalog_url: str
 ) -> None:
