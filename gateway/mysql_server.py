@@ -24,6 +24,7 @@ Authentication: ``gateway.mysql_auth`` (the gateway's tokens over mysql_clear_pa
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -127,8 +128,14 @@ def _for_library(sql: str) -> bool:
 def _library_statement(sql: str) -> bool:
     """Whether mysql-mimic answers ``sql`` (one statement its parser reads, of the kinds
     ``_for_library`` names); a script that holds one is the gateway's (its parser's error)."""
-    if not _for_library(sql):
-        return False
+    return _for_library(sql) and _one_parsed_statement(sql)
+
+
+@functools.lru_cache(maxsize=64)
+def _one_parsed_statement(sql: str) -> bool:
+    """Whether mysql-mimic's parser reads ``sql`` as one statement it can answer. Kept:
+    each query is asked twice (its in-flight slot, then its answer), and clients send the
+    same chores (``SET NAMES``, ``SELECT @@...``) on every connection."""
     try:
         expressions = [e for e in sqlglot.parse(sql, read="mysql") if e is not None]
     except sqlglot.errors.SqlglotError:
