@@ -232,10 +232,13 @@ class GatewaySession(Session):
         super().__init__()
         self.gateway = gateway
         self.limiter = limiter  # read by GatewayConnection: a slot per statement command
-        self.takes_slot = takes_slot
         self.state = GatewaySessionState()
         self.secret: str | None = None
         self.variables.set("version_comment", "byom-gateway", force=True)
+
+    def takes_slot(self, sql: str) -> bool:
+        """Whether ``sql`` takes an in-flight slot (read by ``GatewayConnection``)."""
+        return takes_slot(sql)
 
     async def init(self, connection: Connection) -> None:
         await super().init(connection)
