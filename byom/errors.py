@@ -17,7 +17,7 @@ message to branch on it) and an HTTP ``status``. ``gateway.server`` turns any of
     |   +-- TooLarge (413)                       REQUEST_TOO_LARGE, STATEMENT_TOO_LARGE,
     |                                            TOO_MANY_STATEMENTS (the limit is named)
     +-- DatasourceError (DATASOURCE_ERROR, 400)  the user's database refused or failed
-    |   +-- DatasourceUnavailable (DATASOURCE_UNAVAILABLE, 503)  its connection was lost
+    |   +-- DatasourceUnavailable (DATASOURCE_UNAVAILABLE, 503)  unreachable, or lost
     +-- StatementTimeout (STATEMENT_TIMEOUT, 504) the statement outran its time limit
     +-- Busy (GATEWAY_BUSY, 503, Retry-After)    too many statements running now
     |   +-- TooManyRequests (TOO_MANY_REQUESTS, 429)  ... from this one client
@@ -191,7 +191,8 @@ class DatasourceError(GatewayError):
 
 
 class DatasourceUnavailable(DatasourceError):
-    """The connection to the user's database broke during a statement (the server
+    """The user's database could not be reached (nothing took the connection, or the
+    server is starting up) or the connection broke during a statement (the server
     restarted, the network dropped it): the statement was fine, retrying it may work."""
 
     code = "DATASOURCE_UNAVAILABLE"

@@ -27,6 +27,22 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ROWS = 10_000
 
+# libpq's words for a connection no PostgreSQL took: nothing listening or reachable, or a
+# server that cannot take one now (SQLSTATE 57P03 cannot_connect_now, 53300 too many).
+_PG_UNREACHABLE = (
+    "Connection refused",
+    "timeout expired",
+    "No route to host",
+    "Network is unreachable",
+    "server closed the connection unexpectedly",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "too many clients already",
+    "remaining connection slots are reserved",
+)
+
 
 class Datasource:
     """One user database: stream rows out of it, pass statements through, load tables."""
@@ -74,11 +90,26 @@ class Datasource:
         return reason
 
     def _connect_error(self, exc: BaseException) -> DatasourceError:
-        return DatasourceError(
+        what = (
             f"cannot connect to datasource '{self.name}' ({self.engine_name} at "
-            f"{self.location}): {self._reason(exc)}",
-            datasource=self.name,
+            f"{self.location}): {self._reason(exc)}"
         )
+        if self._unreachable(exc):
+            return DatasourceUnavailable(
+                f"{what}. The database did not take the connection (down, restarting, or "
+                "not reachable from the gateway): the statement itself may be fine, retry "
+                "it once the database is back",
+                datasource=self.name,
+            )
+        return DatasourceError(what, datasource=self.name)
+
+    def _unreachable(self, exc: BaseException) -> bool:
+        """Whether a failed connect met no database able to take it (refused, timed out,
+        starting up or shutting down, out of connection slots), as opposed to one that
+        answered no (password, unknown database, unknown host name: the parameters')."""
+        raw = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        # libpq's (psycopg2's) connect failures carry no SQLSTATE: their text tells.
+        return self.engine_name == "postgres" and any(m in str(raw) for m in _PG_UNREACHABLE)
 
     def refusal(self, exc: BaseException, doing: str) -> GatewayError | None:
         """The refusal behind a failed statement, when it was one: the SQLite authorizer's

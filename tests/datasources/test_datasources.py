@@ -391,10 +391,22 @@ def test_pg_connect_failures_hide_password(postgres_params: dict[str, Any]) -> N
     assert "password authentication failed" in message
     assert secret not in message
 
+    assert (info.value.code, info.value.status) == ("DATASOURCE_ERROR", 400)  # its parameters
+
     closed = open_datasource(_record("down", "postgres", {**postgres_params, "port": 1}))
-    with pytest.raises(DatasourceError, match=r"cannot connect to datasource 'down' .*:1\)"):
+    refused = r"cannot connect to datasource 'down' .*:1\)"
+    with pytest.raises(DatasourceError, match=refused) as down:
         list(closed.stream("SELECT 1"))
     closed.close()
+    # nothing listens there: the statement may be fine, the database is not reachable
+    assert (down.value.code, down.value.status) == ("DATASOURCE_UNAVAILABLE", 503)
+    assert "retry it once the database is back" in down.value.message
+    nowhere = {**postgres_params, "database": "no_such_db_" + uuid.uuid4().hex[:6]}
+    unknown = open_datasource(_record("nodb", "postgres", nowhere))
+    with pytest.raises(DatasourceError, match="does not exist") as missing:
+        unknown.check()
+    unknown.close()
+    assert missing.value.code == "DATASOURCE_ERROR"
 
 
 @pytest.mark.postgres
