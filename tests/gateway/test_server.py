@@ -549,6 +549,7 @@ def install_fake_core(
             catalog_url: str | None = None,
             settings: Any = None,
             transport: Any = None,
+            serving: bool = True,
         ) -> Any:
             seen.append((home, catalog_url))
             return fake
