@@ -26,7 +26,7 @@ class DeployOptions:
     num_replicas: int = 1
     resources: Mapping[str, float] = field(default_factory=dict)
     max_batch_size: int = 16
-    batch_wait_timeout_s: float = 0.005
+    batch_wait_timeout_s: float = 0.0
     num_threads: int | None = 1
 
 

@@ -54,7 +54,9 @@ __all__ = [
 DEFAULT_NUM_CPUS = 0.2
 ROW = "row"  # one-to-many answers: the input row of each output row
 DEFAULT_MAX_BATCH_SIZE = 16
-DEFAULT_BATCH_WAIT_S = 0.005
+# No wait for a lone request (as Triton's default queue delay): what arrives while the
+# model works on a batch is queued and goes in the next one (``BYOM_BATCH_WAIT_MS``).
+DEFAULT_BATCH_WAIT_S = 0.0
 #: Environment a replica needs wherever Ray starts it (no model hub, no telemetry).
 _REPLICA_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MLFLOW_DISABLE_TELEMETRY")
 

@@ -73,6 +73,10 @@ KNOBS: tuple[Knob, ...] = (
          "CPUs a built-in model's training task reserves on Ray (default 1)"),
     Knob("replica_cpus", "BYOM_REPLICA_CPUS", "--replica-cpus", float, False,
          "CPUs each Serve replica of a built-in model reserves (default 0.2)"),
+    Knob("batch_wait_ms", "BYOM_BATCH_WAIT_MS", "--batch-wait-ms", float, True,
+         "milliseconds a built-in model's Serve replica holds a request to batch it with "
+         "later ones (default 0: requests that arrive while the model works are batched "
+         "anyway; a lone request goes at once)"),
     Knob("serve_port", "BYOM_SERVE_PORT", "--serve-port", int, False,
          "port of Ray Serve's HTTP proxy when the gateway starts Serve (default 8000)"),
     Knob("heartbeat_interval", "BYOM_HEARTBEAT_INTERVAL", "--heartbeat-interval", float, False,
@@ -139,6 +143,7 @@ class Settings:
     statement_timeout: float = 3600.0  # 0: no limit
     max_in_flight: int = 64
     max_in_flight_per_client: int = 16
+    batch_wait_ms: float = 0.0  # built-in models' Serve replicas (see KNOBS)
     #: Custom Ray resources each built-in training task / model replica asks for, on top
     #: of its CPUs ($BYOM_TRAIN_RESOURCES / $BYOM_REPLICA_RESOURCES, JSON objects): how a
     #: cluster pins training to the nodes that declare them (``ray start --resources``).

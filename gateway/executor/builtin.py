@@ -393,8 +393,9 @@ def train_resources(settings: Settings, options: Mapping[str, Any]) -> dict[str,
 
 
 def deploy_options(settings: Settings, options: Mapping[str, Any]) -> DeployOptions:
-    """The ``DeployOptions`` of a version: the gateway's CPUs per replica, the version's
-    ``replicas`` (default 1) and its ``replica_resources`` (else the gateway's)."""
+    """The ``DeployOptions`` of a version: the gateway's CPUs per replica and batch wait,
+    the version's ``replicas`` (default 1) and its ``replica_resources`` (else the
+    gateway's)."""
     from builtin_models.deployments import DeployOptions
 
     given = options.get("replica_resources")
@@ -402,6 +403,7 @@ def deploy_options(settings: Settings, options: Mapping[str, Any]) -> DeployOpti
         num_cpus=settings.replica_cpus,
         num_replicas=int(options.get("replicas") or 1),
         resources=dict(settings.replica_resources if given is None else given),
+        batch_wait_timeout_s=settings.batch_wait_ms / 1000,
     )
 
 

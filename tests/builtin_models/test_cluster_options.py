@@ -104,8 +104,10 @@ def test_deploy_passes_its_options_to_the_app(monkeypatch: pytest.MonkeyPatch) -
 def test_a_version_is_deployed_with_its_replicas_and_the_gateways_resources() -> None:
     settings = Settings(replica_cpus=0.5, replica_resources={"serving": 1.0})
     assert deploy_options(settings, {}) == DeployOptions(
-        num_cpus=0.5, num_replicas=1, resources={"serving": 1.0}
+        num_cpus=0.5, num_replicas=1, resources={"serving": 1.0}, batch_wait_timeout_s=0.0
     )
+    waiting = deploy_options(Settings(batch_wait_ms=5.0), {})
+    assert waiting.batch_wait_timeout_s == 0.005
     mine = deploy_options(settings, {"replicas": 2, "replica_resources": {"edge": 2.0}})
     assert (mine.num_replicas, dict(mine.resources)) == (2, {"edge": 2.0})
     assert deploy_options(settings, {"replica_resources": {}}).resources == {}
