@@ -16,6 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+# hypothesis: imported (and assertion-rewritten) now, not lazily by its plugin's end-of-run
+# summary: on CPython 3.11.7 a file run alone (e.g. tests/builtin_models/test_serving.py)
+# otherwise ends in "SystemError: AST constructor recursion depth mismatch" there.
+import hypothesis  # noqa: F401
 import pytest
 
 from tests.pg_fixtures import (  # noqa: F401  (fixtures are found by name)
