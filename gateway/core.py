@@ -228,11 +228,13 @@ class Gateway:
         if isinstance(script, str):
             items = await parse_off_loop(script, self.parse_limits)
         session = session if session is not None else Session()
-        default_timeout = self.services.settings.statement_timeout
+        settings = self.services.settings
 
         def execute(item: ScriptStatement) -> Awaitable[Result | StreamResult]:
             # Each statement within its time limit (gateway.deadlines), its rows included.
-            limit = statement_limit(item.statement, default_timeout)
+            limit = statement_limit(
+                item.statement, settings.statement_timeout, settings.max_statement_timeout
+            )
             run = self._execute(item.statement, query_id=query_id, session=session)
             return run_within(run, limit)
 

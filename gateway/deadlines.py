@@ -1,7 +1,8 @@
 """The statement timeout: one deadline for a whole statement, a JOIN's rows included.
 
 ``BYOM_STATEMENT_TIMEOUT`` (``Settings.statement_timeout``, 0: none) bounds every statement;
-a query may set its own with ``USING statement_timeout = N`` (seconds). The JOIN's
+a query may set its own with ``USING statement_timeout = N`` (seconds), up to
+``BYOM_MAX_STATEMENT_TIMEOUT`` when the admin set one. The JOIN's
 ``USING timeout = N`` keeps its older meaning: the time one batch may take at its models.
 
 On expiry the statement's task is cancelled (``asyncio.timeout``), so in-flight endpoint
@@ -25,6 +26,7 @@ from gateway.result import Result, StreamResult
 #: The USING option of a query that sets its own limit.
 OPTION = "statement_timeout"
 SETTING = "BYOM_STATEMENT_TIMEOUT"
+CAP = "BYOM_MAX_STATEMENT_TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,13 @@ class Limit:
         )
 
 
-def statement_limit(statement: st.Statement, default: float | None) -> Limit | None:
+def statement_limit(
+    statement: st.Statement, default: float | None, cap: float | None = None
+) -> Limit | None:
     """The limit of ``statement``: its own ``USING statement_timeout`` (taken out of its
     options, so the JOIN does not send it to the models), else ``default`` (None or 0: no
-    limit). A value that is not a positive number is ``InvalidOption``."""
+    limit). A value that is not a positive number, or over ``cap`` (``$BYOM_MAX_STATEMENT_
+    TIMEOUT``; None or 0: no cap), is ``InvalidOption``: nothing runs."""
     options = statement.tree.meta.get(USING_META) if isinstance(statement, st.Query) else None
     if options and OPTION in options:
         value = options.pop(OPTION)
@@ -64,6 +69,14 @@ def statement_limit(statement: st.Statement, default: float | None) -> Limit | N
                 f"USING {OPTION} must be a positive number of seconds, got {value!r}.",
                 option=OPTION,
                 value=value,
+            )
+        if cap and value > cap:
+            raise InvalidOption(
+                f"USING {OPTION} = {value:g} is over the gateway's cap of {cap:g}s ({CAP}); "
+                f"ask for at most {cap:g} seconds, or have the admin raise {CAP}.",
+                option=OPTION,
+                value=value,
+                cap_s=cap,
             )
         return Limit(float(value), own=True)
     return gateway_limit(default)

@@ -97,6 +97,10 @@ KNOBS: tuple[Knob, ...] = (
     Knob("statement_timeout", "BYOM_STATEMENT_TIMEOUT", "--statement-timeout", float, True,
          "seconds one statement may run, a JOIN's rows included (default 3600; 0: no limit; "
          "USING statement_timeout=N sets a statement's own)"),
+    Knob("max_statement_timeout", "BYOM_MAX_STATEMENT_TIMEOUT", "--max-statement-timeout",
+         float, True,
+         "most seconds a statement may ask for with USING statement_timeout (default 0: no "
+         "cap; over it the statement is refused)"),
     Knob("max_in_flight", "BYOM_MAX_IN_FLIGHT", "--max-in-flight", int, False,
          "statements running at once over HTTP; more are answered 503 (default 64)"),
     Knob("max_in_flight_per_client", "BYOM_MAX_IN_FLIGHT_PER_CLIENT",
@@ -144,6 +148,7 @@ class Settings:
     max_in_flight: int = 64
     max_in_flight_per_client: int = 16
     batch_wait_ms: float = 0.0  # built-in models' Serve replicas (see KNOBS)
+    max_statement_timeout: float = 0.0  # 0: no cap on USING statement_timeout
     #: Custom Ray resources each built-in training task / model replica asks for, on top
     #: of its CPUs ($BYOM_TRAIN_RESOURCES / $BYOM_REPLICA_RESOURCES, JSON objects): how a
     #: cluster pins training to the nodes that declare them (``ray start --resources``).

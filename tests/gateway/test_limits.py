@@ -529,6 +529,20 @@ def test_statement_timeout_option_must_be_positive(tmp_path: Path) -> None:
     assert isinstance(error, InvalidOption) and "statement_timeout" in error.message
 
 
+def test_statement_timeout_option_is_held_to_the_admins_cap(tmp_path: Path) -> None:
+    model = FakeModel()
+    sql = "SELECT t.id, p.y FROM local.t AS t JOIN m AS p USING statement_timeout = 86400"
+    error = asyncio.run(_run_gateway(tmp_path / "a", model, sql, max_statement_timeout=600))
+    assert isinstance(error, InvalidOption), error
+    assert "cap of 600s (BYOM_MAX_STATEMENT_TIMEOUT)" in error.message
+    assert error.details["cap_s"] == 600 and model.batches == []  # nothing ran
+    within = sql.replace("86400", "600")
+    answer = asyncio.run(_run_gateway(tmp_path / "b", model, within, max_statement_timeout=600))
+    assert isinstance(answer, Result) and answer.rows, answer
+    uncapped = asyncio.run(_run_gateway(tmp_path / "c", model, sql))
+    assert isinstance(uncapped, Result) and uncapped.rows, uncapped
+
+
 def test_statement_timeout_is_not_sent_to_the_model(tmp_path: Path) -> None:
     sent: list[dict[str, Any]] = []
 

@@ -28,6 +28,7 @@ def test_every_knob_is_read_from_its_variable() -> None:
         "BYOM_MAX_BODY_BYTES": "4096", "BYOM_MAX_STATEMENT_BYTES": "1024",
         "BYOM_MAX_STATEMENTS": "5", "BYOM_STATEMENT_TIMEOUT": "0", "BYOM_MAX_IN_FLIGHT": "8",
         "BYOM_MAX_IN_FLIGHT_PER_CLIENT": "2", "BYOM_BATCH_WAIT_MS": "2.5",
+        "BYOM_MAX_STATEMENT_TIMEOUT": "7200",
     }  # fmt: skip
     settings = Settings.load(env)
     assert settings == Settings(
@@ -36,6 +37,7 @@ def test_every_knob_is_read_from_its_variable() -> None:
         max_response_bytes=1024, breaker_failures=0, breaker_cooldown=2.5,
         max_body_bytes=4096, max_statement_bytes=1024, max_statements=5, statement_timeout=0.0,
         max_in_flight=8, max_in_flight_per_client=2, batch_wait_ms=2.5,
+        max_statement_timeout=7200.0,
     )  # fmt: skip
     assert Settings.load({"BYOM_TRACKING_URI": " sqlite:///x.db "}).tracking_uri == "sqlite:///x.db"
     http = settings.http()
