@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -227,7 +227,15 @@ class Gateway:
         items = script
         if isinstance(script, str):
             items = await parse_off_loop(script, self.parse_limits)
-        session = session if session is not None else Session()
+        execute = self.statement_runner(session if session is not None else Session(), query_id)
+        async for item, result in run_statements(items, execute):
+            yield item, result
+
+    def statement_runner(
+        self, session: Session, query_id: str | None = None
+    ) -> Callable[[ScriptStatement], Awaitable[Result | StreamResult]]:
+        """What runs one statement of a script of ``session`` (``run_script``'s step, for a
+        caller that runs some statements itself with ``gateway.scripts.run_statements``)."""
         settings = self.services.settings
 
         def execute(item: ScriptStatement) -> Awaitable[Result | StreamResult]:
@@ -238,8 +246,7 @@ class Gateway:
             run = self._execute(item.statement, query_id=query_id, session=session)
             return run_within(run, limit)
 
-        async for item, result in run_statements(items, execute):
-            yield item, result
+        return execute
 
     async def _execute(
         self,

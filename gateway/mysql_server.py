@@ -27,8 +27,9 @@ import asyncio
 import functools
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -48,6 +49,7 @@ from byom.errors import (
     DatasourceNotFound,
     Forbidden,
     GatewayError,
+    InvalidInput,
     NotFound,
     ParseError,
     ProjectNotFound,
@@ -57,8 +59,9 @@ from byom.errors import (
 from gateway import auth, mysql_auth
 from gateway.limits import InFlightLimiter
 from gateway.mysql_connection import Answer, GatewayConnection, own_limiter
+from gateway.parser import ScriptStatement
 from gateway.result import Result, StreamResult
-from gateway.scripts import parse_off_loop
+from gateway.scripts import parse_off_loop, run_statements
 from gateway.session import Session as GatewaySessionState
 
 log = logging.getLogger("byom.mysql")
@@ -127,7 +130,7 @@ def _for_library(sql: str) -> bool:
 
 def _library_statement(sql: str) -> bool:
     """Whether mysql-mimic answers ``sql`` (one statement its parser reads, of the kinds
-    ``_for_library`` names); a script that holds one is the gateway's (its parser's error)."""
+    ``_for_library`` names); a script's statements are asked one by one (``_script_step``)."""
     return _for_library(sql) and _one_parsed_statement(sql)
 
 
@@ -225,6 +228,13 @@ async def _rows(result: StreamResult, first: list[Sequence[Any]]) -> AsyncIterat
         await result.aclose()
 
 
+@dataclass
+class _Chore:
+    """A statement of a script that mysql-mimic answered (its result set, None: OK)."""
+
+    allowed: AllowedResult
+
+
 class GatewaySession(Session):
     """One MySQL connection: a gateway session, its principal, and the library's state."""
 
@@ -290,7 +300,7 @@ class GatewaySession(Session):
                 code=ErrorCode.PARSE_ERROR,
             )
         before = (self.state.datasource, self.state.project)
-        results = self.gateway.run_script(items, session=self.state)
+        results = run_statements(items, self._script_step(attrs))
         try:
             while True:
                 try:
@@ -301,13 +311,34 @@ class GatewaySession(Session):
                     return
                 item, result = step
                 before = self._follow_use(before)
-                message = result.message if isinstance(result, Result) else None
-                answer = Answer(await self._allowed(result), message, item.index < total)
+                if isinstance(result, _Chore):
+                    allowed, message = result.allowed, None
+                else:
+                    allowed = await self._allowed(result)
+                    message = result.message if isinstance(result, Result) else None
+                answer = Answer(allowed, message, item.index < total)
                 yield answer  # written (a stream read to its end) before the next runs
                 if not answer.more:
                     return  # the last stream is closed by its reader: nothing to drain
         finally:
             await results.aclose()
+
+    def _script_step(self, attrs: dict[str, str]) -> Callable[[ScriptStatement], Awaitable[Any]]:
+        """One statement of a script, as ``Gateway.run_script`` runs it - unless mysql-mimic
+        answers it (``SET NAMES``, ``@@variables`` amid the gateway's statements): a
+        ``_Chore``, its failure the script's error like any statement's."""
+        run = self.gateway.statement_runner(self.state)
+        library = super().handle_query  # bound here: the step runs outside this method
+
+        async def step(item: ScriptStatement) -> Any:
+            if not _library_statement(item.sql):
+                return await run(item)
+            try:
+                return _Chore(await library(item.sql, attrs))
+            except MysqlError as exc:
+                raise InvalidInput(f"{item.sql}: {exc.msg}", mysql_code=int(exc.code)) from exc
+
+        return step
 
     async def query(self, expression: exp.Expression, sql: str, attrs: dict[str, str]) -> Any:
         return await self._run(sql)

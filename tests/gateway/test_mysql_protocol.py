@@ -502,6 +502,31 @@ def test_an_error_in_a_script_stops_it_there(gw: Served) -> None:
     assert _mysql(conn, "SELECT n FROM local.halted")[1] == [(1,)]  # parsed whole: none ran
 
 
+def test_mysql_chores_amid_a_script_are_answered_in_turn(gw: Served) -> None:
+    """What mysql-mimic answers (``SET NAMES``, ``@@variables``) inside a script of the
+    gateway's statements: each answered where it stands, as a GUI tool's init script sends
+    them."""
+    conn = gw.connect(client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+    _mysql(conn, "CREATE TABLE IF NOT EXISTS chores (n INT)")
+    script = (
+        "SET NAMES utf8mb4; SELECT @@version_comment; INSERT INTO local.chores VALUES (7); "
+        "SET autocommit = 1; SELECT n FROM local.chores"
+    )
+    with conn.cursor() as cur:
+        cur.execute(script)
+        sets = _sets(cur)
+    assert [rows for _, rows, _ in sets] == [[], [("byom-gateway",)], [], [], [(7,)]]
+    # a chore that fails stops the script there, as any statement's error does
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO local.chores VALUES (8); SET nosuch_variable = 1; SELECT 1")
+        with pytest.raises(pymysql.err.MySQLError) as failed:
+            cur.nextset()
+    message = failed.value.args[1]
+    assert message.startswith("[INVALID_INPUT] Statement 2: SET nosuch_variable = 1:"), message
+    assert "statement 1 took effect; statement 3 did not run" in message
+    assert _mysql(conn, "SELECT n FROM local.chores ORDER BY n")[1] == [(7,), (8,)]
+
+
 def test_a_script_needs_the_clients_multi_statements_flag(gw: Served) -> None:
     conn = gw.connect()  # pymysql's default: no CLIENT_MULTI_STATEMENTS
     with pytest.raises(pymysql.err.ProgrammingError) as refused:
