@@ -16,9 +16,10 @@ Only what a MySQL client asks of a MySQL server and the gateway does not answer 
 ``SET NAMES``/``SET autocommit``, ``@@variables``, ``DATABASE()``, ``SHOW VARIABLES``/
 ``WARNINGS``/``COLUMNS``, ``information_schema``, ``KILL``, and ``BEGIN``/``COMMIT``/
 ``ROLLBACK`` (no-ops: the gateway has no transactions) - is left to mysql-mimic
-(``_for_library``), one statement per query (in a script they go to the gateway's parser).
+(``_for_library``), alone in a query or among the gateway's statements in a script.
 
-Authentication: ``gateway.mysql_auth`` (the gateway's tokens over mysql_clear_password).
+Authentication: ``gateway.mysql_auth`` (the gateway's tokens over mysql_clear_password);
+answers and errors as packets: ``gateway.mysql_results``.
 """
 
 from __future__ import annotations
@@ -27,65 +28,39 @@ import asyncio
 import functools
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import sqlglot
-from mysql_mimic import MysqlServer, ResultColumn, Session
+from mysql_mimic import MysqlServer, Session
 from mysql_mimic.connection import Connection
 from mysql_mimic.constants import DEFAULT_SERVER_CAPABILITIES
 from mysql_mimic.control import TooManyConnections
 from mysql_mimic.errors import ErrorCode, MysqlError
-from mysql_mimic.results import AllowedResult, infer_type
+from mysql_mimic.results import AllowedResult
 from mysql_mimic.stream import MysqlStream
-from mysql_mimic.types import Capabilities, ColumnType
+from mysql_mimic.types import Capabilities
 from sqlglot import exp
 
-from byom.errors import (
-    Busy,
-    DatasourceNotFound,
-    Forbidden,
-    GatewayError,
-    InvalidInput,
-    NotFound,
-    ParseError,
-    ProjectNotFound,
-    TooManyRequests,
-    Unauthorized,
-)
+from byom.errors import GatewayError, InvalidInput, Unauthorized
 from gateway import auth, mysql_auth
 from gateway.limits import InFlightLimiter
 from gateway.mysql_connection import Answer, GatewayConnection, own_limiter
+from gateway.mysql_results import (
+    library_rows,
+    mysql_error,
+    plain_rows,
+    result_columns,
+    streamed_rows,
+)
 from gateway.parser import ScriptStatement
 from gateway.result import Result, StreamResult
 from gateway.scripts import parse_off_loop, run_statements
 from gateway.session import Session as GatewaySessionState
 
 log = logging.getLogger("byom.mysql")
-
-# MySQL's own error numbers for the gateway's error classes (the first match wins); every
-# other error is ER_UNKNOWN_ERROR. The message always starts with the gateway's code.
-ER_BAD_DB_ERROR = 1049
-ER_NO_SUCH_TABLE = 1146
-ER_TABLEACCESS_DENIED_ERROR = 1142
-# Over the in-flight limits (gateway.limits): this client's (HTTP's 429) is MySQL's "user
-# has exceeded a resource"; the gateway's (HTTP's 503) is "too many connections", which
-# pools and clients already read as "busy, retry later". Both are OperationalError to pymysql.
-ER_CON_COUNT_ERROR = 1040
-ER_USER_LIMIT_REACHED = 1226
-_ERROR_NUMBERS: tuple[tuple[type[GatewayError], int], ...] = (
-    (TooManyRequests, ER_USER_LIMIT_REACHED),  # before Busy: a subclass of it
-    (Busy, ER_CON_COUNT_ERROR),
-    (ParseError, ErrorCode.PARSE_ERROR),
-    (DatasourceNotFound, ER_BAD_DB_ERROR),
-    (ProjectNotFound, ER_BAD_DB_ERROR),
-    (NotFound, ER_NO_SUCH_TABLE),
-    (Forbidden, ER_TABLEACCESS_DENIED_ERROR),
-    (Unauthorized, ErrorCode.ACCESS_DENIED_ERROR),
-)
 
 # Statements mysql-mimic answers (see the module doc); anything else is the gateway's.
 _COMMENTS = re.compile(r"^(?:\s+|/\*.*?\*/|(?:--|#)[^\n]*\n?)*", re.S)
@@ -104,13 +79,6 @@ _USER_VARIABLE = re.compile(r"(?<!@)@(?!@)[`'\"\w]")
 _SCHEMA_READ = re.compile(
     r"\binformation_schema\b|\bshow\s+(?:full\s+)?(?:columns|fields|index|indexes|keys)\b", re.I
 )
-
-
-def mysql_error(exc: GatewayError) -> MysqlError:
-    """The MySQL error packet of a gateway error: its number and ``[CODE] message``."""
-    number = next((n for cls, n in _ERROR_NUMBERS if isinstance(exc, cls)), None)
-    code = ErrorCode.UNKNOWN_ERROR if number is None else number
-    return MysqlError(f"[{exc.code}] {exc.message}", code=code)  # type: ignore[arg-type]
 
 
 def _for_library(sql: str) -> bool:
@@ -152,80 +120,6 @@ def takes_slot(sql: str) -> bool:
     the library's that read the gateway's schema, not a client's chores (``SET NAMES``
     when it connects, ``KILL``, ``@@variables``), which must go through a busy gateway."""
     return not _library_statement(sql) or bool(_SCHEMA_READ.search(sql))
-
-
-_JSON_TYPES = (dict, list, tuple)
-
-
-def _cell(value: Any) -> Any:
-    """A JSON value (DESCRIBE's dtype_dict, SHOW DATABASES' parameters) as JSON text."""
-    if isinstance(value, dict | list | tuple):
-        return orjson.dumps(value, default=str).decode()
-    return value
-
-
-def _columns(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[ResultColumn]:
-    """Column types from the first non-NULL value of each column in ``rows`` (the first
-    batch: mysql-mimic's own inference would read a stream until every column had one)."""
-    columns = []
-    for i, name in enumerate(names):
-        values = [row[i] for row in rows if row[i] is not None]
-        kind = ColumnType.VARCHAR if not values else infer_type(values[0])
-        if isinstance(values[0] if values else None, dict | list | tuple):
-            kind = ColumnType.VARCHAR  # sent as JSON text (``_cell``)
-        elif kind == ColumnType.LONGLONG and any(isinstance(v, float) for v in values):
-            kind = ColumnType.DOUBLE  # 2, 2.5, ...: a client would read "2.5" as an int
-        columns.append(ResultColumn(name=str(name), type=kind))
-    return columns
-
-
-def _plain(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-    """Rows with their JSON values as text."""
-    return [[_cell(v) if type(v) in _JSON_TYPES else v for v in row] for row in rows]
-
-
-async def _streamed(
-    result: StreamResult,
-    first: list[Sequence[Any]],
-    stream: MysqlStream,
-    columns: list[ResultColumn],
-) -> AsyncIterator[list[Any]]:
-    """The rows of a JOIN written to ``stream`` one batch at a time; yields none itself.
-    Closing it (the client went away, or an error) cancels the statement.
-
-    mysql-mimic 3.0.5 takes rows of an async result one by one and only buffers them until
-    the result ends: the whole result in memory, and nothing for the client until then. So
-    each batch is encoded here, in one call, straight after the column definitions the
-    library has already buffered, and sent before the next batch is asked for: one batch in
-    memory, the socket's backpressure pacing the statement, and a fraction of the per-row
-    cost. The library then ends the result (its row count, 0, is not read by clients)."""
-    try:
-        batch: list[Sequence[Any]] | None = first
-        while batch is not None:
-            stream.write_text_rows(_plain(batch), columns)
-            await stream.drain()
-            batch = await anext(result.batches, None)
-    except GatewayError as exc:  # after rows were sent: an error packet ends the result
-        raise mysql_error(exc) from exc
-    finally:
-        await result.aclose()
-    return
-    yield  # an async generator (what mysql-mimic iterates) that yields nothing
-
-
-async def _rows(result: StreamResult, first: list[Sequence[Any]]) -> AsyncIterator[list[Any]]:
-    """A JOIN's rows one by one, for mysql-mimic to encode (COM_STMT_EXECUTE: binary
-    rows, each written to the socket as it comes)."""
-    try:
-        batch: list[Sequence[Any]] | None = first
-        while batch is not None:
-            for row in _plain(batch):
-                yield row
-            batch = await anext(result.batches, None)
-    except GatewayError as exc:
-        raise mysql_error(exc) from exc
-    finally:
-        await result.aclose()
 
 
 @dataclass
@@ -389,7 +283,7 @@ class GatewaySession(Session):
 
     async def _allowed(self, result: Result | StreamResult, encode: bool = True) -> AllowedResult:
         """A gateway result as mysql-mimic writes it (None: an OK packet). A JOIN's rows
-        are written here as text rows, a batch at a time (``_streamed``: COM_QUERY); with
+        are written here as text rows, a batch at a time (``streamed_rows``: COM_QUERY); with
         ``encode`` False they go to the library row by row, which encodes them as its
         command needs (a prepared statement's binary rows)."""
         if isinstance(result, StreamResult):
@@ -400,13 +294,13 @@ class GatewaySession(Session):
                 if isinstance(exc, GatewayError):
                     raise mysql_error(exc) from exc
                 raise
-            columns = _columns(result.columns, first)
+            columns = result_columns(result.columns, first)
             if not encode:
-                return _rows(result, first), columns
-            return _streamed(result, first, self.connection.stream, columns), columns
+                return library_rows(result, first), columns
+            return streamed_rows(result, first, self.connection.stream, columns), columns
         if not result.columns:
             return None  # an OK packet (``answers`` gives it the message)
-        return _plain(result.rows), _columns(result.columns, result.rows)
+        return plain_rows(result.rows), result_columns(result.columns, result.rows)
 
 
 # Multiple statements in one COM_QUERY, answered one result each (gateway.mysql_connection);
