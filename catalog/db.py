@@ -22,6 +22,9 @@ from byom.errors import CatalogUnavailable
 # Seconds a SQLite connection waits for another writer before giving up with "locked".
 SQLITE_BUSY_TIMEOUT_S = 30
 
+# The execution option that marks an engine's transactions as reads only (``read_engine``).
+READ_ONLY = "byom_read_only"
+
 
 def default_home() -> Path:
     """The gateway's home directory: ``$BYOM_HOME`` or ``~/.byom``."""
@@ -45,7 +48,9 @@ def make_engine(url: str | URL) -> Engine:
     SQLite gets WAL (readers never block the writer), a busy timeout (writers queue instead
     of failing at once), connections usable from any thread, and real transactions: every
     transaction starts with ``BEGIN IMMEDIATE`` so a read-then-write cannot fail half way
-    with "database is locked", and migrations' DDL is transactional.
+    with "database is locked", and migrations' DDL is transactional. Transactions of a
+    ``read_engine`` begin deferred instead: they read WAL's last committed snapshot and
+    never wait for a writer.
     """
     url = make_url(url)
     if url.get_backend_name() != "sqlite":
@@ -80,9 +85,19 @@ def make_engine(url: str | URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read that took the write lock would wait out the busy timeout behind any writer
+        # (a long write-back's progress, another gateway's DDL) for nothing.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def read_engine(engine: Engine) -> Engine:
+    """``engine`` for transactions that only read (same pool; on SQLite they begin
+    deferred, see ``make_engine``). A write in one is an error on SQLite only when another
+    writer got there first, so nothing that writes may use it."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 @contextmanager

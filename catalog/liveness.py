@@ -96,11 +96,11 @@ class LivenessMixin:
 
     if TYPE_CHECKING:  # provided by Catalog
 
-        def _session(self) -> AbstractContextManager[Session]: ...
+        def _session(self, read_only: bool = False) -> AbstractContextManager[Session]: ...
 
     def running_owners(self) -> set[str | None]:
         """The owners of running jobs and statements (None: a job from before v5)."""
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             jobs = s.execute(
                 select(TrainingJobRow.owner).where(TrainingJobRow.status == "running").distinct()
             ).scalars()
@@ -128,7 +128,7 @@ class LivenessMixin:
 
     def cancel_requests(self, owner: str) -> list[str]:
         """Predictors whose running job ``owner`` runs and another replica asked to cancel."""
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             jobs = s.execute(
                 select(TrainingJobRow).where(
                     TrainingJobRow.status == "running", TrainingJobRow.owner == owner

@@ -33,7 +33,7 @@ class QueriesMixin:
 
     if TYPE_CHECKING:  # provided by Catalog
 
-        def _session(self) -> AbstractContextManager[Session]: ...
+        def _session(self, read_only: bool = False) -> AbstractContextManager[Session]: ...
 
     def save_query(self, record: QueryRecord, keep_finished: int | None = None) -> None:
         """Store ``record`` (replacing the statement with its id, if any). With
@@ -67,12 +67,12 @@ class QueriesMixin:
 
     def find_query(self, query_id: str) -> QueryRecord | None:
         """The statement ``query_id``, or None."""
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             row = s.get(QueryRow, query_id)
             return _record(row) if row is not None else None
 
     def list_queries(self) -> list[QueryRecord]:
         """Every stored statement, oldest first."""
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             rows = s.execute(select(QueryRow).order_by(QueryRow.started_at, QueryRow.id))
             return [_record(r) for r in rows.scalars()]

@@ -29,7 +29,7 @@ from byom.errors import (
     UserError,
 )
 from catalog import migrations
-from catalog.db import catalog_url, default_home, make_engine, unavailable_as_error
+from catalog.db import catalog_url, default_home, make_engine, read_engine, unavailable_as_error
 from catalog.liveness import BUSY_STATUSES, INTERRUPTED_MESSAGE, LivenessMixin
 from catalog.queries import QueriesMixin
 from catalog.records import (
@@ -166,6 +166,8 @@ class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin, TokensM
             self._engine.dispose()
             raise
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._reader = read_engine(self._engine)
+        self._reads = sessionmaker(self._reader, expire_on_commit=False)
 
     @classmethod
     def open(cls, home: Path | None = None) -> Catalog:
@@ -186,13 +188,15 @@ class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin, TokensM
     @property
     def schema_version(self) -> int:
         """The schema version recorded in the database."""
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             return int(s.execute(select(SchemaVersionRow.version)).scalar_one())
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
-        """One transaction: committed on success, rolled back on any error."""
-        with unavailable_as_error(self.url), self._sessions.begin() as session:
+    def _session(self, read_only: bool = False) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error. ``read_only``
+        for those that never write: they do not wait for (or hold up) a writer."""
+        sessions = self._reads if read_only else self._sessions
+        with unavailable_as_error(self.url), sessions.begin() as session:
             yield session
 
     # -- datasources -------------------------------------------------------------------
@@ -222,7 +226,7 @@ class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin, TokensM
         gateway connects with); ``DatasourceNotFound`` with a did-you-mean,
         SECRET_KEY_MISMATCH when this catalog's key cannot decrypt them."""
         key = _key(name)
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             row = s.execute(select(DatasourceRow).where(DatasourceRow.name == key)).scalar()
             if row is None:
                 raise DatasourceNotFound.named(key, s.execute(select(DatasourceRow.name)).scalars())
@@ -233,7 +237,7 @@ class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin, TokensM
     def list_datasources(self) -> list[DatasourceRecord]:
         """Every stored datasource, by name; secrets stay encrypted (for listing: mask them
         with ``public_parameters``)."""
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             rows = s.execute(select(DatasourceRow).order_by(DatasourceRow.name)).scalars()
             return [_datasource_record(r) for r in rows]
 
@@ -264,13 +268,13 @@ class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin, TokensM
 
     def find_project(self, name: str) -> ProjectRecord | None:
         """The project called ``name`` (``model``/``models`` are ``mindsdb``), or None."""
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             row = s.execute(select(ProjectRow).where(ProjectRow.name == project_key(name))).scalar()
             return ProjectRecord(name=row.name, created_at=row.created_at) if row else None
 
     def list_projects(self) -> list[ProjectRecord]:
         """Every project, by name."""
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             rows = s.execute(select(ProjectRow).order_by(ProjectRow.name)).scalars()
             return [ProjectRecord(name=r.name, created_at=r.created_at) for r in rows]
 
@@ -332,7 +336,7 @@ class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin, TokensM
         connection rather than an ORM session (about a third of the cost; the column types'
         conversions - JSON, UTC timestamps - apply the same way).
         """
-        with self._engine.connect() as conn:
+        with unavailable_as_error(self.url), self._reader.connect() as conn:
             row = conn.execute(_FIND_PREDICTOR, {"name": _key(name)}).first()
         return _predictor_record(row) if row is not None else None
 
@@ -344,13 +348,13 @@ class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin, TokensM
         raise self._model_not_found(_key(name))
 
     def _model_not_found(self, key: str) -> ModelNotFound:
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             existing = list(s.execute(select(PredictorRow.name)).scalars())
         return ModelNotFound.named(key, existing)
 
     def list_predictors(self) -> list[PredictorRecord]:
         """Every predictor, by name."""
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             rows = s.execute(select(PredictorRow).order_by(PredictorRow.name)).scalars()
             return [_predictor_record(r) for r in rows]
 
@@ -468,7 +472,7 @@ class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin, TokensM
         query = select(TrainingJobRow).order_by(TrainingJobRow.id)
         if predictor is not None:
             query = query.where(TrainingJobRow.predictor == _key(predictor))
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             return [_job_record(r) for r in s.execute(query).scalars()]
 
     def fail_interrupted(self, message: str = INTERRUPTED_MESSAGE) -> list[str]:

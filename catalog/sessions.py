@@ -35,11 +35,11 @@ class SessionsMixin:
 
     if TYPE_CHECKING:  # provided by Catalog
 
-        def _session(self) -> AbstractContextManager[Session]: ...
+        def _session(self, read_only: bool = False) -> AbstractContextManager[Session]: ...
 
     def load_session(self, session_id: str, used_since: datetime) -> SessionRecord | None:
         """Session ``session_id``, or None when unknown or not saved since ``used_since``."""
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             row = s.get(SessionRow, session_id)
             if row is None or row.updated_at < used_since:
                 return None

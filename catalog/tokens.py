@@ -46,7 +46,7 @@ class TokensMixin:
 
     if TYPE_CHECKING:  # provided by Catalog
 
-        def _session(self) -> AbstractContextManager[Session]: ...
+        def _session(self, read_only: bool = False) -> AbstractContextManager[Session]: ...
 
     def create_token(self, name: str, role: str) -> tuple[TokenRecord, str]:
         """A new token ``name`` with ``role``: its record and its secret (shown only now)."""
@@ -79,7 +79,7 @@ class TokensMixin:
 
     def list_tokens(self) -> list[TokenRecord]:
         """Every token, revoked ones too, by name."""
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             return [_record(r) for r in s.scalars(select(TokenRow).order_by(TokenRow.name))]
 
     def revoke_token(self, name: str) -> TokenRecord:
@@ -95,7 +95,7 @@ class TokensMixin:
 
     def tokens_exist(self) -> bool:
         """Whether any token was ever created (authentication is on)."""
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             return bool(s.scalar(select(exists().where(TokenRow.id.is_not(None)))))
 
     def find_token(self, secret: str) -> TokenRecord | None:

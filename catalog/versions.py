@@ -121,7 +121,7 @@ class VersionsMixin:
 
     if TYPE_CHECKING:  # provided by Catalog
 
-        def _session(self) -> AbstractContextManager[Session]: ...
+        def _session(self, read_only: bool = False) -> AbstractContextManager[Session]: ...
 
         def _model_not_found(self, key: str) -> ModelNotFound: ...
 
@@ -199,7 +199,7 @@ class VersionsMixin:
         query = _versions().where(
             ModelVersionRow.predictor == key, ModelVersionRow.version == version
         )
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             found = s.execute(query).first()
             return _record(*found) if found is not None else None
 
@@ -212,7 +212,7 @@ class VersionsMixin:
         raise self._version_not_found(name_key(predictor), version)
 
     def _version_not_found(self, key: str, version: int) -> ModelNotFound | ModelVersionNotFound:
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             exists = s.execute(select(PredictorRow.id).where(PredictorRow.name == key)).scalar()
             numbers = s.execute(
                 select(ModelVersionRow.version).where(ModelVersionRow.predictor == key)
@@ -227,7 +227,7 @@ class VersionsMixin:
         query = _versions()
         if predictor is not None:
             query = query.where(ModelVersionRow.predictor == name_key(predictor))
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             return [_record(row, active) for row, active in s.execute(query).all()]
 
     def update_version(self, predictor: str, version: int, **fields: Any) -> ModelVersionRecord:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import threading
 from datetime import UTC
 from pathlib import Path
@@ -21,7 +22,7 @@ from byom.errors import (
     NotFound,
     UserError,
 )
-from catalog import migrations
+from catalog import db, migrations
 from catalog.db import catalog_url, default_home, make_engine
 from catalog.records import (
     MASK,
@@ -513,6 +514,38 @@ def test_sqlite_catalog_uses_wal(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
     finally:
         engine.dispose()
+
+
+def test_sqlite_reads_do_not_wait_for_a_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the catalog's write lock (a long write, another gateway's
+    DDL): reads answer from the last committed state; writes wait for the lock as
+    before and, past the busy timeout, answer CATALOG_UNAVAILABLE with nothing changed."""
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_S", 1)  # a stuck write fails in 1 s, not 30
+    path = tmp_path / "catalog.sqlite"
+    cat = Catalog(f"sqlite:///{path}")
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        cat.add_datasource("mydb", "sqlite", {"path": "/x.db"})
+        made = _predictor(cat, "m")
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE predictors SET status = 'error' WHERE name = 'm'")
+        assert cat.get_datasource("mydb").parameters == {"path": "/x.db"}
+        assert cat.get_predictor("m") == made  # the uncommitted update is not seen
+        assert [p.name for p in cat.list_predictors()] == ["m"]
+        assert [p.name for p in cat.list_projects()] == ["mindsdb"]
+        assert cat.list_versions("m") == [] and cat.list_queries() == []
+        assert cat.running_owners() == set() and not cat.tokens_exist()
+        with pytest.raises(GatewayError) as info:
+            cat.add_project("sales")
+        assert info.value.code == "CATALOG_UNAVAILABLE" and "locked" in info.value.message
+        writer.execute("COMMIT")
+        assert cat.get_predictor("m").status == "error"
+        assert cat.find_project("sales") is None
+    finally:
+        writer.close()
+        cat.close()
 
 
 def test_in_memory_catalog(tmp_path: Path) -> None:

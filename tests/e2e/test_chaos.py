@@ -404,8 +404,8 @@ def test_gateway_killed_after_creating_the_table_before_any_progress_was_recorde
         setup_gateway(client, model, data)
         with in_background(lambda: client.sql(statement, query_id="chaos-early")) as outcome:
             eventually("the statement's start", lambda: recorded(url, "chaos-early"))
-            # Every catalog transaction begins IMMEDIATE, reads too: the lock must wait
-            # until the JOIN read its datasource and model, i.e. sent its first batch.
+            # Lock only once the JOIN sent its first batch: by then everything it does in
+            # the catalog before the batches is done, so the lock holds up progress only.
             eventually("the first batch at the model", lambda: seen(model) > 0)
             # Hold the catalog's write lock: the progress writes wait (in their own
             # thread), while the JOIN keeps writing batches to the datasource file.
