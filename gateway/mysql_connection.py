@@ -17,10 +17,16 @@ slot of the HTTP API's ``InFlightLimiter`` for as long as its answer is written,
 against the token's name, else the client's address (the keys ``gateway.http_limits``
 uses, so a token's HTTP and MySQL statements count together). Over a limit the statement
 is refused at once with an error packet and the connection stays usable.
+
+COM_STMT_EXECUTE is mysql-mimic's, but with the statement's parameters bound by
+``gateway.mysql_params`` (its own binding leaves quotes in values unescaped). Every packet
+says ``SERVER_STATUS_NO_BACKSLASH_ESCAPES``, so drivers quote strings as the gateway reads
+them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -29,11 +35,13 @@ from typing import Any, Protocol
 from mysql_mimic import packets
 from mysql_mimic.connection import Connection
 from mysql_mimic.errors import MysqlError
+from mysql_mimic.prepared import PreparedStatement
 from mysql_mimic.results import AllowedResult, ensure_result_set
 from mysql_mimic.types import ServerStatus
 
 from byom.errors import GatewayError
 from gateway.limits import InFlightLimiter
+from gateway.mysql_params import bound_statement
 
 __all__ = ["Answer", "GatewayConnection", "client_key", "own_limiter"]
 
@@ -90,8 +98,15 @@ class GatewayConnection(Connection):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        # The gateway's SQL reads a backslash as itself and a quote in a string as ''
+        # (ANSI, as SQLite and PostgreSQL). Drivers that escape parameters themselves
+        # (pymysql, libmysqlclient's mysql_real_escape_string) check this flag of the
+        # handshake and OK packets; without it they send it's as 'it\'s' (a parse error)
+        # and a " or \ with a backslash added (wrong data).
+        self.status_flags |= ServerStatus.SERVER_STATUS_NO_BACKSLASH_ESCAPES
         self.address = address
         self._error = error
+        self._executing: PreparedStatement | None = None  # see _stmt_execute
 
     @property
     def _session(self) -> _AnsweringSession:
@@ -130,7 +145,31 @@ class GatewayConnection(Connection):
         await self._limited(super().handle_init_db, data)
 
     async def handle_stmt_execute(self, data: bytes) -> None:
-        await self._limited(super().handle_stmt_execute, data)
+        await self._limited(self._stmt_execute, data)
+
+    async def _stmt_execute(self, data: bytes) -> None:
+        """mysql-mimic's COM_STMT_EXECUTE, but with the parameters bound by
+        ``gateway.mysql_params``: while it runs, the statement it looks up is a stand-in
+        holding the bound SQL and no parameters left to fill."""
+        stmt = self.get_stmt(int.from_bytes(data[:4], "little"))
+        try:
+            sql = bound_statement(data, self.capabilities, self.client_charset, stmt)
+        except GatewayError as exc:
+            raise self._error(exc) from exc
+        stand_in = dataclasses.replace(stmt, sql=sql, num_params=0)
+        self._executing = stand_in
+        try:
+            await super().handle_stmt_execute(data)
+        finally:
+            self._executing = None
+            stmt.param_buffers = None  # long data is for one execution
+            stmt.cursor = stand_in.cursor  # a cursor it opened is the statement's (FETCH)
+
+    def get_stmt(self, stmt_id: int) -> PreparedStatement:
+        executing = self._executing
+        if executing is not None and executing.stmt_id == stmt_id:
+            return executing
+        return super().get_stmt(stmt_id)
 
     async def handle_field_list(self, data: bytes) -> None:
         await self._limited(super().handle_field_list, data)

@@ -139,6 +139,9 @@ class GatewaySession(Session):
         self.state = GatewaySessionState()
         self.secret: str | None = None
         self.variables.set("version_comment", "byom-gateway", force=True)
+        # What drivers that read @@sql_mode (SQLAlchemy, Connector/J) must know to quote
+        # strings the gateway's way (see GatewayConnection: the handshake's status flag).
+        self.variables.set("sql_mode", "ANSI,NO_BACKSLASH_ESCAPES", force=True)
 
     def takes_slot(self, sql: str) -> bool:
         """Whether ``sql`` takes an in-flight slot (read by ``GatewayConnection``)."""

@@ -180,6 +180,31 @@ def test_mysql_clients_own_statements(gw: Served) -> None:
     assert _mysql(gw.connect(), "SELECT @v")[1] == [(None,)]
 
 
+def test_parameters_with_quotes_and_backslashes_arrive_as_sent(gw: Served) -> None:
+    """Drivers escape parameters themselves. The gateway's strings take no backslash
+    escapes, and it says so (the status flag pymysql and libmysqlclient read, and
+    @@sql_mode for SQLAlchemy): every value arrives as sent, none a parse error."""
+    values = ["it's", 'a "b" \\ c', "line\nbreak\r\x1a", "\\'", "ünï 😀"]
+    conn = gw.connect()
+    with conn.cursor() as cur:
+        for value in values:
+            cur.execute("SELECT %s AS v", (value,))
+            assert cur.fetchall() == ((value,),)
+        cur.execute("CREATE TABLE IF NOT EXISTS quoted_t (s TEXT)")
+        cur.executemany("INSERT INTO quoted_t VALUES (%s)", [(v,) for v in values])
+    assert gw.http("SELECT s FROM local.quoted_t")["rows"] == [[v] for v in values]
+    assert _mysql(conn, "SELECT @@sql_mode")[1] == [("ANSI,NO_BACKSLASH_ESCAPES",)]
+    engine = sa.create_engine(f"mysql+pymysql://me:pw@127.0.0.1:{gw.mysql_port}/local")
+    try:
+        with engine.connect() as sa_conn:
+            for value in values:  # bound by pymysql, then written inline by SQLAlchemy
+                assert sa_conn.execute(sa.text("SELECT :v"), {"v": value}).scalar() == value
+                inline = sa.select(sa.literal(value, literal_execute=True))
+                assert sa_conn.execute(inline).scalar() == value
+    finally:
+        engine.dispose()
+
+
 def test_errors_carry_the_gateways_code_and_keep_the_connection(gw: Served) -> None:
     conn = gw.connect()
     with pytest.raises(pymysql.err.ProgrammingError) as parse:
@@ -229,8 +254,24 @@ def test_a_join_streams_to_the_client(gw: Served, model: Model) -> None:
     model.hold_from = None
 
 
-def _prepared(conn: pymysql.Connection, sql: str, *params: int) -> list[tuple[Any, ...]]:
-    """``sql`` with integer ``params`` for its ``?`` as a server-side prepared statement,
+def _param(value: int | str | None) -> tuple[int, bytes]:
+    """A COM_STMT_EXECUTE parameter's type and value bytes (a NULL's are none)."""
+    if value is None:
+        return FIELD_TYPE.NULL, b""
+    if isinstance(value, int):
+        return FIELD_TYPE.LONGLONG, struct.pack("<q", value)
+    encoded = value.encode()
+    assert len(encoded) < 0x10000
+    length = (
+        bytes([len(encoded)]) if len(encoded) < 251 else b"\xfc" + struct.pack("<H", len(encoded))
+    )
+    return FIELD_TYPE.VAR_STRING, length + encoded
+
+
+def _prepared(
+    conn: pymysql.Connection, sql: str, *params: int | str | None
+) -> list[tuple[Any, ...]]:
+    """``sql`` with ``params`` for its ``?`` as a server-side prepared statement,
     as drivers that prepare send it (COM_STMT_PREPARE, COM_STMT_EXECUTE, COM_STMT_CLOSE;
     pymysql never does, so through its packet layer): the binary rows, decoded for BIGINT,
     DOUBLE and text."""
@@ -243,10 +284,13 @@ def _prepared(conn: pymysql.Connection, sql: str, *params: int) -> list[tuple[An
         for _ in range(count + 1):
             conn._read_packet()
     execute = struct.pack("<IBI", stmt_id, 0, 1)
-    if params:  # no NULLs, types bound now (LONGLONG, signed), then the values
-        execute += bytes((len(params) + 7) // 8) + b"\x01"
-        execute += bytes([FIELD_TYPE.LONGLONG, 0]) * len(params)
-        execute += b"".join(struct.pack("<q", v) for v in params)
+    if params:  # the NULL bitmap, types bound now (signed), then the values
+        nulls = bytearray((len(params) + 7) // 8)
+        for i, value in enumerate(params):
+            nulls[i // 8] |= (value is None) << (i % 8)
+        typed = [_param(value) for value in params]
+        execute += bytes(nulls) + b"\x01" + b"".join(bytes([kind, 0]) for kind, _ in typed)
+        execute += b"".join(value for _, value in typed)
     conn._execute_command(COMMAND.COM_STMT_EXECUTE, execute)
     count = conn._read_packet().read_length_encoded_integer()
     types = [conn._read_packet(FieldDescriptorPacket).type_code for _ in range(count)]
@@ -281,9 +325,23 @@ def test_a_prepared_join_sends_binary_rows(gw: Served, model: Model) -> None:
     assert rows == _mysql(conn, join)[1]  # as the text protocol gives them
     assert _prepared(conn, join + ", concurrency = ?", 1) == rows  # a bound parameter
     assert _prepared(conn, "SELECT id, name FROM local.prep WHERE id = ?", 3) == [(3, "three")]
+    assert _prepared(conn, "SELECT id FROM local.prep WHERE name = ?", "three") == [(3,)]
+    assert _prepared(conn, "SELECT id FROM local.prep WHERE name IS ?", None) == [(2,)]
+    assert _prepared(conn, "SELECT id FROM local.prep WHERE name = ?", "x' OR 'a'='a") == []
     with pytest.raises(pymysql.err.MySQLError, match=r"1105.*no such table: nosuch"):
         _prepared(conn, "SELECT t.id, p.y FROM local.prep AS t JOIN nosuch AS p")
     assert _mysql(conn, "SELECT 1 AS one")[1] == [(1,)]  # the connection goes on
+
+
+def test_prepared_parameters_arrive_as_sent(gw: Served) -> None:
+    """A prepared statement's values are bound as literals of the gateway's SQL: quotes,
+    backslashes, a "?" or a quote character in a value change nothing else."""
+    conn = gw.connect()
+    values = ["it's", 'a "b" \\ c \\1', 'why? `x` "y"', "line\nbreak", "ünï 😀", "z" * 300]
+    for value in values:
+        assert _prepared(conn, "SELECT ? AS v, ? AS w", value, 7) == [(value, 7)]
+    assert _prepared(conn, "SELECT '?' AS q, ? AS v", "'") == [("?", "'")]  # not a place
+    assert _prepared(conn, "SELECT ? AS v", None) == [(None,)]
 
 
 def test_an_error_part_way_ends_the_result(gw: Served, model: Model) -> None:
