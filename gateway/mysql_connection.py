@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from mysql_mimic import packets
 from mysql_mimic.connection import Connection
+from mysql_mimic.constants import KillKind
 from mysql_mimic.errors import MysqlError
 from mysql_mimic.prepared import PreparedStatement
 from mysql_mimic.results import AllowedResult, ensure_result_set
@@ -107,6 +108,7 @@ class GatewayConnection(Connection):
         self.address = address
         self._error = error
         self._executing: PreparedStatement | None = None  # see _stmt_execute
+        self._running = False  # a statement command is being answered (see kill)
 
     @property
     def _session(self) -> _AnsweringSession:
@@ -126,8 +128,27 @@ class GatewayConnection(Connection):
         finally:
             limiter.release(key)
 
+    @contextmanager
+    def _statement(self, limited: bool = True) -> Iterator[None]:
+        """While a statement command is answered: its in-flight slot (``limited``), and
+        what ``kill`` checks."""
+        with self._slot() if limited else nullcontext():
+            self._running = True
+            try:
+                yield
+            finally:
+                self._running = False
+
+    def kill(self, kind: KillKind = KillKind.CONNECTION) -> None:
+        """``KILL [QUERY]`` from another connection. KILL QUERY of a connection that is
+        answering no statement does nothing, as in MySQL: mysql-mimic would cancel its wait
+        for the next command, which ends the connection."""
+        if kind == KillKind.QUERY and not self._running:
+            return
+        super().kill(kind)
+
     async def _limited(self, handle: Callable[[bytes], Awaitable[None]], data: bytes) -> None:
-        with self._slot():
+        with self._statement():
             await handle(data)
 
     async def handle_query(self, data: bytes) -> None:
@@ -135,7 +156,7 @@ class GatewayConnection(Connection):
             capabilities=self.capabilities, client_charset=self.client_charset, data=data
         )
         sql = com_query.sql
-        with self._slot() if self._session.takes_slot(sql) else nullcontext():
+        with self._statement(limited=self._session.takes_slot(sql)):
             # Closed here even when writing an answer fails: the script's statement ends now.
             async with aclosing(self._session.answers(sql, com_query.query_attrs)) as it:
                 async for answer in it:

@@ -40,11 +40,12 @@ from mysql_mimic.constants import DEFAULT_SERVER_CAPABILITIES
 from mysql_mimic.control import TooManyConnections
 from mysql_mimic.errors import ErrorCode, MysqlError
 from mysql_mimic.results import AllowedResult
+from mysql_mimic.session import Query
 from mysql_mimic.stream import MysqlStream
 from mysql_mimic.types import Capabilities
 from sqlglot import exp
 
-from byom.errors import GatewayError, InvalidInput, Unauthorized
+from byom.errors import Forbidden, GatewayError, InvalidInput, Unauthorized
 from gateway import auth, mysql_auth
 from gateway.limits import InFlightLimiter
 from gateway.mysql_connection import Answer, GatewayConnection, own_limiter
@@ -127,6 +128,10 @@ class _Chore:
     """A statement of a script that mysql-mimic answered (its result set, None: OK)."""
 
     allowed: AllowedResult
+
+
+# MySQL's ER_NO_SUCH_THREAD: KILL of a connection id that is not connected.
+ER_NO_SUCH_THREAD = 1094
 
 
 class GatewaySession(Session):
@@ -236,6 +241,36 @@ class GatewaySession(Session):
                 raise InvalidInput(f"{item.sql}: {exc.msg}", mysql_code=int(exc.code)) from exc
 
         return step
+
+    async def _kill_middleware(self, q: Query) -> AllowedResult:
+        """``KILL [QUERY | CONNECTION] <id>`` as MySQL answers it: 1094 for a connection id
+        that is not connected. With tokens a reader stops only its own token's connections
+        (as ``DELETE /api/queries``: a reader must not stop another user's work); writers
+        and admins any. The library then stops the connection's statement (or it)."""
+        target = q.expression.this if isinstance(q.expression, exp.Kill) else None
+        if target is not None and target.name.isdigit():
+            connections = getattr(self.connection.control, "_connections", {})
+            killed = connections.get(int(target.name))
+            if killed is None:  # MySQL's own message
+                unknown = f"Unknown thread id: {target.name}"
+                raise MysqlError(unknown, code=ER_NO_SUCH_THREAD)  # type: ignore[arg-type]
+            principal = auth.current.get()
+            owner = (killed.session.username or "").lower()
+            if (
+                principal is not None
+                and principal.role == "reader"
+                and owner != principal.name.lower()
+            ):
+                raise mysql_error(
+                    Forbidden(
+                        f"Token '{principal.name}' has role reader, which may stop only its "
+                        f"own connections' statements; connection {target.name} is another "
+                        "token's.",
+                        role=principal.role,
+                        required_role="writer",
+                    )
+                )
+        return await super()._kill_middleware(q)
 
     async def query(self, expression: exp.Expression, sql: str, attrs: dict[str, str]) -> Any:
         return await self._run(sql)

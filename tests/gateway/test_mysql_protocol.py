@@ -401,6 +401,29 @@ def test_tokens_are_the_passwords(secured: tuple[Served, str, str], model: Model
     assert _mysql(viewer, "SELECT * FROM allowed WHERE x = 2")[1] == [(2, 4)]
 
 
+def test_kill_is_the_owners_or_a_writers(secured: tuple[Served, str, str]) -> None:
+    """KILL as MySQL answers it: 1094 for an id not connected; a reader may stop only its
+    own token's connections (as DELETE /api/queries), an admin any."""
+    served, admin, reader = secured
+    ops = served.connect(user="ops", password=admin)
+    viewer, viewer_too = (served.connect(user="viewer", password=reader) for _ in range(2))
+    with pytest.raises(pymysql.err.MySQLError) as unknown:
+        _mysql(viewer, "KILL QUERY 4000000000")
+    assert unknown.value.args == (1094, "Unknown thread id: 4000000000")
+    with pytest.raises(pymysql.err.MySQLError) as forbidden:
+        _mysql(viewer, f"KILL QUERY {ops.thread_id()}")
+    assert forbidden.value.args[0] == 1142 and "[FORBIDDEN]" in forbidden.value.args[1]
+    assert "role reader" in forbidden.value.args[1]
+    with pytest.raises(pymysql.err.MySQLError):
+        _mysql(viewer, f"KILL {ops.thread_id()}")
+    assert _mysql(ops, "SELECT 1")[1] == [(1,)]  # neither reached it
+    _mysql(viewer, f"KILL QUERY {viewer_too.thread_id()}")  # its own token's: allowed
+    assert _mysql(viewer_too, "SELECT 2")[1] == [(2,)]  # nothing was running to stop
+    _mysql(ops, f"KILL {viewer_too.thread_id()}")  # an admin's: the connection ends
+    with pytest.raises(pymysql.err.OperationalError):
+        _mysql(viewer_too, "SELECT 3")
+
+
 def test_the_mariadb_command_line_client(secured: tuple[Served, str, str]) -> None:
     served, admin, _ = secured
     client = shutil.which("mariadb") or shutil.which("mysql")
