@@ -14,6 +14,8 @@ import asyncio
 import logging
 from typing import Any
 
+from mysql_mimic.errors import ErrorCode, MysqlError
+
 from byom.errors import GatewayError
 from gateway.session import Session
 
@@ -23,6 +25,7 @@ log = logging.getLogger("byom.mysql")
 MAX_TABLES = 100
 # Seconds the whole datasource part of one schema read may take.
 DATASOURCE_BUDGET_S = 5.0
+ER_NO_SUCH_TABLE = 1146
 _TYPES = {"integer": "BIGINT", "float": "DOUBLE", "binary": "TINYINT", "date": "DATE",
           "datetime": "DATETIME"}  # fmt: skip
 
@@ -67,6 +70,35 @@ async def _datasource(gateway: Any, session: Session, name: str) -> dict[str, di
             continue
         tables[str(table)] = {column: "TEXT" for column in empty.columns}
     return tables
+
+
+def create_table(
+    tables: dict[str, dict[str, dict[str, str]]], database: str | None, table: str
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """``SHOW CREATE TABLE``'s rows and columns for ``database.table`` of ``tables`` (what
+    ``schema`` answers): DDL of the columns information_schema shows, which is how
+    SQLAlchemy's MySQL dialect reflects a table (``inspect(engine).get_columns``)."""
+    if database is None:
+        raise MysqlError("No database selected", code=ErrorCode.NO_DB_ERROR)
+    schema_tables = _named(tables, database) or {}
+    columns = _named(schema_tables, table)
+    if not columns:
+        missing = f"Table '{database}.{table}' doesn't exist"  # MySQL's own message
+        raise MysqlError(missing, code=ER_NO_SUCH_TABLE)  # type: ignore[arg-type]
+    # Types in lower case, as MySQL writes them (and SQLAlchemy's reflection reads them).
+    body = ",\n".join(f"  {_quoted(c)} {kind.lower()}" for c, kind in columns.items())
+    return [(table, f"CREATE TABLE {_quoted(table)} (\n{body}\n)")], ["Table", "Create Table"]
+
+
+def _named(mapping: dict[str, Any], name: str) -> Any:
+    """``mapping[name]``, else the entry whose name differs only in case, else None."""
+    if name in mapping:
+        return mapping[name]
+    return next((v for k, v in mapping.items() if k.lower() == name.lower()), None)
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _copy(session: Session) -> Session:

@@ -56,6 +56,7 @@ from gateway.mysql_results import (
     result_columns,
     streamed_rows,
 )
+from gateway.mysql_schema import create_table, schema
 from gateway.parser import ScriptStatement
 from gateway.result import Result, StreamResult
 from gateway.scripts import parse_off_loop, run_statements
@@ -68,7 +69,7 @@ _COMMENTS = re.compile(r"^(?:\s+|/\*.*?\*/|(?:--|#)[^\n]*\n?)*", re.S)
 _LIBRARY_WORDS = frozenset({"kill", "begin", "start", "commit", "rollback"})
 _LIBRARY_SHOW = re.compile(
     r"show\s+(?:(?:global|session|full)\s+)?(?:variables|status|warnings|errors|columns|"
-    r"fields|index|indexes|keys|collation|character\s+set|charset)\b",
+    r"fields|index|indexes|keys|collation|character\s+set|charset|create\s+table)\b",
     re.I,
 )
 _MYSQL_INFO = re.compile(
@@ -78,7 +79,9 @@ _MYSQL_INFO = re.compile(
 )
 _USER_VARIABLE = re.compile(r"(?<!@)@(?!@)[`'\"\w]")
 _SCHEMA_READ = re.compile(
-    r"\binformation_schema\b|\bshow\s+(?:full\s+)?(?:columns|fields|index|indexes|keys)\b", re.I
+    r"\binformation_schema\b|\bshow\s+(?:full\s+)?(?:columns|fields|index|indexes|keys|"
+    r"create\s+table)\b",
+    re.I,
 )
 
 
@@ -242,6 +245,13 @@ class GatewaySession(Session):
 
         return step
 
+    async def _show(self, expression: exp.Show) -> AllowedResult:
+        """mysql-mimic's SHOW statements, and SHOW CREATE TABLE (``mysql_schema``)."""
+        if expression.name.upper() != "CREATE TABLE":
+            return await super()._show(expression)
+        database = expression.text("db") or self.database
+        return create_table(await self.schema(), database, expression.text("target"))
+
     async def _kill_middleware(self, q: Query) -> AllowedResult:
         """``KILL [QUERY | CONNECTION] <id>`` as MySQL answers it: 1094 for a connection id
         that is not connected. With tokens a reader stops only its own token's connections
@@ -277,8 +287,6 @@ class GatewaySession(Session):
 
     async def schema(self) -> dict[str, Any]:
         """information_schema, ``SHOW COLUMNS``: see ``gateway.mysql_schema``."""
-        from gateway.mysql_schema import schema
-
         return await schema(self.gateway, self.state)
 
     def _authorize(self) -> None:

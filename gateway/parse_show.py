@@ -1,6 +1,6 @@
 """The SHOW statements:
 
-    SHOW [FULL] DATABASES                       datasources (FULL: and projects)
+    SHOW [FULL] DATABASES|SCHEMAS               datasources (FULL: and projects)
     SHOW [FULL] TABLES [FROM|IN ds|project]     a datasource's tables (a project's models)
     SHOW MODELS|PREDICTORS [FROM|IN project]
     SHOW PROJECTS
@@ -31,9 +31,11 @@ from gateway.parse_query import query, tidy
 from gateway.parse_tokens import DIALECT, Cursor, line_col, name, near_miss, or_words, word
 
 OURS = ("DATABASES", "TABLES", "MODELS", "PREDICTORS", "PROJECTS", "ENGINES", "HANDLERS")
+# MySQL's synonyms (SQLAlchemy's MySQL dialect lists schemas with SHOW SCHEMAS).
+SYNONYMS = {"SCHEMAS": "DATABASES"}
 # MySQL's (and MindsDB's) other SHOW statements: known, and refused by name.
 OTHERS = (
-    "COLUMNS", "FIELDS", "SCHEMAS", "VIEWS", "INDEX", "INDEXES", "KEYS", "VARIABLES",
+    "COLUMNS", "FIELDS", "VIEWS", "INDEX", "INDEXES", "KEYS", "VARIABLES",
     "STATUS", "CREATE", "WARNINGS", "ERRORS", "TRIGGERS", "PROCESSLIST", "GRANTS",
     "PLUGINS", "PRIVILEGES", "EVENTS", "COLLATION", "CHARACTER", "CHARSET", "FUNCTION",
     "PROCEDURE", "ML_ENGINES", "JOBS", "AGENTS", "SKILLS", "CHATBOTS", "KNOWLEDGE_BASES",
@@ -60,6 +62,7 @@ def show(sql: str, toks: list[Token]) -> st.Statement:
     full = c.accept_word("FULL")
     tok = c.peek()
     kind = word(tok)
+    kind = SYNONYMS.get(kind, kind) if kind is not None else None
     if tok is None or kind is None:
         raise c.unexpected(or_words(_FULL if full else OURS))
     if kind in OTHERS:

@@ -163,6 +163,38 @@ def test_sqlalchemy_and_use_per_connection(gw: Served) -> None:
         engine.dispose()
 
 
+def test_sqlalchemy_reflects_schemas_tables_and_columns(gw: Served, model: Model) -> None:
+    """SQLAlchemy's MySQL dialect reflects with SHOW SCHEMAS and SHOW CREATE TABLE: the
+    datasources and projects, their tables and models, and the columns information_schema
+    shows (a model's typed by its dtype_dict)."""
+    conn = gw.connect()
+    _mysql(conn, "CREATE TABLE IF NOT EXISTS refl_t (id INTEGER, name TEXT)")
+    _mysql(conn, "INSERT INTO refl_t VALUES (1, 'one')")
+    _mysql(conn, _create_model("refl_m", model.url))
+    engine = sa.create_engine(f"mysql+pymysql://me:pw@127.0.0.1:{gw.mysql_port}/local")
+    try:
+        inspector = sa.inspect(engine)
+        listed = [row[0] for row in gw.http("SHOW DATABASES")["rows"]]
+        assert inspector.get_schema_names() == listed and "local" in listed
+        assert "refl_t" in inspector.get_table_names(schema="local")
+        columns = inspector.get_columns("refl_t", schema="local")
+        assert [c["name"] for c in columns] == ["id", "name"]
+        assert all(isinstance(c["type"], sa.Text) for c in columns)
+        model_columns = {c["name"]: c["type"] for c in inspector.get_columns("refl_m", "mindsdb")}
+        assert list(model_columns) == ["x", "y"] and isinstance(model_columns["x"], sa.BigInteger)
+        table = sa.Table("refl_t", sa.MetaData(), autoload_with=engine, schema="local")
+        with engine.connect() as sa_conn:
+            assert sa_conn.execute(sa.select(table).where(table.c.id == 1)).all() == [(1, "one")]
+    finally:
+        engine.dispose()
+    with pytest.raises(pymysql.err.MySQLError) as missing:
+        _mysql(gw.connect(database="local"), "SHOW CREATE TABLE nosuch")
+    assert missing.value.args == (1146, "Table 'local.nosuch' doesn't exist")
+    with pytest.raises(pymysql.err.MySQLError) as no_database:
+        _mysql(gw.connect(), "SHOW CREATE TABLE refl_t")
+    assert no_database.value.args[0] == 1046
+
+
 def test_mysql_clients_own_statements(gw: Served) -> None:
     conn = gw.connect()
     assert _mysql(conn, "SELECT @@version_comment LIMIT 1")[1] == [("byom-gateway",)]
@@ -480,6 +512,7 @@ def test_kill_query_cancels_a_running_statement(gw: Served, model: Model) -> Non
         ("SET @v = 1", False),
         ("SHOW VARIABLES LIKE 'sql_mode'", True),
         ("SHOW FULL COLUMNS FROM t", True),
+        ("SHOW CREATE TABLE `local`.`t`", True),
         ("SHOW MODELS", False),
         ("SHOW DATABASES", False),
         ("SELECT DATABASE()", True),

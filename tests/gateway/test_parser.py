@@ -743,6 +743,12 @@ def test_other_products_forms_are_refused_while_parsing(sql: str, fragment: str)
     assert info.value.message.startswith(fragment)
 
 
+def test_show_schemas_is_show_databases() -> None:
+    """MySQL's synonym (SQLAlchemy's MySQL dialect lists schemas with it)."""
+    assert parse("SHOW SCHEMAS") == parse("SHOW DATABASES") == [st.ShowDatabases()]
+    assert parse("show full schemas like 'l%'") == [st.ShowDatabases(full=True, like="l%")]
+
+
 def test_a_refused_form_in_a_script_names_its_statement() -> None:
     with pytest.raises(UnsupportedStatement) as info:
         parse_script("SELECT 1;\nSELECT pgml.embed('p', 1)")
