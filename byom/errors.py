@@ -165,6 +165,13 @@ class ProjectNotFound(NotFound):
     thing, show = "Project", "SHOW PROJECTS"
 
 
+class TableNotFound(NotFound):
+    """A datasource without such a table (``DESCRIBE ds.t``)."""
+
+    code = "TABLE_NOT_FOUND"
+    thing, show = "Table", "SHOW TABLES"
+
+
 class AlreadyExists(UserError):
     code = "ALREADY_EXISTS"
     status = 409

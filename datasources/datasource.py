@@ -12,12 +12,21 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, CursorResult, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.types import NullType
 
-from byom.errors import DatasourceError, DatasourceUnavailable, GatewayError, InvalidOption
+from byom.errors import (
+    DatasourceError,
+    DatasourceUnavailable,
+    GatewayError,
+    InvalidOption,
+    TableNotFound,
+    did_you_mean,
+)
 from catalog.records import DatasourceRecord
 from datasources import guards, writing
 from datasources.engines import postgres_engine, sqlite_engine
@@ -42,6 +51,25 @@ _PG_UNREACHABLE = (
     "too many clients already",
     "remaining connection slots are reserved",
 )
+
+
+@dataclass(frozen=True)
+class TableColumn:
+    """One column of a datasource's table (``Datasource.columns``)."""
+
+    name: str
+    type: str  # as the datasource's dialect writes it; "" when it has none (SQLite)
+    nullable: bool
+    default: str | None
+    primary_key: bool
+
+
+def _type_name(kind: Any, dialect: Any) -> str:
+    """A reflected column type as ``dialect`` writes it ("" for SQLite's untyped columns)."""
+    try:
+        return "" if isinstance(kind, NullType) else str(kind.compile(dialect=dialect))
+    except SQLAlchemyError:  # a type the dialect cannot write back
+        return str(type(kind).__name__).upper()
 
 
 class Datasource:
@@ -330,6 +358,42 @@ class Datasource:
             except SQLAlchemyError as exc:
                 raise self._query_error(exc) from exc
         return sorted(out)
+
+    def columns(self, table: str) -> list[TableColumn]:
+        """The columns of ``table`` (a table or view, named as ``tables`` lists it: another
+        schema's as ``schema.table``), in order; ``TableNotFound`` when there is none."""
+        schema, _, name = table.rpartition(".")
+        with self._connect() as conn:
+            try:
+                insp = inspect(conn)
+                if not insp.has_table(name, schema=schema or None):
+                    raise self._no_table(table)
+                found = insp.get_columns(name, schema=schema or None)
+                keys = insp.get_pk_constraint(name, schema=schema or None)
+            except SQLAlchemyError as exc:
+                raise self._query_error(exc) from exc
+        primary = set(keys.get("constrained_columns") or ())
+        return [
+            TableColumn(
+                name=column["name"],
+                type=_type_name(column["type"], self._engine.dialect),
+                nullable=bool(column.get("nullable", True)),
+                default=column.get("default"),
+                primary_key=column["name"] in primary,
+            )
+            for column in found
+        ]
+
+    def _no_table(self, table: str) -> TableNotFound:
+        hint = did_you_mean(table, [name for name, _ in self.tables()])
+        return TableNotFound(
+            f"Table '{table}' not found in datasource '{self.name}'."
+            + (f" Did you mean {hint}?" if hint else "")
+            + f" See SHOW TABLES FROM {self.name}.",
+            datasource=self.name,
+            table=table,
+            suggestion=hint,
+        )
 
     # -- writing
 

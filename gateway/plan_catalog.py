@@ -25,7 +25,7 @@ from catalog.records import PredictorRecord, project_key
 from gateway import statements as st
 from gateway.parse_show import SUPPORTED as SUPPORTED_SHOW
 from gateway.parse_tokens import DIALECT
-from gateway.plans import DescribePlan, Resolver, ShowTablesPlan, UsePlan
+from gateway.plans import DescribePlan, DescribeTablePlan, Resolver, ShowTablesPlan, UsePlan
 from gateway.projects import DEFAULT_PROJECT, not_in_project
 from gateway.sql_tree import datasource_of
 
@@ -89,8 +89,9 @@ def plan_use(stmt: st.Use, resolver: Resolver) -> UsePlan:
     raise DatasourceNotFound.named(stmt.name, known)
 
 
-def plan_describe(stmt: st.Describe, resolver: Resolver) -> DescribePlan:
-    """``DESCRIBE m``, ``DESCRIBE p.m``, ``DESCRIBE m.features|model``, ``DESCRIBE p.m.x``."""
+def plan_describe(stmt: st.Describe, resolver: Resolver) -> DescribePlan | DescribeTablePlan:
+    """``DESCRIBE m``, ``DESCRIBE p.m``, ``DESCRIBE m.features|model``, ``DESCRIBE p.m.x``;
+    ``DESCRIBE ds.table`` (a datasource's table: its columns)."""
     if stmt.namespace is None:
         record = resolver.model(stmt.name)
         if record is None:
@@ -116,10 +117,7 @@ def plan_describe(stmt: st.Describe, resolver: Resolver) -> DescribePlan:
     if owner is not None:
         return DescribePlan(owner, _attribute(owner, second))
     if resolver.datasource_dialect(first) is not None:
-        raise UnsupportedStatement(
-            f"DESCRIBE {first}.{second}: describing a datasource's table is not supported; "
-            f"SELECT * FROM {first}.{second} LIMIT 1 shows its columns."
-        )
+        return DescribeTablePlan(first, second)
     if second in ATTRIBUTES:  # DESCRIBE <misspelt model>.features
         raise ModelNotFound.named(first, resolver.model_names())
     raise ProjectNotFound.named(first, resolver.project_names())

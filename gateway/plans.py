@@ -117,6 +117,14 @@ class UsePlan:
 
 
 @dataclass(frozen=True)
+class DescribeTablePlan:
+    """``DESCRIBE ds.table``: the columns of a datasource's table or view."""
+
+    datasource: str
+    table: str
+
+
+@dataclass(frozen=True)
 class DescribePlan:
     """``DESCRIBE [project.]m[.attribute]``: ``attribute`` is None, ``features`` or ``model``."""
 
@@ -215,6 +223,7 @@ Plan = (
     | NativePlan
     | UsePlan
     | DescribePlan
+    | DescribeTablePlan
     | ShowTablesPlan
     | st.CreateDatabase
     | st.DropDatabase

@@ -48,6 +48,7 @@ from gateway.plans import (
     CancelTrainingPlan,
     CatalogQueryPlan,
     DescribePlan,
+    DescribeTablePlan,
     EvaluatePlan,
     JoinPlan,
     NativePlan,
@@ -137,6 +138,8 @@ class Executor:
                 return show.engines(s, p)
             case ShowTablesPlan():
                 return await show.tables(s, p)
+            case DescribeTablePlan():
+                return await show.columns(s, p)
             case DescribePlan(attribute="training_loss"):
                 return await builtin_statements.training_loss(s, p)
             case DescribePlan():

@@ -1,4 +1,5 @@
-"""The SHOW statements: MODELS, [FULL] DATABASES, [FULL] TABLES, PROJECTS, ENGINES.
+"""The SHOW statements: MODELS, [FULL] DATABASES, [FULL] TABLES, PROJECTS, ENGINES; and
+DESCRIBE of a datasource's table.
 
 Each answer is built whole (they are small), then its ``LIKE``/``WHERE`` applied in an
 in-memory SQLite (``catalog_tables.filtered``).
@@ -22,12 +23,14 @@ from gateway.executor.catalog_tables import (
 )
 from gateway.executor.services import Services
 from gateway.planner import CATALOG_TABLES
-from gateway.plans import ShowTablesPlan
+from gateway.plans import DescribeTablePlan, ShowTablesPlan
 from gateway.projects import DEFAULT_PROJECT
 from gateway.result import Result
 
 ENGINE_COLUMNS = ["name", "type", "aliases", "parameters", "description"]
 FULL_DATABASE_COLUMNS = ["name", "type", "engine"]
+# MySQL's DESCRIBE columns (MySQL clients read them; SQLAlchemy's has_table runs DESCRIBE).
+DESCRIBE_COLUMNS = ["Field", "Type", "Null", "Key", "Default", "Extra"]
 _ENGINE_HELP = {
     "sqlite": "A SQLite database file (the embedded datasource 'local' is one).",
     "postgres": "A PostgreSQL database; 'schema' becomes the search_path.",
@@ -77,6 +80,19 @@ async def tables(services: Services, p: ShowTablesPlan) -> Result:
     rows = [[name, kind] if p.full else [name] for name, kind in found]
     what = "SHOW FULL TABLES" if p.full else "SHOW TABLES"
     return filtered(Result(columns=columns, rows=rows), p.like, p.where, what)
+
+
+async def columns(services: Services, p: DescribeTablePlan) -> Result:
+    """DESCRIBE ds.table: its columns as MySQL lists them (Field, Type as the datasource
+    writes it, Null YES/NO, Key PRI for the primary key, Default, Extra)."""
+    ds = services.datasource(p.datasource)
+    found = await asyncio.to_thread(ds.columns, p.table)
+    rows: list[list[object]] = [
+        [c.name, c.type, "YES" if c.nullable else "NO", "PRI" if c.primary_key else "",
+         c.default, ""]
+        for c in found
+    ]  # fmt: skip
+    return Result(columns=list(DESCRIBE_COLUMNS), rows=rows)
 
 
 def engines(services: Services, p: st.ShowEngines) -> Result:

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pandas as pd
 import pymysql
 import pymysql.cursors
 import pytest
@@ -185,6 +186,11 @@ def test_sqlalchemy_reflects_schemas_tables_and_columns(gw: Served, model: Model
         table = sa.Table("refl_t", sa.MetaData(), autoload_with=engine, schema="local")
         with engine.connect() as sa_conn:
             assert sa_conn.execute(sa.select(table).where(table.c.id == 1)).all() == [(1, "one")]
+        # has_table runs DESCRIBE, as pandas.read_sql_table does before reading
+        assert inspector.has_table("refl_t", schema="local")
+        assert not inspector.has_table("nosuch", schema="local")
+        frame = pd.read_sql_table("refl_t", engine, schema="local")
+        assert frame.to_dict("records") == [{"id": 1, "name": "one"}]
     finally:
         engine.dispose()
     with pytest.raises(pymysql.err.MySQLError) as missing:

@@ -26,7 +26,7 @@ from gateway.planner import (
     WriteBackPlan,
     plan,
 )
-from gateway.plans import DescribePlan, ShowTablesPlan, UsePlan
+from gateway.plans import DescribePlan, DescribeTablePlan, ShowTablesPlan, UsePlan
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -546,8 +546,7 @@ def test_describe_forms() -> None:
         plan_sql("DESCRIBE byon.features")
     with pytest.raises(NotFound, match="Project 'nope' not found"):
         plan_sql("DESCRIBE nope.byom")
-    with pytest.raises(UnsupportedStatement, match="datasource's table"):
-        plan_sql("DESCRIBE mydb.t")
+    assert plan_sql("DESCRIBE mydb.t") == DescribeTablePlan("mydb", "t")  # its columns
 
 
 def test_a_model_named_in_another_project_is_not_found() -> None:

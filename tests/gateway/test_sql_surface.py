@@ -187,6 +187,21 @@ def test_show_tables_from_unknown_suggests(api: TestClient) -> None:
     assert "'mydbb'" in message and "Did you mean mydb?" in message
 
 
+def test_describe_a_datasource_table_lists_its_columns(api: TestClient) -> None:
+    ok(api, "CREATE TABLE typed (id INTEGER PRIMARY KEY, name VARCHAR(20) NOT NULL DEFAULT 'x')")
+    body = ok(api, "DESCRIBE local.typed")
+    assert body["columns"] == ["Field", "Type", "Null", "Key", "Default", "Extra"]
+    assert body["rows"] == [
+        ["id", "INTEGER", "YES", "PRI", None, ""],  # SQLite's INTEGER PRIMARY KEY allows NULL
+        ["name", "VARCHAR(20)", "NO", "", "'x'", ""],
+    ]
+    assert column(ok(api, "DESCRIBE local.v"), "Field") == ["a"]  # a view
+    assert column(ok(api, "DESCRIBE mydb.sales"), "Field") == ["a"]
+    message = error(api, "DESCRIBE mydb.sale", 404, "TABLE_NOT_FOUND")
+    assert "Table 'sale' not found in datasource 'mydb'" in message
+    assert "Did you mean sales?" in message and "SHOW TABLES FROM mydb" in message
+
+
 def test_show_tables_from_a_project_lists_its_models(api: TestClient, endpoint: Endpoint) -> None:
     ok(api, "CREATE PROJECT p")
     ok(api, predict_only("p.m1", endpoint.url))
@@ -218,6 +233,7 @@ def test_show_tables_of_a_postgres_datasource(
         )
     engine.dispose()
     ok(api, f"CREATE DATABASE pg WITH ENGINE = 'postgres', PARAMETERS = {json.dumps(params)}")
+    assert ok(api, "DESCRIBE pg.surface_v")["rows"] == [["x", "INTEGER", "YES", "", None, ""]]
     shown = records(ok(api, "SHOW FULL TABLES FROM pg LIKE 'surface%'"))
     assert shown == [
         {"table_name": "surface_t", "table_type": "BASE TABLE"},
