@@ -26,6 +26,19 @@ MAX_TABLES = 100
 # Seconds the whole datasource part of one schema read may take.
 DATASOURCE_BUDGET_S = 5.0
 ER_NO_SUCH_TABLE = 1146
+# Declared type fragments -> MySQL type, first match wins (after SQLite's affinity rules:
+# INTERVAL before INT, TIMESTAMP/DATETIME before DATE and TIME).
+_AFFINITIES = (
+    (("BOOL",), "TINYINT"),
+    (("INTERVAL", "POINT"), "TEXT"),
+    (("INT", "SERIAL"), "BIGINT"),
+    (("CHAR", "CLOB", "TEXT", "UUID", "JSON"), "TEXT"),
+    (("BLOB", "BYTEA", "BINARY"), "BLOB"),
+    (("REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL", "MONEY"), "DOUBLE"),
+    (("TIMESTAMP", "DATETIME"), "DATETIME"),
+    (("DATE",), "DATE"),
+    (("TIME",), "TIME"),
+)
 _TYPES = {"integer": "BIGINT", "float": "DOUBLE", "binary": "TINYINT", "date": "DATE",
           "datetime": "DATETIME"}  # fmt: skip
 
@@ -61,15 +74,32 @@ async def _datasource(gateway: Any, session: Session, name: str) -> dict[str, di
     listed = await gateway.sql(f"SHOW TABLES FROM `{name}`", session=_copy(session))
     tables: dict[str, dict[str, str]] = {}
     for (table,) in [tuple(row[:1]) for row in listed.rows[:MAX_TABLES]]:
-        quoted = ".".join(f'"{part}"' for part in str(table).split("."))
         try:
-            empty = await gateway.sql(
-                f'SELECT * FROM "{name}".{quoted} LIMIT 0', session=_copy(session)
-            )
+            tables[str(table)] = await _columns(gateway, session, name, str(table))
         except GatewayError:
             continue
-        tables[str(table)] = {column: "TEXT" for column in empty.columns}
     return tables
+
+
+async def _columns(gateway: Any, session: Session, name: str, table: str) -> dict[str, str]:
+    """``{column: MySQL type}`` of ``name.table``: typed by ``DESCRIBE ds.table``; a table
+    of another schema (``schema.table``: DESCRIBE takes two parts) as ``TEXT``."""
+    if "." not in table:
+        described = await gateway.sql(f'DESCRIBE "{name}"."{table}"', session=_copy(session))
+        return {str(row[0]): mysql_type(str(row[1] or "")) for row in described.rows}
+    quoted = ".".join(f'"{part}"' for part in table.split("."))
+    empty = await gateway.sql(f'SELECT * FROM "{name}".{quoted} LIMIT 0', session=_copy(session))
+    return {column: "TEXT" for column in empty.columns}
+
+
+def mysql_type(declared: str) -> str:
+    """The MySQL type of a column the datasource declares ``declared`` (SQLite's affinity
+    rules, which cover PostgreSQL's names too; no declared type is TEXT)."""
+    upper = declared.upper()
+    for fragments, kind in _AFFINITIES:
+        if any(fragment in upper for fragment in fragments):
+            return kind
+    return "TEXT"
 
 
 def create_table(

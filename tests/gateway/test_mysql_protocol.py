@@ -167,7 +167,7 @@ def test_sqlalchemy_and_use_per_connection(gw: Served) -> None:
 def test_sqlalchemy_reflects_schemas_tables_and_columns(gw: Served, model: Model) -> None:
     """SQLAlchemy's MySQL dialect reflects with SHOW SCHEMAS and SHOW CREATE TABLE: the
     datasources and projects, their tables and models, and the columns information_schema
-    shows (a model's typed by its dtype_dict)."""
+    shows (a table's typed as its datasource declares them, a model's by its dtype_dict)."""
     conn = gw.connect()
     _mysql(conn, "CREATE TABLE IF NOT EXISTS refl_t (id INTEGER, name TEXT)")
     _mysql(conn, "INSERT INTO refl_t VALUES (1, 'one')")
@@ -178,9 +178,9 @@ def test_sqlalchemy_reflects_schemas_tables_and_columns(gw: Served, model: Model
         listed = [row[0] for row in gw.http("SHOW DATABASES")["rows"]]
         assert inspector.get_schema_names() == listed and "local" in listed
         assert "refl_t" in inspector.get_table_names(schema="local")
-        columns = inspector.get_columns("refl_t", schema="local")
-        assert [c["name"] for c in columns] == ["id", "name"]
-        assert all(isinstance(c["type"], sa.Text) for c in columns)
+        columns = {c["name"]: c["type"] for c in inspector.get_columns("refl_t", "local")}
+        assert list(columns) == ["id", "name"]  # typed as the datasource declares them
+        assert isinstance(columns["id"], sa.BigInteger) and isinstance(columns["name"], sa.Text)
         model_columns = {c["name"]: c["type"] for c in inspector.get_columns("refl_m", "mindsdb")}
         assert list(model_columns) == ["x", "y"] and isinstance(model_columns["x"], sa.BigInteger)
         table = sa.Table("refl_t", sa.MetaData(), autoload_with=engine, schema="local")
