@@ -35,7 +35,7 @@ OURS = ("DATABASES", "TABLES", "MODELS", "PREDICTORS", "PROJECTS", "ENGINES", "H
 SYNONYMS = {"SCHEMAS": "DATABASES"}
 # MySQL's (and MindsDB's) other SHOW statements: known, and refused by name.
 OTHERS = (
-    "COLUMNS", "FIELDS", "VIEWS", "INDEX", "INDEXES", "KEYS", "VARIABLES",
+    "COLUMNS", "FIELDS", "VIEWS", "TABLE STATUS", "INDEX", "INDEXES", "KEYS", "VARIABLES",
     "STATUS", "CREATE", "WARNINGS", "ERRORS", "TRIGGERS", "PROCESSLIST", "GRANTS",
     "PLUGINS", "PRIVILEGES", "EVENTS", "COLLATION", "CHARACTER", "CHARSET", "FUNCTION",
     "PROCEDURE", "ML_ENGINES", "JOBS", "AGENTS", "SKILLS", "CHATBOTS", "KNOWLEDGE_BASES",
@@ -65,8 +65,13 @@ def show(sql: str, toks: list[Token]) -> st.Statement:
     kind = SYNONYMS.get(kind, kind) if kind is not None else None
     if tok is None or kind is None:
         raise c.unexpected(or_words(_FULL if full else OURS))
+    after = word(c.peek(1))
+    if kind == "TABLE" and after == "STATUS":  # MySQL's; a bare SHOW TABLE is a typo
+        kind = "TABLE STATUS"
     if kind in OTHERS:
         shown = f"SHOW {'FULL ' if full else ''}{kind}"
+        if kind == "CREATE" and after is not None:  # SHOW CREATE TABLE, VIEW, ...
+            shown += f" {after}"
         raise UnsupportedStatement(f"{shown} is not supported; the gateway answers {SUPPORTED}.")
     if kind not in OURS:
         suggestion = near_miss(kind, _FULL if full else OURS + OTHERS)

@@ -734,6 +734,8 @@ def test_new_statement_errors_have_position(sql: str, line: int, col: int, fragm
         ("SHOW MODELS FROM ML_SCHEMA_u", "ML_SCHEMA_u is MySQL HeatWave's"),
         ("SHOW VARIABLES", "SHOW VARIABLES is not supported"),
         ("SHOW FULL COLUMNS FROM t", "SHOW FULL COLUMNS is not supported"),
+        ("SHOW TABLE STATUS FROM local", "SHOW TABLE STATUS is not supported"),
+        ("SHOW CREATE TABLE t", "SHOW CREATE TABLE is not supported"),  # MySQL protocol's
     ],
 )
 def test_other_products_forms_are_refused_while_parsing(sql: str, fragment: str) -> None:
@@ -741,6 +743,11 @@ def test_other_products_forms_are_refused_while_parsing(sql: str, fragment: str)
         parse(sql)
     assert info.value.code == "UNSUPPORTED_STATEMENT"
     assert info.value.message.startswith(fragment)
+
+
+def test_a_bare_show_table_is_a_typo_of_tables() -> None:
+    with pytest.raises(ParseError, match="Did you mean TABLES"):
+        parse("SHOW TABLE")
 
 
 def test_show_schemas_is_show_databases() -> None:
