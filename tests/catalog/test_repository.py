@@ -516,6 +516,26 @@ def test_sqlite_catalog_uses_wal(tmp_path: Path) -> None:
         engine.dispose()
 
 
+def test_switching_to_wal_waits_for_a_writer(tmp_path: Path) -> None:
+    """An old catalog (rollback journal) that another connection is writing (another
+    gateway upgrading it): switching it to WAL needs the file to itself, and SQLite answers
+    "database is locked" at once instead of waiting for that."""
+    path = tmp_path / "old.sqlite"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (a INTEGER)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")  # a reserved lock until COMMIT
+    threading.Timer(0.3, lambda: writer.execute("COMMIT")).start()
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("SELECT a FROM t").all() == [(1,)]
+    finally:
+        engine.dispose()
+        writer.close()
+
+
 def test_sqlite_reads_do_not_wait_for_a_writer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
