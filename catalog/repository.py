@@ -18,31 +18,26 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from byom.errors import (
-    AlreadyExists,
     DatasourceExists,
     DatasourceNotFound,
-    InvalidInput,
     InvalidOption,
     ModelExists,
     ModelNotFound,
     NotFound,
-    UserError,
 )
 from catalog import migrations
 from catalog.db import catalog_url, default_home, make_engine, read_engine, unavailable_as_error
 from catalog.liveness import BUSY_STATUSES, INTERRUPTED_MESSAGE, LivenessMixin
+from catalog.projects import ProjectsMixin
 from catalog.queries import QueriesMixin
 from catalog.records import (
-    DEFAULT_PROJECT,
     JOB_STATUSES,
     MODEL_KINDS,
     PREDICTOR_STATUSES,
     DatasourceRecord,
     PredictorRecord,
     PredictorSpec,
-    ProjectRecord,
     TrainingJobRecord,
-    project_key,
 )
 from catalog.records import name_key as _key
 from catalog.secrets import SecretBox
@@ -50,7 +45,6 @@ from catalog.sessions import SessionsMixin
 from catalog.tables import (
     DatasourceRow,
     PredictorRow,
-    ProjectRow,
     SchemaVersionRow,
     TrainingJobRow,
     utcnow,
@@ -140,10 +134,13 @@ def _check_status(status: str, allowed: tuple[str, ...], what: str) -> None:
         raise InvalidOption(f"Unknown {what} status '{status}'; expected one of {list(allowed)}.")
 
 
-class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin, TokensMixin):
-    """Datasources, projects, predictors, their versions (``catalog.versions``), training
-    jobs with their owners (``catalog.liveness``), streaming statements' progress
-    (``catalog.queries``) and HTTP sessions (``catalog.sessions``), in a SQL database."""
+class Catalog(
+    VersionsMixin, ProjectsMixin, LivenessMixin, QueriesMixin, SessionsMixin, TokensMixin
+):
+    """Datasources, projects (``catalog.projects``), predictors, their versions
+    (``catalog.versions``), training jobs with their owners (``catalog.liveness``),
+    streaming statements' progress (``catalog.queries``), HTTP sessions
+    (``catalog.sessions``) and tokens (``catalog.tokens``), in a SQL database."""
 
     # For the version methods, which live in catalog.versions.
     _predictor_record = staticmethod(_predictor_record)
@@ -248,65 +245,6 @@ class Catalog(VersionsMixin, LivenessMixin, QueriesMixin, SessionsMixin, TokensM
             deleted = s.execute(delete(DatasourceRow).where(DatasourceRow.name == key)).rowcount
         if not deleted:
             self.get_datasource(key)  # raises the not-found error with its did-you-mean
-
-    # -- projects ----------------------------------------------------------------------
-
-    def add_project(self, name: str) -> ProjectRecord:
-        """Store a project; ``AlreadyExists`` (code PROJECT_EXISTS) when the name is taken
-        (``mindsdb`` and its other names always are)."""
-        key = project_key(name)
-        try:
-            with self._session() as s:
-                row = ProjectRow(name=key, created_at=utcnow())
-                s.add(row)
-                s.flush()
-                return ProjectRecord(name=row.name, created_at=row.created_at)
-        except IntegrityError as exc:
-            raise AlreadyExists(
-                f"Project '{key}' already exists.", code="PROJECT_EXISTS", project=key
-            ) from exc
-
-    def find_project(self, name: str) -> ProjectRecord | None:
-        """The project called ``name`` (``model``/``models`` are ``mindsdb``), or None."""
-        with self._session(read_only=True) as s:
-            row = s.execute(select(ProjectRow).where(ProjectRow.name == project_key(name))).scalar()
-            return ProjectRecord(name=row.name, created_at=row.created_at) if row else None
-
-    def list_projects(self) -> list[ProjectRecord]:
-        """Every project, by name."""
-        with self._session(read_only=True) as s:
-            rows = s.execute(select(ProjectRow).order_by(ProjectRow.name)).scalars()
-            return [ProjectRecord(name=r.name, created_at=r.created_at) for r in rows]
-
-    def drop_project(self, name: str) -> bool:
-        """Forget an empty project; False when there was none. ``mindsdb`` cannot be
-        dropped, nor a project that still has models (code PROJECT_NOT_EMPTY, naming them):
-        the check and the delete are one transaction."""
-        key = project_key(name)
-        if key == DEFAULT_PROJECT:
-            raise InvalidInput(
-                f"Project '{DEFAULT_PROJECT}' is the default project and cannot be dropped.",
-                project=key,
-            )
-        with self._session() as s:
-            models = list(
-                s.execute(
-                    select(PredictorRow.name)
-                    .where(PredictorRow.namespace == key)
-                    .order_by(PredictorRow.name)
-                ).scalars()
-            )
-            if models:
-                shown = ", ".join(f"{key}.{m}" for m in models)
-                raise UserError(
-                    f"Project '{key}' still has {len(models)} model(s): {shown}. Drop them "
-                    "first (DROP MODEL ...).",
-                    code="PROJECT_NOT_EMPTY",
-                    project=key,
-                    models=models,
-                )
-            deleted = s.execute(delete(ProjectRow).where(ProjectRow.name == key)).rowcount
-        return bool(deleted)
 
     # -- predictors --------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from gateway.result import StreamResult
 ER_BAD_DB_ERROR = 1049
 ER_NO_SUCH_TABLE = 1146
 ER_TABLEACCESS_DENIED_ERROR = 1142
+ER_NO_SUCH_THREAD = 1094  # KILL of a connection id that is not connected
 # Over the in-flight limits (gateway.limits): this client's (HTTP's 429) is MySQL's "user
 # has exceeded a resource"; the gateway's (HTTP's 503) is "too many connections", which
 # pools and clients already read as "busy, retry later". Both are OperationalError to pymysql.

@@ -17,6 +17,7 @@ from typing import Any
 from mysql_mimic.errors import ErrorCode, MysqlError
 
 from byom.errors import GatewayError
+from gateway.mysql_results import ER_NO_SUCH_TABLE
 from gateway.session import Session
 
 log = logging.getLogger("byom.mysql")
@@ -25,7 +26,6 @@ log = logging.getLogger("byom.mysql")
 MAX_TABLES = 100
 # Seconds the whole datasource part of one schema read may take.
 DATASOURCE_BUDGET_S = 5.0
-ER_NO_SUCH_TABLE = 1146
 # Declared type fragments -> MySQL type, first match wins (after SQLite's affinity rules:
 # INTERVAL before INT, TIMESTAMP/DATETIME before DATE and TIME).
 _AFFINITIES = (

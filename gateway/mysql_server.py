@@ -50,6 +50,7 @@ from gateway import auth, mysql_auth
 from gateway.limits import InFlightLimiter
 from gateway.mysql_connection import Answer, GatewayConnection, own_limiter
 from gateway.mysql_results import (
+    ER_NO_SUCH_THREAD,
     library_rows,
     mysql_error,
     plain_rows,
@@ -131,10 +132,6 @@ class _Chore:
     """A statement of a script that mysql-mimic answered (its result set, None: OK)."""
 
     allowed: AllowedResult
-
-
-# MySQL's ER_NO_SUCH_THREAD: KILL of a connection id that is not connected.
-ER_NO_SUCH_THREAD = 1094
 
 
 class GatewaySession(Session):
@@ -259,8 +256,7 @@ class GatewaySession(Session):
         and admins any. The library then stops the connection's statement (or it)."""
         target = q.expression.this if isinstance(q.expression, exp.Kill) else None
         if target is not None and target.name.isdigit():
-            connections = getattr(self.connection.control, "_connections", {})
-            killed = connections.get(int(target.name))
+            killed = _connections(self.connection.control).get(int(target.name))
             if killed is None:  # MySQL's own message
                 unknown = f"Unknown thread id: {target.name}"
                 raise MysqlError(unknown, code=ER_NO_SUCH_THREAD)  # type: ignore[arg-type]
@@ -395,6 +391,12 @@ class _Server(MysqlServer):
             await self.control.remove(connection.connection_id)
 
 
+def _connections(control: Any) -> dict[int, Connection]:
+    """The open connections by id: mysql-mimic 3.0.5's ``LocalControl`` keeps them in a
+    private dict and offers no lookup."""
+    return control._connections  # type: ignore[no-any-return]
+
+
 def _not_user_errors(record: logging.LogRecord) -> bool:
     """mysql-mimic logs each error it answers at ERROR level; a user's error (a
     ``MysqlError``: the gateway's errors become those) is no fault of the server's."""
@@ -425,7 +427,7 @@ async def serving(
         yield bound
     finally:
         server.close()
-        connections = list(server.control._connections.values())  # type: ignore[attr-defined]
+        connections = list(_connections(server.control).values())
         for connection in connections:
             connection.kill()
         tasks = [c._task for c in connections if c._task is not None]
